@@ -1,0 +1,173 @@
+/*
+ * manifest — agents, bottles and host settings: loading, validation,
+ * `extends` resolution, provider templates, and the resolved plan.
+ *
+ * Files are Markdown with YAML frontmatter, found under $BOTTLE_HOME and
+ * ./.bottle/ (docs/manifest.md). Loading is strict and reports
+ * "manifest: file:line:col: message". This module decides what a bottle is;
+ * it never touches the host (no cgroups, no sockets, no processes).
+ */
+#ifndef BOTTLE_MANIFEST_MANIFEST_H
+#define BOTTLE_MANIFEST_MANIFEST_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "manifest/node.h"
+#include "manifest/route.h"
+
+/* ---- shared enums ------------------------------------------------------ */
+
+enum shutdown_policy { SHUTDOWN_UNSET = 0, SHUTDOWN_CUTOFF, SHUTDOWN_FREEZE, SHUTDOWN_KILL };
+
+/* Ordered: a higher tier enforces strictly more. */
+enum enforcement_tier {
+    TIER_UNSET = 0,
+    TIER_PROXY_ONLY,
+    TIER_UNPRIVILEGED,
+    TIER_NETNS,
+    TIER_KERNEL,
+};
+
+const char *shutdown_policy_name(enum shutdown_policy p);
+int shutdown_policy_parse(const char *s, enum shutdown_policy *out);
+const char *enforcement_tier_name(enum enforcement_tier t);
+int enforcement_tier_parse(const char *s, enum enforcement_tier *out);
+
+enum egress_log_level { EGRESS_LOG_UNSET = 0, EGRESS_LOG_OFF, EGRESS_LOG_REQUESTS, EGRESS_LOG_FULL };
+const char *egress_log_name(enum egress_log_level l);
+
+/* ---- parsed files -------------------------------------------------------- */
+
+struct env_entry {
+    char *name;
+    char *value;     /* literal value, or the host variable's name when from_host */
+    bool from_host;  /* declared as "$HOST_VAR": copied from the host at start */
+};
+
+struct budget_entry {
+    char *provider;  /* budget key, e.g. "claude" */
+    uint64_t tokens;
+    char *origin;    /* name of the agent/bottle/file that declared it */
+};
+
+struct git_user {
+    char *name;
+    char *email;
+};
+
+struct git_repo {
+    char *name;
+    char *url;          /* NULL when not declared (field-merge) */
+    char *key_provider; /* key.provider */
+    char *key_path;     /* key.path */
+};
+
+struct agent_provider {
+    char *template_name; /* claude | codex | generic; NULL when not declared */
+    struct strv command;  /* generic: the command to run */
+    char *auth_token;     /* host variable holding the provider credential */
+    char *dockerfile;
+    struct strv startup_args;
+};
+
+struct bottle_def {
+    char *name;
+    char *file;
+    struct strv extends;
+    struct env_entry *env;
+    size_t n_env;
+    bool provider_declared;
+    struct agent_provider provider;
+    struct git_user git_user;
+    bool repos_declared;
+    struct git_repo *repos;
+    size_t n_repos;
+    struct route_set routes;
+    enum egress_log_level egress_log;
+    bool supervise_declared;
+    bool supervise;
+    struct budget_entry *budgets;
+    size_t n_budgets;
+    enum shutdown_policy shutdown;
+    enum enforcement_tier enforcement;
+    struct strv seccomp; /* extra denied syscalls */
+    char *body;
+};
+
+struct agent_def {
+    char *name;
+    char *file;
+    char *bottle; /* NULL when the agent is portable */
+    struct strv skills;
+    struct git_user git_user;
+    struct budget_entry *budgets;
+    size_t n_budgets;
+    char *prompt; /* the Markdown body, trimmed */
+};
+
+struct settings {
+    char *file; /* NULL when there is no settings.yml */
+    struct budget_entry *budgets;
+    size_t n_budgets;
+    enum shutdown_policy shutdown;
+    enum enforcement_tier enforcement;
+    char *ledger_path;
+};
+
+/* Parse one file's text (tests call these directly). name is the file stem. */
+int agent_parse(const char *file, const char *name, const char *text, size_t len,
+                struct agent_def *out, struct bottle_err *err);
+int bottle_parse(const char *file, const char *name, const char *text, size_t len,
+                 struct bottle_def *out, struct bottle_err *err);
+int settings_parse(const char *file, const char *text, size_t len, struct settings *out,
+                   struct bottle_err *err);
+void agent_def_free(struct agent_def *a);
+void bottle_def_free(struct bottle_def *b);
+void settings_free(struct settings *s);
+void bottle_def_copy(struct bottle_def *dst, const struct bottle_def *src);
+
+/* Valid entity name: ^[a-z][a-z0-9-]*$ (also the file stem). */
+bool manifest_name_valid(const char *name);
+
+/* ---- the index: where manifests live ------------------------------------ */
+
+struct manifest_index {
+    char *home_dir;    /* $BOTTLE_HOME (default ~/.bottle) */
+    char *project_dir; /* ./.bottle, when it exists */
+};
+
+int manifest_index_open(struct manifest_index *idx, const char *bottle_home, const char *cwd,
+                        struct bottle_err *err);
+void manifest_index_free(struct manifest_index *idx);
+/* Sorted names found on disk; content is not read (a broken file still lists). */
+void manifest_index_agents(const struct manifest_index *idx, struct strv *out);
+void manifest_index_bottles(const struct manifest_index *idx, struct strv *out);
+/* Path of the file that defines the name (project dir wins for agents and bottles), or NULL. */
+char *manifest_index_agent_path(const struct manifest_index *idx, const char *name);
+char *manifest_index_bottle_path(const struct manifest_index *idx, const char *name);
+int manifest_index_load_agent(const struct manifest_index *idx, const char *name,
+                              struct agent_def *out, struct bottle_err *err);
+int manifest_index_load_bottle(const struct manifest_index *idx, const char *name,
+                               struct bottle_def *out, struct bottle_err *err);
+/* settings.yml from $BOTTLE_HOME only; a missing file gives empty settings. */
+int manifest_index_load_settings(const struct manifest_index *idx, struct settings *out,
+                                 struct bottle_err *err);
+
+/* ---- resolution ---------------------------------------------------------- */
+
+/*
+ * Resolves one bottle through its extends graph (parents folded left to
+ * right, then the child on top). lineage receives every bottle involved,
+ * root first, each once.
+ */
+int bottle_resolve(const struct manifest_index *idx, const char *name, struct bottle_def *out,
+                   struct strv *lineage, struct bottle_err *err);
+/* Folds `later` into `acc` with the parent-fold rules. */
+void bottle_fold(struct bottle_def *acc, const struct bottle_def *later);
+
+#endif
