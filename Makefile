@@ -2,6 +2,7 @@
 # Every library comes through pkg-config. Modules are folders; a new .c file
 # in a module is picked up without editing this file.
 
+.DEFAULT_GOAL := all
 VERSION := 0.1.0
 PREFIX ?= /usr/local
 BUILD ?= build
@@ -36,6 +37,8 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
 # BPF objects and skeletons (bpf/*.bpf.c) are generated into $(BUILD)/bpf/.
 -include bpf/bpf.mk
+# Generated headers (BPF skeletons) are kept, never removed as intermediates.
+.SECONDARY:
 
 .PHONY: setup all test unit check format format-check lint asan fuzz bench install clean
 

@@ -79,6 +79,7 @@ struct bottle_def {
     char *name;
     char *file;
     struct strv extends;
+    unsigned extends_line, extends_col; /* where `extends` was declared (0 when absent) */
     struct env_entry *env;
     size_t n_env;
     bool provider_declared;
@@ -167,7 +168,17 @@ int manifest_index_load_settings(const struct manifest_index *idx, struct settin
  */
 int bottle_resolve(const struct manifest_index *idx, const char *name, struct bottle_def *out,
                    struct strv *lineage, struct bottle_err *err);
+/*
+ * Resolves each named bottle and folds them in order (later wins): the
+ * `bottle start --bottle a --bottle b` selection. Duplicate route hosts across
+ * the selection are an error.
+ */
+int bottle_resolve_many(const struct manifest_index *idx, const char *const *names, size_t n,
+                        struct bottle_def *out, struct strv *lineage, struct bottle_err *err);
 /* Folds `later` into `acc` with the parent-fold rules. */
 void bottle_fold(struct bottle_def *acc, const struct bottle_def *later);
+/* Merges budget entries by provider, later wins (origin kept with the value). */
+void budget_merge(struct budget_entry **items, size_t *n, const struct budget_entry *src,
+                  size_t n_src);
 
 #endif

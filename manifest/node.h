@@ -45,8 +45,8 @@ struct node {
 };
 
 struct node_doc {
-    char *file;         /* display path used in positions */
-    struct node *root;  /* NODE_MAP for a document with content; NODE_NULL when empty */
+    char *file;        /* display path used in positions */
+    struct node *root; /* NODE_MAP for a document with content; NODE_NULL when empty */
 };
 
 /*
@@ -93,5 +93,7 @@ int node_get_string_list(const struct node *n, const char *what, char ***out, si
 int node_error(struct bottle_err *err, const struct node_pos *pos, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 const char *node_kind_name(enum node_kind kind);
+/* What a value is, for "expected X, found Y": "a string", "a number", "a list", ... */
+const char *node_describe(const struct node *n);
 
 #endif

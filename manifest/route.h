@@ -92,8 +92,8 @@ struct route_dlp {
 };
 
 struct route {
-    char *host;     /* normalized */
-    uint16_t port;  /* 0: the scheme's default port (443 for TLS, 80 for plain HTTP) */
+    char *host;    /* normalized */
+    uint16_t port; /* 0: the scheme's default port (443 for TLS, 80 for plain HTTP) */
     bool host_is_ip;
     struct route_auth auth;
     struct route_match *matches; /* none: every request to the host passes this step */
@@ -120,6 +120,15 @@ struct route_set {
  */
 int route_parse(const struct node *n, bool allow_internal, enum dlp_policy default_on_match,
                 struct route *out, struct bottle_err *err);
+/*
+ * Same, with messages naming the route as `what` (e.g. "egress.routes[2]"):
+ * "egress.routes[2].auth: 'token_ref' is required when 'auth' is set".
+ * route_parse() words them relative to the route ("auth: ...", and "route"
+ * for the route itself). Either way they come through node_error, so they
+ * start with "manifest: FILE:LINE:COL: ".
+ */
+int route_parse_at(const struct node *n, const char *what, bool allow_internal,
+                   enum dlp_policy default_on_match, struct route *out, struct bottle_err *err);
 void route_free(struct route *r);
 /* Deep copy (regexes recompiled). */
 void route_copy(struct route *dst, const struct route *src);
@@ -142,11 +151,12 @@ struct policy_header {
 };
 
 struct policy_request {
-    const char *method;      /* e.g. "GET" */
-    bool tls;                /* request arrived through a CONNECT tunnel / https URL */
-    const char *host;        /* as the client named it (CONNECT host, URL host); not yet normalized */
-    uint16_t port;           /* 0: default for the scheme */
-    const char *target;      /* origin-form path with query, e.g. "/a/b?x=1" */
+    const char *method; /* e.g. "GET" */
+    bool tls;           /* request arrived through a CONNECT tunnel / https URL */
+    const char *host;   /* as the client named it (CONNECT host, URL host); not yet normalized */
+    uint16_t port;      /* 0: default for the scheme */
+    const char *target; /* origin-form path with query, e.g. "/a/b?x=1"; NULL for a
+                           CONNECT, which is decided on host and port alone */
     const struct policy_header *headers;
     size_t n_headers;
 };
@@ -161,11 +171,11 @@ struct policy_request {
 
 struct policy_result {
     bool allowed;
-    int status;           /* 200 when allowed, else the HTTP status to answer */
-    const char *reason;   /* one of REASON_* */
-    char message[256];    /* human sentence */
+    int status;                /* 200 when allowed, else the HTTP status to answer */
+    const char *reason;        /* one of REASON_* */
+    char message[256];         /* human sentence */
     const struct route *route; /* the route that matched the host, if any */
-    char *host;           /* normalized host (allocated; free with policy_result_free) */
+    char *host;                /* normalized host (allocated; free with policy_result_free) */
 };
 
 /*
@@ -176,5 +186,13 @@ struct policy_result {
 int policy_evaluate(const struct route_set *routes, const struct policy_request *req,
                     struct policy_result *res);
 void policy_result_free(struct policy_result *res);
+
+/*
+ * The form path rules are compared against: escapes of unreserved characters
+ * decoded, other escapes upper-cased. NULL (with *why set) for a path the
+ * upstream might resolve differently (dot-segments, encoded '/' or '\',
+ * malformed escapes, control characters), which no path rule matches.
+ */
+char *route_path_canonical(const char *path, size_t len, const char **why);
 
 #endif

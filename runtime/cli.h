@@ -1,10 +1,31 @@
 /*
- * cli — the `bottle` command line: the subcommand table, argument parsing,
- * help texts and exit codes. Subcommands live in runtime/cmd_*.c.
+ * cli — the `bottle` command line: the subcommand table, help texts, exit
+ * codes and the small argument helpers every subcommand shares.
+ * Subcommands live in runtime/cmd_*.c; each takes (argc, argv) with argv[0]
+ * the subcommand's name and returns the process exit code.
  */
 #ifndef BOTTLE_RUNTIME_CLI_H
 #define BOTTLE_RUNTIME_CLI_H
 
+#include <stdbool.h>
+
+#include "common/err.h"
+
 int cli_main(int argc, char **argv);
+
+/* Prints "bottle: <message>" and returns the exit code for the error. */
+int cli_fail(const struct bottle_err *err);
+/* Prints "bottle: <cmd>: <message>" plus a hint, returns EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Parses --format text|json; returns false (after printing) on a bad value. */
+bool cli_parse_format(const char *cmd, const char *value, bool *json);
+/* True when argv holds -h or --help before any "--". */
+bool cli_wants_help(int argc, char **argv);
+
+int cmd_start(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_policy(int argc, char **argv);
+int cmd_doctor(int argc, char **argv);
 
 #endif
