@@ -51,22 +51,27 @@ $(BUILD)/%.o: %.c $(BPF_SKELS)
 
 $(BUILD)/libbottle.a: $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@echo "  AR $@"
+	@ar rcs $@ $^
 
 $(BUILD)/bottle: $(BUILD)/runtime/main.o $(BUILD)/libbottle.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	@echo "  LD $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/bottle-proxy: $(BUILD)/sidecar/main.o $(BUILD)/libbottle.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	@echo "  LD $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/testutil.h $(BUILD)/libbottle.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(shell pkg-config --cflags cmocka) -o $@ $< $(BUILD)/libbottle.a \
+	@echo "  TEST $@"
+	@$(CC) $(ALL_CFLAGS) $(shell pkg-config --cflags cmocka) -o $@ $< $(BUILD)/libbottle.a \
 		$(LIBS) $(shell pkg-config --libs cmocka)
 
 $(BUILD)/tests/helpers/%: tests/helpers/%.c $(BUILD)/libbottle.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libbottle.a $(LIBS)
+	@echo "  HELPER $@"
+	@$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libbottle.a $(LIBS)
 
 unit: $(UNIT_BIN)
 

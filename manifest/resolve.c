@@ -119,6 +119,18 @@ static void provider_free_fields(struct agent_provider *p)
     memset(p, 0, sizeof(*p));
 }
 
+static bool route_declared_in(const struct route_set *set, const struct route *r)
+{
+    if (!r->file || r->line == 0)
+        return false;
+    for (size_t i = 0; i < set->len; i++) {
+        const struct route *q = &set->items[i];
+        if (q->file && strcmp(q->file, r->file) == 0 && q->line == r->line && q->col == r->col)
+            return true;
+    }
+    return false;
+}
+
 static void merge_one(struct bottle_def *acc, const struct bottle_def *later, bool child)
 {
     merge_env(acc, later);
@@ -137,6 +149,9 @@ static void merge_one(struct bottle_def *acc, const struct bottle_def *later, bo
         set_str(&acc->git_user.email, later->git_user.email);
     merge_repos(acc, later, child);
     for (size_t i = 0; i < later->routes.len; i++) {
+        /* A route reached through both sides of a diamond is one declaration. */
+        if (route_declared_in(&acc->routes, &later->routes.items[i]))
+            continue;
         struct route copy;
         route_copy(&copy, &later->routes.items[i]);
         route_set_push(&acc->routes, &copy);

@@ -36,7 +36,10 @@ struct http_limits {
     size_t trailer_block_max; /* trailer lines plus the final empty line (8 KiB) */
 };
 
-#define HTTP_LIMITS_DEFAULT {8192, 65536, HTTP_HEADERS_MAX, 4096, 8192}
+#define HTTP_LIMITS_DEFAULT                                                                        \
+    {                                                                                              \
+        8192, 65536, HTTP_HEADERS_MAX, 4096, 8192                                                  \
+    }
 
 /* ---- reason codes (stable: logged, tested, listed in docs/sidecar.md) ---- */
 
@@ -117,8 +120,8 @@ struct http_request {
     struct http_slice authority; /* host[:port] of the target, else of the Host header */
     struct http_slice host;      /* authority's host, IPv6 brackets removed; may be empty */
     uint16_t port;               /* port named in the authority; 0 = the scheme's default */
-    struct http_slice path;      /* "/path?query" for origin/absolute ("/" when empty), else target */
-    int version_minor;           /* 0 or 1 */
+    struct http_slice path; /* "/path?query" for origin/absolute ("/" when empty), else target */
+    int version_minor;      /* 0 or 1 */
     struct http_header headers[HTTP_HEADERS_MAX];
     size_t n_headers;
     int64_t content_length; /* -1 when absent */
@@ -185,13 +188,12 @@ enum http_body_kind http_request_body(const struct http_request *req);
 
 struct http_chunked {
     uint8_t state;
-    uint64_t remaining;  /* data bytes left in the current chunk */
-    size_t line_len;     /* bytes of the current chunk-size line */
-    size_t trailer_len;  /* bytes of trailer section so far */
-    size_t n_trailers;   /* trailer fields seen */
-    bool last_was_cr;    /* previous byte was CR */
+    uint64_t remaining; /* data bytes left in the current chunk */
+    size_t line_len;    /* bytes of the current chunk-size line */
+    size_t trailer_len; /* bytes of trailer section so far */
+    size_t n_trailers;  /* trailer fields seen */
     struct http_limits lim;
-    const char *error;   /* reason code once feeding failed */
+    const char *error; /* reason code once feeding failed */
 };
 
 enum http_chunked_result {
@@ -230,14 +232,16 @@ bool http_list_has_token(struct http_slice value, const char *token);
  * the add headers, then a Host for an absolute-form request that had none,
  * and the empty line. Content-Length, Transfer-Encoding and Host are never
  * dropped because Connection named them: the body framing must not change.
+ * Returns 0, or -EINVAL (nothing appended) when an add header is not a valid
+ * field: a name that is not a token or a value with a control character.
  */
-void http_request_write_head(struct buf *out, const struct http_request *req,
-                             const char *const *skip, size_t n_skip,
-                             const struct http_header *add, size_t n_add);
+int http_request_write_head(struct buf *out, const struct http_request *req,
+                            const char *const *skip, size_t n_skip, const struct http_header *add,
+                            size_t n_add);
 
 /* Same filtering for a response head ("HTTP/1.1 code phrase"). */
-void http_response_write_head(struct buf *out, const struct http_response *resp,
-                              const char *const *skip, size_t n_skip,
-                              const struct http_header *add, size_t n_add);
+int http_response_write_head(struct buf *out, const struct http_response *resp,
+                             const char *const *skip, size_t n_skip, const struct http_header *add,
+                             size_t n_add);
 
 #endif
