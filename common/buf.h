@@ -17,7 +17,10 @@ struct buf {
     size_t cap;
 };
 
-#define BUF_INIT {NULL, 0, 0}
+#define BUF_INIT                                                                                   \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 void buf_reserve(struct buf *b, size_t extra);
 void buf_append(struct buf *b, const void *data, size_t len);
@@ -44,7 +47,10 @@ struct strv {
     size_t cap;
 };
 
-#define STRV_INIT {NULL, 0, 0}
+#define STRV_INIT                                                                                  \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 void strv_push(struct strv *v, const char *s);
 void strv_push_owned(struct strv *v, char *s);

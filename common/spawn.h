@@ -13,18 +13,18 @@
 #include "common/err.h"
 
 struct spawn_opts {
-    int timeout_ms;             /* 0: no timeout */
-    const char *stdin_data;     /* NULL: stdin is /dev/null */
+    int timeout_ms;         /* 0: no timeout */
+    const char *stdin_data; /* NULL: stdin is /dev/null */
     size_t stdin_len;
-    char *const *envp;          /* NULL: inherit the environment */
-    bool inherit_stdout;        /* do not capture stdout */
-    bool inherit_stderr;        /* do not capture stderr */
+    char *const *envp;   /* NULL: inherit the environment */
+    bool inherit_stdout; /* do not capture stdout */
+    bool inherit_stderr; /* do not capture stderr */
 };
 
 struct spawn_result {
-    int exit_code;  /* exit status, or 128 + signal */
+    int exit_code; /* exit status, or 128 + signal */
     bool timed_out;
-    struct buf out; /* captured stdout */
+    struct buf out;  /* captured stdout */
     struct buf errb; /* captured stderr */
 };
 

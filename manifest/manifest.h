@@ -38,21 +38,26 @@ int shutdown_policy_parse(const char *s, enum shutdown_policy *out);
 const char *enforcement_tier_name(enum enforcement_tier t);
 int enforcement_tier_parse(const char *s, enum enforcement_tier *out);
 
-enum egress_log_level { EGRESS_LOG_UNSET = 0, EGRESS_LOG_OFF, EGRESS_LOG_REQUESTS, EGRESS_LOG_FULL };
+enum egress_log_level {
+    EGRESS_LOG_UNSET = 0,
+    EGRESS_LOG_OFF,
+    EGRESS_LOG_REQUESTS,
+    EGRESS_LOG_FULL
+};
 const char *egress_log_name(enum egress_log_level l);
 
 /* ---- parsed files -------------------------------------------------------- */
 
 struct env_entry {
     char *name;
-    char *value;     /* literal value, or the host variable's name when from_host */
-    bool from_host;  /* declared as "$HOST_VAR": copied from the host at start */
+    char *value;    /* literal value, or the host variable's name when from_host */
+    bool from_host; /* declared as "$HOST_VAR": copied from the host at start */
 };
 
 struct budget_entry {
-    char *provider;  /* budget key, e.g. "claude" */
+    char *provider; /* budget key, e.g. "claude" */
     uint64_t tokens;
-    char *origin;    /* name of the agent/bottle/file that declared it */
+    char *origin; /* name of the agent/bottle/file that declared it */
 };
 
 struct git_user {
@@ -69,8 +74,8 @@ struct git_repo {
 
 struct agent_provider {
     char *template_name; /* claude | codex | generic; NULL when not declared */
-    struct strv command;  /* generic: the command to run */
-    char *auth_token;     /* host variable holding the provider credential */
+    struct strv command; /* generic: the command to run */
+    char *auth_token;    /* host variable holding the provider credential */
     char *dockerfile;
     struct strv startup_args;
 };

@@ -14,10 +14,22 @@
 
 /* Variables bottle sets itself; a manifest may not override them. */
 static const char *const runtime_env_names[] = {
-    "PATH",          "HOME",          "TERM",           "LANG",
-    "HTTP_PROXY",    "HTTPS_PROXY",   "http_proxy",     "https_proxy",
-    "NO_PROXY",      "no_proxy",      "SSL_CERT_FILE",  "NODE_EXTRA_CA_CERTS",
-    "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO", "BOTTLE_SLUG",
+    "PATH",
+    "HOME",
+    "TERM",
+    "LANG",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "NODE_EXTRA_CA_CERTS",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "BOTTLE_SLUG",
     NULL,
 };
 
@@ -100,8 +112,7 @@ static void compute_budgets(struct plan *p, const struct plan_options *o,
     for (size_t i = 0; i < o->n_budgets; i++)
         budget_offer(p, o->budgets[i].provider, o->budgets[i].tokens, "cli", "--budget");
     for (size_t i = 0; i < agent->n_budgets; i++)
-        budget_offer(p, agent->budgets[i].provider, agent->budgets[i].tokens, "agent",
-                     agent->name);
+        budget_offer(p, agent->budgets[i].provider, agent->budgets[i].tokens, "agent", agent->name);
     for (size_t i = 0; i < bottle->n_budgets; i++) {
         const struct budget_entry *b = &bottle->budgets[i];
         if (b->origin && strv_contains(&p->bottles, b->origin))
@@ -260,8 +271,8 @@ int plan_build(const struct manifest_index *idx, const struct plan_options *o, s
     rc = manifest_index_load_settings(idx, &st, err);
     if (rc < 0)
         goto out;
-    rc = provider_apply(bottle.provider_declared ? &bottle.provider : NULL, bottle.file, &prov,
-                        err);
+    rc =
+        provider_apply(bottle.provider_declared ? &bottle.provider : NULL, bottle.file, &prov, err);
     if (rc < 0)
         goto out;
 
@@ -351,10 +362,10 @@ int plan_build(const struct manifest_index *idx, const struct plan_options *o, s
     p->supervise = bottle.supervise_declared ? bottle.supervise : true;
     p->egress_log = bottle.egress_log != EGRESS_LOG_UNSET ? bottle.egress_log : EGRESS_LOG_REQUESTS;
     strv_copy(&p->seccomp, &bottle.seccomp);
-    p->git_user.name = agent.git_user.name ? xstrdup(agent.git_user.name)
+    p->git_user.name = agent.git_user.name    ? xstrdup(agent.git_user.name)
                        : bottle.git_user.name ? xstrdup(bottle.git_user.name)
                                               : NULL;
-    p->git_user.email = agent.git_user.email ? xstrdup(agent.git_user.email)
+    p->git_user.email = agent.git_user.email    ? xstrdup(agent.git_user.email)
                         : bottle.git_user.email ? xstrdup(bottle.git_user.email)
                                                 : NULL;
     if (bottle.n_repos) {

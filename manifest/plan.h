@@ -20,9 +20,9 @@
 #define PLAN_SCHEMA_VERSION 1
 
 /* Where the bottle sees bottle-provided files (read-only). */
-#define GUEST_BOTTLE_DIR    "/bottle"
-#define GUEST_PROMPT_PATH   "/bottle/prompt.md"
-#define GUEST_CA_BUNDLE     "/bottle/ca-bundle.pem"
+#define GUEST_BOTTLE_DIR  "/bottle"
+#define GUEST_PROMPT_PATH "/bottle/prompt.md"
+#define GUEST_CA_BUNDLE   "/bottle/ca-bundle.pem"
 
 enum env_source {
     ENV_SRC_RUNTIME = 0, /* set by bottle: proxy, CA bundle, PATH, HOME... */
@@ -36,9 +36,9 @@ const char *env_source_name(enum env_source s);
 
 struct plan_env {
     char *name;
-    char *value;       /* literal, template value or host variable name; NULL: made at start */
+    char *value; /* literal, template value or host variable name; NULL: made at start */
     enum env_source source;
-    bool secret;       /* placeholder or canary: the value is generated at start */
+    bool secret; /* placeholder or canary: the value is generated at start */
 };
 
 struct plan_budget {
@@ -101,8 +101,8 @@ struct plan_options {
     const char *label;
     const struct plan_budget_override *budgets; /* --budget */
     size_t n_budgets;
-    const char *backend;   /* NULL: the platform default */
-    const char *cwd;       /* workspace; NULL: the current directory */
+    const char *backend;           /* NULL: the platform default */
+    const char *cwd;               /* workspace; NULL: the current directory */
     const char *const *extra_args; /* after `--` */
     size_t n_extra_args;
     enum enforcement_tier tier_override; /* --enforcement (opting down), TIER_UNSET if none */
@@ -113,8 +113,8 @@ struct plan_options {
     const char *(*host_getenv)(const char *name);
 };
 
-int plan_build(const struct manifest_index *idx, const struct plan_options *opts,
-               struct plan *out, struct bottle_err *err);
+int plan_build(const struct manifest_index *idx, const struct plan_options *opts, struct plan *out,
+               struct bottle_err *err);
 void plan_free(struct plan *p);
 cJSON *plan_to_json(const struct plan *p);
 void plan_to_text(const struct plan *p, struct buf *out);
@@ -126,12 +126,12 @@ int plan_check_host_values(const struct plan *p, struct bottle_err *err);
 /* ---- provider templates (provider.c) ------------------------------------- */
 
 struct provider_out {
-    struct strv command;       /* argv before startup args, prompt args and extra args */
-    struct route_set routes;   /* provider-owned routes (provider = true) */
-    struct plan_env *env;      /* placeholders and switches */
+    struct strv command;     /* argv before startup args, prompt args and extra args */
+    struct route_set routes; /* provider-owned routes (provider = true) */
+    struct plan_env *env;    /* placeholders and switches */
     size_t n_env;
-    bool prompt_append_file;   /* claude: --append-system-prompt-file */
-    bool prompt_as_message;    /* codex: a first message pointing at the prompt file */
+    bool prompt_append_file; /* claude: --append-system-prompt-file */
+    bool prompt_as_message;  /* codex: a first message pointing at the prompt file */
 };
 
 /*
@@ -144,8 +144,8 @@ int plan_bottle_routes(const char *provider, const struct provider_out *prov,
                        struct strv *warnings);
 /* Known template names, NULL-terminated. */
 extern const char *const provider_template_names[];
-int provider_apply(const struct agent_provider *p, const char *bottle_file, struct provider_out *out,
-                   struct bottle_err *err);
+int provider_apply(const struct agent_provider *p, const char *bottle_file,
+                   struct provider_out *out, struct bottle_err *err);
 void provider_out_free(struct provider_out *out);
 /* A canary variable name: two distinct words joined by '_' plus "_SECRET". */
 char *canary_name_random(void);

@@ -50,8 +50,8 @@ static void add_route(struct provider_out *out, const char *host, const char *to
     route_set_push(&out->routes, &r);
 }
 
-int provider_apply(const struct agent_provider *p, const char *bottle_file, struct provider_out *out,
-                   struct bottle_err *err)
+int provider_apply(const struct agent_provider *p, const char *bottle_file,
+                   struct provider_out *out, struct bottle_err *err)
 {
     memset(out, 0, sizeof(*out));
     const char *tmpl = p && p->template_name ? p->template_name : "claude";
@@ -110,9 +110,9 @@ void provider_out_free(struct provider_out *out)
 }
 
 static const char *const canary_words[] = {
-    "AMBER",  "BASALT", "CEDAR",  "DELTA",  "EMBER",  "FJORD",  "GRANITE", "HARBOR",
-    "INDIGO", "JUNIPER", "KESTREL", "LUMEN", "MERIDIAN", "NIMBUS", "OSPREY", "PRAIRIE",
-    "QUARTZ", "RAVEN",  "SIERRA", "TUNDRA", "UMBER",  "VERTEX", "WILLOW",  "ZEPHYR",
+    "AMBER",  "BASALT",  "CEDAR",   "DELTA",  "EMBER",    "FJORD",  "GRANITE", "HARBOR",
+    "INDIGO", "JUNIPER", "KESTREL", "LUMEN",  "MERIDIAN", "NIMBUS", "OSPREY",  "PRAIRIE",
+    "QUARTZ", "RAVEN",   "SIERRA",  "TUNDRA", "UMBER",    "VERTEX", "WILLOW",  "ZEPHYR",
 };
 
 static unsigned random_below(unsigned n)

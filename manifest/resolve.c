@@ -47,7 +47,6 @@ static void merge_env(struct bottle_def *acc, const struct bottle_def *later)
     }
 }
 
-
 void budget_merge(struct budget_entry **items, size_t *n, const struct budget_entry *src,
                   size_t n_src)
 {
@@ -212,7 +211,7 @@ static int extends_error(struct bottle_err *err, const struct bottle_def *b, con
 {
     char msg[768];
     snprintf(msg, sizeof(msg), fmt, a1, a2);
-    struct node_pos pos = {b->file, b->extends_line, b->extends_col};
+    struct node_pos pos = {b ? b->file : "?", b ? b->extends_line : 0, b ? b->extends_col : 0};
     return node_error(err, &pos, "extends: %s", msg);
 }
 
@@ -248,8 +247,8 @@ static int resolve_one(struct resolver *rs, const char *name, const struct bottl
         for (size_t i = 0; i < rs->stack.len; i++)
             buf_printf(&chain, "%s -> ", rs->stack.items[i]);
         buf_append_str(&chain, name);
-        int rc = extends_error(err, from, "bottle '%s' is in an extends cycle: %s", name,
-                               chain.data);
+        int rc =
+            extends_error(err, from, "bottle '%s' is in an extends cycle: %s", name, chain.data);
         buf_free(&chain);
         return rc;
     }
@@ -278,8 +277,9 @@ static int resolve_one(struct resolver *rs, const char *name, const struct bottl
 
     for (size_t i = 0; i < def.extends.len; i++) {
         if (strcmp(def.extends.items[i], def.name) == 0) {
-            rc = extends_error(err, &def, "bottle '%s' extends itself; remove the "
-                                          "self-reference%s",
+            rc = extends_error(err, &def,
+                               "bottle '%s' extends itself; remove the "
+                               "self-reference%s",
                                def.name, "");
             bottle_def_free(&def);
             return rc;
@@ -358,7 +358,6 @@ static void resolver_free(struct resolver *rs)
     free(rs->cache);
     strv_free(&rs->stack);
 }
-
 
 int bottle_resolve_many(const struct manifest_index *idx, const char *const *names, size_t n,
                         struct bottle_def *out, struct strv *lineage, struct bottle_err *err)

@@ -11,13 +11,13 @@
 struct args {
     int argc;
     char **argv;
-    int i;             /* next index to read */
-    const char *cmd;   /* subcommand name, for messages */
-    char *cur;         /* the current option (without "=value") */
-    char *inline_val;  /* value after '=', or NULL */
+    int i;            /* next index to read */
+    const char *cmd;  /* subcommand name, for messages */
+    char *cur;        /* the current option (without "=value") */
+    char *inline_val; /* value after '=', or NULL */
     char cur_buf[64];
-    int rest_at;       /* index after "--", or argc when absent */
-    int dashdash;      /* index of "--", or -1 */
+    int rest_at;  /* index after "--", or argc when absent */
+    int dashdash; /* index of "--", or -1 */
 };
 
 void args_init(struct args *a, int argc, char **argv);

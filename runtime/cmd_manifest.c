@@ -157,9 +157,9 @@ static cJSON *bottle_json(const struct bottle_def *b, const struct strv *lineage
     json_add_str(o, "name", b->name);
     json_add_str(o, "file", b->file);
     json_add_str_array(o, "lineage", lineage->items, lineage->len);
-    json_add_str(o, "provider", b->provider_declared && b->provider.template_name
-                                    ? b->provider.template_name
-                                    : "claude");
+    json_add_str(o, "provider",
+                 b->provider_declared && b->provider.template_name ? b->provider.template_name
+                                                                   : "claude");
     cJSON *env = cJSON_AddArrayToObject(o, "env");
     for (size_t i = 0; i < b->n_env; i++)
         cJSON_AddItemToArray(env, cJSON_CreateString(b->env[i].name));
@@ -234,8 +234,8 @@ static int resolve_bottle_routes(const struct manifest_index *idx, const char *n
     rc = provider_apply(b->provider_declared ? &b->provider : NULL, b->file, &prov, err);
     if (rc < 0)
         return rc;
-    plan_bottle_routes(b->provider.template_name ? b->provider.template_name : "claude", &prov,
-                       b, routes, NULL);
+    plan_bottle_routes(b->provider.template_name ? b->provider.template_name : "claude", &prov, b,
+                       routes, NULL);
     provider_out_free(&prov);
     return 0;
 }
@@ -473,8 +473,7 @@ int cmd_policy(int argc, char **argv)
                 goto out;
             for (const char *c = v; *c; c++)
                 if (*c < 'A' || *c > 'Z') {
-                    cli_usage_error("policy", "--method '%s' is not an upper-case HTTP method",
-                                    v);
+                    cli_usage_error("policy", "--method '%s' is not an upper-case HTTP method", v);
                     goto out;
                 }
             if (!*v) {

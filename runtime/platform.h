@@ -41,13 +41,13 @@ struct platform_facts {
     int seccomp_api;       /* libseccomp API level, 0 when unavailable */
     char *seccomp_actions; /* /proc/sys/kernel/seccomp/actions_avail, or NULL */
     bool seccomp_user_notif;
-    int landlock_abi;      /* 0 when unavailable */
-    bool netns;            /* can create network namespaces (root) */
-    char *docker;          /* path of the docker CLI, or NULL */
+    int landlock_abi; /* 0 when unavailable */
+    bool netns;       /* can create network namespaces (root) */
+    char *docker;     /* path of the docker CLI, or NULL */
     char *smolvm;
-    char *container;       /* Apple's `container` CLI */
+    char *container;            /* Apple's `container` CLI */
     enum enforcement_tier tier; /* the best tier these facts allow */
-    char *tier_why;        /* one sentence: why not higher, and how to get it */
+    char *tier_why;             /* one sentence: why not higher, and how to get it */
 };
 
 /* Gathers the facts. Never fails: what cannot be probed is recorded as absent. */

@@ -472,6 +472,29 @@ static bool parse_content_length(struct http_slice v, int64_t *out)
 }
 
 /*
+ * A name that reads as a framing field once '_' is taken for '-': some
+ * servers fold the two, so "Transfer_Encoding" could frame a body the proxy
+ * never saw.
+ */
+static bool is_disguised_framing_field(struct http_slice name)
+{
+    static const char *const framing[] = {"content-length", "transfer-encoding", "host"};
+    if (!memchr(name.ptr, '_', name.len))
+        return false;
+    for (size_t i = 0; i < sizeof(framing) / sizeof(framing[0]); i++) {
+        size_t n = strlen(framing[i]), j;
+        for (j = 0; j < n && n == name.len; j++) {
+            unsigned char c = lower((unsigned char)name.ptr[j]);
+            if ((c == '_' ? '-' : c) != framing[i][j])
+                break;
+        }
+        if (n == name.len && j == n)
+            return true;
+    }
+    return false;
+}
+
+/*
  * Fields in order, then the one cross-field rule. Transfer-Encoding must be
  * exactly "chunked" (lower case: mixed case is a desync probe, no client
  * sends it), once, and never in HTTP/1.0.
@@ -483,6 +506,8 @@ static const char *read_fields(const struct http_header *h, size_t n, int versio
     f->content_length = -1;
     for (size_t i = 0; i < n; i++) {
         struct http_slice name = h[i].name, value = h[i].value, elem;
+        if (is_disguised_framing_field(name))
+            return HTTP_ERR_BAD_HEADER_NAME;
         if (http_slice_eq_ci(name, "content-length")) {
             int64_t v;
             if (!parse_content_length(value, &v))

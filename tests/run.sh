@@ -62,7 +62,7 @@ done
 
 if [ -z "${UNIT_ONLY:-}" ]; then
     for suite in integration e2e; do
-        for t in "$ROOT"/tests/$suite/*.sh; do
+        for t in "$ROOT"/tests/$suite/${TEST_FILTER:-*}.sh; do
             [ -f "$t" ] || continue
             run_one "$suite/$(basename "$t" .sh)" sh "$t"
         done

@@ -17,6 +17,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <pthread.h>
 #include <signal.h>
 #include <linux/io_uring.h>
@@ -287,7 +288,26 @@ struct kh_child {
     int (*fn)(void *);
     void *arg;
     bool nobody;
+    bool private_netns; /* a fresh netns with lo up, entered before dropping privileges */
 };
+
+static int kh_lo_up(void)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return errno;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    strcpy(ifr.ifr_name, "lo");
+    int rc = 0;
+    if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+        rc = errno;
+    ifr.ifr_flags |= IFF_UP;
+    if (rc == 0 && ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+        rc = errno;
+    close(fd);
+    return rc;
+}
 
 static int kh_drop_to_nobody(void)
 {
@@ -302,6 +322,8 @@ static int kh_child_main(void *arg)
 {
     struct kh_child *c = arg;
     alarm(KH_CHILD_ALARM_S);
+    if (c->private_netns && (unshare(CLONE_NEWNET) < 0 || kh_lo_up() != 0))
+        return 201;
     if (c->nobody) {
         int rc = kh_drop_to_nobody();
         if (rc)
@@ -327,12 +349,16 @@ static int kh_wait(pid_t pid)
     return 254;
 }
 
+static bool kh_next_private_netns;
+
 static pid_t kh_start_in(int cgroup_fd, bool nobody, int (*fn)(void *), void *arg)
 {
     static struct kh_child c;
     c.fn = fn;
     c.arg = arg;
     c.nobody = nobody;
+    c.private_netns = kh_next_private_netns;
+    kh_next_private_netns = false;
     struct bottle_err err;
     err_clear(&err);
     pid_t pid = cgroup_spawn_into(cgroup_fd, 0, kh_child_main, &c, &err);
@@ -344,6 +370,13 @@ static pid_t kh_start_in(int cgroup_fd, bool nobody, int (*fn)(void *), void *ar
 /* Runs fn in a child placed in the cgroup; returns its exit code. */
 static int kh_run_in(int cgroup_fd, bool nobody, int (*fn)(void *), void *arg)
 {
+    return kh_wait(kh_start_in(cgroup_fd, nobody, fn, arg));
+}
+
+/* The same in a private network namespace (loopback up), as the native backend runs agents. */
+static int kh_run_in_netns(int cgroup_fd, bool nobody, int (*fn)(void *), void *arg)
+{
+    kh_next_private_netns = true;
     return kh_wait(kh_start_in(cgroup_fd, nobody, fn, arg));
 }
 

@@ -190,7 +190,7 @@ static void test_repos_inherit_clear_and_field_merge(void **state)
     assert_int_equal(b.n_repos, 2);
     assert_string_equal(b.repos[0].name, "r");
     assert_string_equal(b.repos[0].url, "https://h/r.git"); /* kept from the parent */
-    assert_string_equal(b.repos[0].key_path, "/k2");         /* overridden by the child */
+    assert_string_equal(b.repos[0].key_path, "/k2");        /* overridden by the child */
     assert_string_equal(b.repos[1].name, "s");
     bottle_def_free(&b);
 }
