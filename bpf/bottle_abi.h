@@ -16,7 +16,11 @@
 #include <linux/types.h>
 
 /* Maximum cgroup depth the policy lookup walks (ancestor levels). */
+#ifndef LV
 #define BOTTLE_MAX_CGROUP_LEVELS 16
+#else
+#define BOTTLE_MAX_CGROUP_LEVELS LV
+#endif
 /* Entries in the per-bottle policy and stats maps (bottle + nested bottles). */
 #define BOTTLE_MAX_POLICIES 64
 /* Size of the denied-event ring buffer, in bytes (power of two). */

@@ -100,7 +100,7 @@ static bool ipv4_is_canonical(const char *s)
     while (parts < 4) {
         size_t n = 0;
         unsigned v = 0;
-        while (is_ascii_digit(p[n]) && n < 4) {
+        while (n < 4 && is_ascii_digit(p[n])) {
             v = v * 10 + (unsigned)(p[n] - '0');
             n++;
         }
@@ -204,7 +204,10 @@ static int host_normalize_ascii(const char *in, const char *text, char **out, bo
         *is_ip = true;
         return host_ipv6(in, text + 1, len - 2, out, err);
     }
-    if (strchr(text, ':')) {
+    const char *colon = strchr(text, ':');
+    if (colon && !strchr(colon + 1, ':'))
+        return host_invalid(err, in, "a port does not belong in the host name");
+    if (colon) {
         *is_ip = true;
         return host_ipv6(in, text, len, out, err);
     }

@@ -21,6 +21,8 @@
 
 /* Deeper nesting than any manifest needs; it also bounds the recursive free. */
 #define NODE_MAX_DEPTH 64
+/* Bounds the quadratic duplicate-key check; real manifests have a few dozen. */
+#define NODE_MAX_KEYS 10000
 
 /* ---- errors ------------------------------------------------------------- */
 
@@ -327,6 +329,8 @@ static int on_scalar(struct yaml_ctx *c, const yaml_event_t *ev)
         struct frame *top = &c->stack[c->depth - 1];
         if (length == 0)
             return node_error(c->err, &pos, "empty keys are not allowed");
+        if (top->node->n_pairs == NODE_MAX_KEYS)
+            return node_error(c->err, &pos, "more than %d keys in one mapping", NODE_MAX_KEYS);
         for (size_t i = 0; i < top->node->n_pairs; i++) {
             const struct node_pair *p = &top->node->pairs[i];
             if (strcmp(p->key, value) == 0)
@@ -520,6 +524,10 @@ static int json_to_node(const char *file, const cJSON *j, int depth, struct node
             if (!*key) {
                 node_free(n);
                 return node_error(err, &pos, "empty keys are not allowed");
+            }
+            if (n->n_pairs == NODE_MAX_KEYS) {
+                node_free(n);
+                return node_error(err, &pos, "more than %d keys in one mapping", NODE_MAX_KEYS);
             }
             if (node_map_pair(n, key)) {
                 node_free(n);

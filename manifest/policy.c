@@ -369,8 +369,7 @@ int policy_evaluate(const struct route_set *routes, const struct policy_request 
     }
 
     struct bottle_err err = {0};
-    bool is_ip = false;
-    if (host_normalize(req->host, &res->host, &is_ip, &err) < 0) {
+    if (host_normalize(req->host, &res->host, NULL, &err) < 0) {
         refuse(res, 400, REASON_INVALID_HOST, "%s", err.msg);
         return 0;
     }

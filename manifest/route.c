@@ -124,7 +124,20 @@ static int scalar_text(const struct node *n, const char *what, char **out, struc
     return 0;
 }
 
-/* Compiles the pattern as written (to report the author's own error), then anchored. */
+/* The pattern anchored to the whole value; NULL if it does not compile. */
+static regex_t *regex_anchored(const char *pattern)
+{
+    char *anchored = xasprintf("^(%s)$", pattern);
+    regex_t *re = xmalloc(sizeof(*re));
+    if (regcomp(re, anchored, REG_EXTENDED | REG_NOSUB) != 0) {
+        free(re);
+        re = NULL;
+    }
+    free(anchored);
+    return re;
+}
+
+/* Compiles the pattern as written first, so a mistake is reported in the author's own terms. */
 static int regex_compile(const char *pattern, const struct node *at, const char *what,
                          regex_t **out, struct bottle_err *err)
 {
@@ -136,16 +149,10 @@ static int regex_compile(const char *pattern, const struct node *at, const char 
         return node_error(err, &at->pos, "%s: regex '%s' does not compile: %s", what, pattern, why);
     }
     regfree(&probe);
-    char *anchored = xasprintf("^(%s)$", pattern);
-    regex_t *re = xmalloc(sizeof(*re));
-    rc = regcomp(re, anchored, REG_EXTENDED | REG_NOSUB);
-    free(anchored);
-    if (rc != 0) {
-        free(re);
+    *out = regex_anchored(pattern);
+    if (!*out)
         return node_error(err, &at->pos, "%s: regex '%s' cannot be anchored to the whole value",
                           what, pattern);
-    }
-    *out = re;
     return 0;
 }
 
@@ -660,19 +667,6 @@ static char *strdup_or_null(const char *s)
     return s ? xstrdup(s) : NULL;
 }
 
-/* Recompiles from the stored text; a pattern that no longer compiles matches nothing. */
-static regex_t *regex_recompile(const char *pattern)
-{
-    char *anchored = xasprintf("^(%s)$", pattern);
-    regex_t *re = xmalloc(sizeof(*re));
-    if (regcomp(re, anchored, REG_EXTENDED | REG_NOSUB) != 0) {
-        free(re);
-        re = NULL;
-    }
-    free(anchored);
-    return re;
-}
-
 static void match_copy(struct route_match *dst, const struct route_match *src)
 {
     memset(dst, 0, sizeof(*dst));
@@ -683,7 +677,7 @@ static void match_copy(struct route_match *dst, const struct route_match *src)
             dst->paths[i].type = src->paths[i].type;
             dst->paths[i].value = xstrdup(src->paths[i].value);
             if (src->paths[i].type == MATCH_REGEX)
-                dst->paths[i].re = regex_recompile(src->paths[i].value);
+                dst->paths[i].re = regex_anchored(src->paths[i].value);
         }
     }
     if (src->n_methods) {
@@ -700,7 +694,7 @@ static void match_copy(struct route_match *dst, const struct route_match *src)
             dst->headers[i].value = xstrdup(src->headers[i].value);
             dst->headers[i].type = src->headers[i].type;
             if (src->headers[i].type == MATCH_REGEX)
-                dst->headers[i].re = regex_recompile(src->headers[i].value);
+                dst->headers[i].re = regex_anchored(src->headers[i].value);
         }
     }
 }

@@ -47,14 +47,14 @@ enum match_type { MATCH_PREFIX = 0, MATCH_EXACT, MATCH_REGEX };
 struct route_path_match {
     enum match_type type; /* prefix (default), exact, regex */
     char *value;
-    regex_t *re; /* compiled (POSIX ERE) when type == MATCH_REGEX */
+    regex_t *re; /* compiled (POSIX ERE, anchored to the whole path) when MATCH_REGEX */
 };
 
 struct route_header_match {
     char *name; /* compared case-insensitively */
     char *value;
     enum match_type type; /* exact (default) or regex */
-    regex_t *re;
+    regex_t *re;          /* anchored to the whole value */
 };
 
 /* One `matches` entry: every given filter must hold (paths: any; methods: any; headers: all). */
@@ -138,7 +138,13 @@ cJSON *route_to_json(const struct route *r, bool include_internal);
 
 void route_set_push(struct route_set *set, struct route *r); /* takes ownership of *r's contents */
 void route_set_free(struct route_set *set);
-/* Finds the route for host:port (port 0 on the route = default ports 80/443). */
+/*
+ * Finds the route for a normalized host and a port. A non-zero port finds the
+ * route naming that port, else a route without a port when the port is 80 or
+ * 443. Port 0 finds only the route declared without a port. policy_evaluate()
+ * is stricter: a route without a port serves only the request scheme's
+ * default port.
+ */
 const struct route *route_set_find(const struct route_set *set, const char *host, uint16_t port);
 
 const char *dlp_policy_name(enum dlp_policy p);

@@ -309,9 +309,16 @@ static int kh_lo_up(void)
     return rc;
 }
 
+/*
+ * Raw syscalls, not glibc's setuid(): the child of a raw clone3 inherits
+ * glibc's idea of the parent's threads (the echo servers), and glibc's
+ * all-threads setxid broadcast can wait forever for a thread that was being
+ * created at clone time.
+ */
 static int kh_drop_to_nobody(void)
 {
-    if (setgroups(0, NULL) < 0 || setgid(KH_NOBODY) < 0 || setuid(KH_NOBODY) < 0)
+    if (syscall(SYS_setgroups, 0, NULL) < 0 || syscall(SYS_setgid, KH_NOBODY) < 0 ||
+        syscall(SYS_setuid, KH_NOBODY) < 0)
         return errno ? errno : 1;
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         return errno;

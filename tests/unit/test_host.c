@@ -116,7 +116,7 @@ static const struct host_bad_case host_bad_cases[] = {
     {"[127.0.0.1]", "not a valid IPv6 address"},
     {"[]", "not a valid IPv6 address"},
     {"::1::2", "not a valid IPv6 address"},
-    {"example.com:443", "not a valid IPv6 address"},
+    {"example.com:443", "a port does not belong in the host name"},
     {"ab--ü.example", "not a valid internationalized name"},
     {"\xff\xfe.example", "not a valid internationalized name"},
 };

@@ -82,7 +82,7 @@ static void test_yaml_rejects(void **state)
     }
 }
 
-static void test_yaml_nesting_limit(void **state)
+static void test_yaml_size_limits(void **state)
 {
     (void)state;
     struct buf b = BUF_INIT;
@@ -96,6 +96,13 @@ static void test_yaml_nesting_limit(void **state)
     assert_true(parse(b.data, 1, &doc, &err) < 0);
     assert_string_equal(err.msg,
                         "manifest: t.yml:1:67: nesting deeper than 64 levels is not allowed");
+    buf_free(&b);
+
+    /* Key count is bounded too (the duplicate check is quadratic). */
+    for (int i = 0; i <= 10000; i++)
+        buf_printf(&b, "k%d: %d\n", i, i);
+    assert_true(parse(b.data, 1, &doc, &err) < 0);
+    assert_string_equal(err.msg, "manifest: t.yml:10001:1: more than 10000 keys in one mapping");
     buf_free(&b);
 }
 
@@ -451,7 +458,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_yaml_rejects),
-        cmocka_unit_test(test_yaml_nesting_limit),
+        cmocka_unit_test(test_yaml_size_limits),
         cmocka_unit_test(test_yaml_tree_and_positions),
         cmocka_unit_test(test_yaml_empty_documents),
         cmocka_unit_test(test_frontmatter_split_ok),

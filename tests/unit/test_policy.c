@@ -87,7 +87,7 @@ static const struct decision_case decision_cases[] = {
      "invalid host '127.1': not a canonical dotted-quad IPv4 address (shortened, hex, octal and "
      "zero-padded forms are refused)"},
     {"GET", true, "api.example.com:443", 0, "/", {{0}}, 400, REASON_INVALID_HOST,
-     "invalid host 'api.example.com:443': not a valid IPv6 address"},
+     "invalid host 'api.example.com:443': a port does not belong in the host name"},
     {"GET", true, "api_x.example.com", 0, "/", {{0}}, 400, REASON_INVALID_HOST, NULL},
     {"GET", true, "", 0, "/", {{0}}, 400, REASON_INVALID_HOST, "invalid host '': empty"},
     {"GET", true, "xn--bcher-kva.example", 0, "/", {{0}}, 200, REASON_ALLOWED, NULL},
