@@ -15,12 +15,12 @@
 
 #include <linux/types.h>
 
-/* Maximum cgroup depth the policy lookup walks (ancestor levels). */
-#ifndef LV
-#define BOTTLE_MAX_CGROUP_LEVELS 16
-#else
-#define BOTTLE_MAX_CGROUP_LEVELS LV
-#endif
+/*
+ * How many cgroup levels the policy lookup walks, starting at the level of
+ * the cgroup the programs are attached to (set in .rodata by the loader):
+ * the bottle cgroup itself and up to 7 levels of sub-cgroups below it.
+ */
+#define BOTTLE_MAX_NESTING 8
 /* Entries in the per-bottle policy and stats maps (bottle + nested bottles). */
 #define BOTTLE_MAX_POLICIES 64
 /* Size of the denied-event ring buffer, in bytes (power of two). */

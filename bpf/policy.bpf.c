@@ -10,7 +10,9 @@
  * so libbpf does not parse the kernel BTF at load (about 2 ms instead of 45).
  *
  * Policy is looked up by walking the caller's (or the packet socket's) cgroup
- * ancestors from deep to shallow; the first cgroup with an entry governs.
+ * ancestors from deep to shallow, from base_level + 7 up to base_level (the
+ * attach point); the first cgroup with an entry governs. Starting at the
+ * attach point keeps the walk, and the verifier's work, to eight levels.
  * No entry anywhere on the chain means deny. Nothing here may allow more
  * than the entry says.
  */
@@ -35,6 +37,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Set by the loader before load. */
 const volatile __u32 emit_events = 1;
+/* Level of the cgroup the programs are attached to; nothing governed is above it. */
+const volatile __u32 base_level = 0;
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
@@ -96,8 +100,8 @@ static __always_inline void lookup_current(struct verdict_ctx *v)
     v->pol = NULL;
     v->st = NULL;
     v->reason = 0;
-    for (int level = BOTTLE_MAX_CGROUP_LEVELS - 1; level >= 0; level--) {
-        __u64 id = bpf_get_current_ancestor_cgroup_id(level);
+    for (int i = BOTTLE_MAX_NESTING - 1; i >= 0; i--) {
+        __u64 id = bpf_get_current_ancestor_cgroup_id(base_level + i);
         if (!id)
             continue;
         struct bottle_policy *p = bpf_map_lookup_elem(&policy, &id);
@@ -116,8 +120,8 @@ static __always_inline void lookup_skb(struct __sk_buff *skb, struct verdict_ctx
     v->pol = NULL;
     v->st = NULL;
     v->reason = 0;
-    for (int level = BOTTLE_MAX_CGROUP_LEVELS - 1; level >= 0; level--) {
-        __u64 id = bpf_skb_ancestor_cgroup_id(skb, level);
+    for (int i = BOTTLE_MAX_NESTING - 1; i >= 0; i--) {
+        __u64 id = bpf_skb_ancestor_cgroup_id(skb, base_level + i);
         if (!id)
             continue;
         struct bottle_policy *p = bpf_map_lookup_elem(&policy, &id);

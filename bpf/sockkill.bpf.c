@@ -19,8 +19,8 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 
-/* Same bound as BOTTLE_MAX_CGROUP_LEVELS in bottle_abi.h (not included: it
- * pulls UAPI typedefs that clash with vmlinux.h). */
+/* At least BOTTLE_MAX_NESTING of bottle_abi.h (not included: its UAPI
+ * typedefs clash with vmlinux.h). */
 #define MAX_LEVELS       16
 #define TCP_LISTEN_STATE 10
 

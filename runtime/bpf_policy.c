@@ -398,6 +398,11 @@ int bpf_policy_install(const char *slug, int cgroup_fd, uint64_t cgroup_id,
         goto out;
     }
     skel->rodata->emit_events = cfg->no_events ? 0 : 1;
+    unsigned level = 0;
+    rc = cgroup_level_from_fd(cgroup_fd, &level, err);
+    if (rc < 0)
+        goto out;
+    skel->rodata->base_level = level;
     rc = bpf_map__reuse_fd(skel->maps.kill_switch, kill_fd);
     if (rc < 0) {
         rc = err_set(err, -rc, "bpf: cannot reuse the kill switch: %s", strerror(-rc));

@@ -77,6 +77,34 @@ int cgroup_id_from_path(const char *path, uint64_t *id, struct bottle_err *err)
     return 0;
 }
 
+int cgroup_level_from_fd(int dir_fd, unsigned *level, struct bottle_err *err)
+{
+    char link[64], path[4096];
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", dir_fd);
+    ssize_t n = readlink(link, path, sizeof(path) - 1);
+    if (n < 0)
+        return err_set(err, errno, "cgroup: cannot resolve the cgroup fd: %s", strerror(errno));
+    path[n] = '\0';
+    char *mount = NULL;
+    int rc = platform_find_cgroup2(&mount, err);
+    if (rc < 0)
+        return rc;
+    size_t mlen = strlen(mount);
+    if (strncmp(path, mount, mlen) != 0 || (path[mlen] != '/' && path[mlen] != '\0')) {
+        rc = err_set(err, EINVAL, "cgroup: %s is not below the cgroup2 mount %s", path, mount);
+        free(mount);
+        return rc;
+    }
+    free(mount);
+    unsigned depth = 0;
+    for (const char *p = path + mlen; *p; p++) {
+        if (*p == '/' && p[1] && p[1] != '/')
+            depth++;
+    }
+    *level = depth;
+    return 0;
+}
+
 static int open_dir(const char *path, struct bottle_err *err)
 {
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

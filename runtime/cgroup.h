@@ -62,6 +62,9 @@ int cgroup_create_child(int dir_fd, const char *name, struct bottle_err *err);
 int cgroup_id_from_fd(int dir_fd, uint64_t *id, struct bottle_err *err);
 int cgroup_id_from_path(const char *path, uint64_t *id, struct bottle_err *err);
 
+/* Depth of a cgroup directory fd below the cgroup2 root (the root is 0). */
+int cgroup_level_from_fd(int dir_fd, unsigned *level, struct bottle_err *err);
+
 /* Writes pid into the cgroup's cgroup.procs. */
 int cgroup_move_pid(int dir_fd, pid_t pid, struct bottle_err *err);
 

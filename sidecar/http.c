@@ -478,7 +478,7 @@ static bool parse_content_length(struct http_slice v, int64_t *out)
  */
 static bool is_disguised_framing_field(struct http_slice name)
 {
-    static const char *const framing[] = {"content-length", "transfer-encoding", "host"};
+    static const char *const framing[] = {"content-length", "transfer-encoding"};
     if (!memchr(name.ptr, '_', name.len))
         return false;
     for (size_t i = 0; i < sizeof(framing) / sizeof(framing[0]); i++) {

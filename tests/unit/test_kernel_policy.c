@@ -537,18 +537,33 @@ static void test_install_timing(void **state)
 {
     REQUIRE_ROOT();
     struct kh_bottle *b = *state;
-    print_message("# install: open %.2f ms, load %.2f ms, attach %.2f ms, pin %.2f ms, "
+    /* A second bottle while the first is attached: no kernel static key to flip. */
+    struct kh_bottle *warm = kh_bottle_new(BOTTLE_FLAG_DNS);
+    print_message("# install, first: open %.2f ms, load %.2f ms, attach %.2f ms, pin %.2f ms, "
                   "total %.2f ms\n",
                   b->timing.open_ms, b->timing.load_ms, b->timing.attach_ms, b->timing.pin_ms,
                   b->timing.total_ms);
-    assert_true(b->timing.total_ms > 0);
-    /* The target is 5 ms; a loaded 2-core runner gets headroom, not a pass for a CO-RE build. */
-    assert_true(b->timing.load_ms + b->timing.attach_ms < 20.0);
-    /* The pins exist, and only in a 0700 directory. */
+    print_message("# install, second: open %.2f ms, load %.2f ms, attach %.2f ms, pin %.2f ms, "
+                  "total %.2f ms\n",
+                  warm->timing.open_ms, warm->timing.load_ms, warm->timing.attach_ms,
+                  warm->timing.pin_ms, warm->timing.total_ms);
+    /*
+     * The target is 5 ms (bench/kernel.sh measures it). Here only what tells a
+     * UAPI build from a CO-RE one (40+ ms of kernel BTF parsing) on a busy runner.
+     */
+    assert_true(warm->timing.load_ms + warm->timing.attach_ms < 25.0);
+    /* The pins exist, and only in a 0700 directory; seven links on each bottle. */
     struct stat st;
     assert_int_equal(stat(b->pin_dir, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0700);
     assert_int_equal(kh_links_on(b->cg.agent_id), 7);
+    assert_int_equal(kh_links_on(warm->cg.agent_id), 7);
+    kh_bottle_free(warm);
+    /* Removing one bottle leaves the other one enforced. */
+    assert_int_equal(kh_links_on(b->cg.agent_id), 7);
+    assert_int_equal(
+        kh_op_in(b->cg.agent_fd, true, KH_TCP_CONNECT, AF_INET, "127.0.0.1", kh_srv.other_port),
+        EPERM);
 }
 
 int main(void)
