@@ -759,3 +759,79 @@ out:
     sockkill_bpf__destroy(skel);
     return rc;
 }
+
+/* ---- doctor probe -------------------------------------------------------------------------- */
+
+void bpf_policy_probe_run(struct bpf_policy_probe *r)
+{
+    memset(r, 0, sizeof(*r));
+    libbpf_quiet();
+    struct bottle_err err;
+    err_clear(&err);
+    struct policy_bpf *skel = policy_bpf__open();
+    if (!skel) {
+        snprintf(r->load_error, sizeof(r->load_error), "cannot open: %s", strerror(errno));
+        return;
+    }
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = policy_bpf__load(skel);
+    r->load_ms = ms_since(&t0);
+    if (rc < 0) {
+        snprintf(r->load_error, sizeof(r->load_error), "the kernel refused them: %s",
+                 strerror(-rc));
+        policy_bpf__destroy(skel);
+        return;
+    }
+    r->loaded = true;
+
+    char *root = NULL, *dir = NULL;
+    int cg_fd = -1;
+    const char *attach_error = NULL;
+    if (cgroup_root_path(&root, &err) < 0) {
+        attach_error = err.msg;
+    } else {
+        char name[64];
+        snprintf(name, sizeof(name), "doctor-%d", (int)getpid());
+        dir = fs_join(root, name);
+        if ((mkdir(root, 0755) < 0 && errno != EEXIST) || mkdir(dir, 0755) < 0 ||
+            (cg_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+            snprintf(err.msg, sizeof(err.msg), "cannot create a probe cgroup: %s",
+                     strerror(errno));
+            attach_error = err.msg;
+        }
+    }
+    struct bpf_program *prog;
+    bpf_object__for_each_program(prog, skel->obj)
+    {
+        if (r->n_programs >= BPF_POLICY_PROGRAMS)
+            break;
+        size_t i = r->n_programs++;
+        snprintf(r->programs[i].name, sizeof(r->programs[i].name), "%s",
+                 bpf_program__section_name(prog));
+        if (attach_error) {
+            snprintf(r->programs[i].error, sizeof(r->programs[i].error), "%.120s", attach_error);
+            continue;
+        }
+        struct bpf_link *link = bpf_program__attach_cgroup(prog, cg_fd);
+        if (link) {
+            r->programs[i].attached = true;
+            bpf_link__destroy(link);
+        } else {
+            snprintf(r->programs[i].error, sizeof(r->programs[i].error), "%s", strerror(errno));
+        }
+    }
+    policy_bpf__destroy(skel);
+    if (cg_fd >= 0)
+        close(cg_fd);
+    if (dir && rmdir(dir) == 0)
+        rmdir(root); /* only when it became empty */
+    free(dir);
+    free(root);
+
+    err_clear(&err);
+    if (bpf_sockkill_probe(&err) == 0)
+        r->sock_destroy = true;
+    else
+        snprintf(r->sock_destroy_error, sizeof(r->sock_destroy_error), "%.250s", err.msg);
+}

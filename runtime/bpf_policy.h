@@ -98,6 +98,29 @@ int bpf_policy_events_poll(struct bpf_policy_pins *pins, int timeout_ms, bpf_pol
 const char *bpf_policy_hook_name(unsigned hook);
 const char *bpf_policy_reason_name(unsigned reason);
 
+/* What `bottle doctor` reports: which programs load and attach here. */
+#define BPF_POLICY_PROGRAMS 7
+struct bpf_policy_probe {
+    bool loaded;
+    char load_error[256];
+    double load_ms;
+    size_t n_programs;
+    struct {
+        char name[32];
+        bool attached;
+        char error[128];
+    } programs[BPF_POLICY_PROGRAMS];
+    bool sock_destroy;
+    char sock_destroy_error[256];
+};
+
+/*
+ * Loads the policy programs, attaches each to a temporary cgroup
+ * (<cgroup2>/bottle/doctor-<pid>), and loads the socket-destroy iterator;
+ * then detaches, unloads and removes the cgroup. Nothing is pinned or left.
+ */
+void bpf_policy_probe_run(struct bpf_policy_probe *r);
+
 /*
  * Aborts (ECONNABORTED) every established TCP socket created in cgroup_id or
  * a descendant, in the network namespace netns_fd (-1: the caller's). The

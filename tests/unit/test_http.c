@@ -316,6 +316,7 @@ static void test_request_line_limit(void **state)
     struct http_request r;
     /* "GET " + target + " HTTP/1.1" is exactly 8192 bytes: accepted. */
     char *ok = request_with_target(8192 - 13);
+    http_request_reset(&r);
     assert_true(http_parse_request(ok, strlen(ok), &r, NULL) > 0);
     char *over = request_with_target(8192 - 12);
     http_request_reset(&r);
