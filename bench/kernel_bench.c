@@ -47,7 +47,6 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-
 static int listen_fd;
 static uint16_t listen_port;
 static int other_fd;
@@ -87,8 +86,8 @@ static int connect_once(uint16_t port)
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return errno;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int rc = connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ? errno : 0;
     /* Close with RST: no TIME_WAIT pile-up across 20,000 connects. */
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
@@ -100,6 +99,7 @@ static int connect_once(uint16_t port)
 /* Shared with children: results come back through an anonymous shared page. */
 struct shared {
     double value;
+    double t0; /* set by the parent right before it acts; 0 until then */
     int rc;
 };
 static struct shared *shm;
@@ -259,12 +259,13 @@ static int until_refused_child(void *arg)
     (void)arg;
     for (long i = 0; i < 100000000L; i++) {
         int rc = connect_once(listen_port);
-        if (rc == EPERM) {
-            shm->value = now_us();
+        if (rc == EPERM && shm->t0 > 0) {
+            shm->value = now_us() - shm->t0;
             return 0;
         }
-        if (i == 0)
-            shm->rc = 1; /* running */
+        if (rc != 0 && rc != EPERM)
+            return 2;
+        shm->rc = 1; /* running */
     }
     return 1;
 }
@@ -274,7 +275,8 @@ static int aborted_child(void *arg)
 {
     (void)arg;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(other_port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons(other_port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     struct timeval tv = {.tv_sec = 10};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -303,16 +305,18 @@ static int bench_cutoff(void)
     double connect_ms = -1, abort_ms = -1;
     if (rc == 0) {
         shm->rc = 0;
-        pid_t pid = cgroup_spawn_into(cg.agent_fd, CGROUP_SPAWN_NO_CLONE3, until_refused_child,
-                                      NULL, &err);
+        pid_t pid =
+            cgroup_spawn_into(cg.agent_fd, CGROUP_SPAWN_NO_CLONE3, until_refused_child, NULL, &err);
         while (pid > 0 && !shm->rc)
             usleep(1000);
         usleep(20000);
-        double t0 = now_us();
+        shm->t0 = now_us();
         rc = bpf_policy_set_cutoff(slug, true, &err);
         int status;
         waitpid(pid, &status, 0);
-        connect_ms = (shm->value - t0) / 1000.0;
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+            connect_ms = shm->value / 1000.0;
+        shm->t0 = 0;
         bpf_policy_set_cutoff(slug, false, &err);
 
         /* The stream goes to the other listener so it is established before the flag. */
@@ -327,7 +331,7 @@ static int bench_cutoff(void)
         while (pid > 0 && !shm->rc)
             usleep(1000);
         usleep(20000);
-        t0 = now_us();
+        double t0 = now_us();
         bpf_policy_set_cutoff(slug, true, &err);
         unsigned destroyed = 0;
         int krc = bpf_sockkill_run(cg.agent_id, -1, &destroyed, &err);

@@ -33,14 +33,14 @@
 
 /* Value of the policy map; the key is the bottle cgroup id (__u64, the directory inode). */
 struct bottle_policy {
-    __u32 proxy_ip4;     /* network order */
-    __u8 proxy_ip6[16];  /* network order */
-    __u16 proxy_port;    /* host order */
-    __u16 dns_port;      /* host order */
-    __u32 dns_ip4;       /* network order */
-    __u8 dns_ip6[16];    /* network order */
-    __u32 flags;         /* BOTTLE_FLAG_* */
-    __u32 cutoff;        /* non-zero: drop everything, deny every connect */
+    __u32 proxy_ip4;    /* network order */
+    __u8 proxy_ip6[16]; /* network order */
+    __u16 proxy_port;   /* host order */
+    __u16 dns_port;     /* host order */
+    __u32 dns_ip4;      /* network order */
+    __u8 dns_ip6[16];   /* network order */
+    __u32 flags;        /* BOTTLE_FLAG_* */
+    __u32 cutoff;       /* non-zero: drop everything, deny every connect */
 };
 
 /* Value of the stats map, same key as the policy map. Updated atomically. */
@@ -79,16 +79,16 @@ enum bottle_deny_reason {
 
 /* One record of the denied-event ring buffer. */
 struct bottle_event {
-    __u64 cgroup_id;  /* policy cgroup (0 when no policy was found: the caller's own) */
-    __u64 timestamp;  /* bpf_ktime_get_ns */
-    __u32 pid;        /* thread-group id; 0 for packet hooks */
-    __u16 hook;       /* enum bottle_hook */
-    __u16 reason;     /* enum bottle_deny_reason */
-    __u16 family;     /* AF_INET, AF_INET6, ... */
-    __u16 protocol;   /* IPPROTO_*; the socket type for sock_create in sock_type */
-    __u16 port;       /* destination port, host order */
-    __u16 sock_type;  /* SOCK_STREAM, SOCK_DGRAM, SOCK_RAW (sock_create and connect hooks) */
-    __u8 addr[16];    /* destination; IPv4 in the first 4 bytes */
+    __u64 cgroup_id; /* policy cgroup (0 when no policy was found: the caller's own) */
+    __u64 timestamp; /* bpf_ktime_get_ns */
+    __u32 pid;       /* thread-group id; 0 for packet hooks */
+    __u16 hook;      /* enum bottle_hook */
+    __u16 reason;    /* enum bottle_deny_reason */
+    __u16 family;    /* AF_INET, AF_INET6, ... */
+    __u16 protocol;  /* IPPROTO_*; the socket type for sock_create in sock_type */
+    __u16 port;      /* destination port, host order */
+    __u16 sock_type; /* SOCK_STREAM, SOCK_DGRAM, SOCK_RAW (sock_create and connect hooks) */
+    __u8 addr[16];   /* destination; IPv4 in the first 4 bytes */
     char comm[16];
 };
 
@@ -96,9 +96,9 @@ struct bottle_event {
 #define BOTTLE_KILL_SWITCH_KEY 0
 
 /* Names of the pins under <bpffs>/bottle/<slug>/ and of the shared kill switch. */
-#define BOTTLE_PIN_POLICY  "policy"
-#define BOTTLE_PIN_STATS   "stats"
-#define BOTTLE_PIN_EVENTS  "events"
-#define BOTTLE_PIN_KILL    "kill_switch" /* in <bpffs>/bottle/, shared by every bottle */
+#define BOTTLE_PIN_POLICY "policy"
+#define BOTTLE_PIN_STATS  "stats"
+#define BOTTLE_PIN_EVENTS "events"
+#define BOTTLE_PIN_KILL   "kill_switch" /* in <bpffs>/bottle/, shared by every bottle */
 
 #endif

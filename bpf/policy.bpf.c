@@ -26,11 +26,11 @@
 
 #include "bottle_abi.h"
 
-#define AF_INET    2
-#define AF_INET6   10
-#define AF_PACKET  17
-#define SOCK_RAW   3
-#define IP_OFFSET  0x1fff
+#define AF_INET         2
+#define AF_INET6        10
+#define AF_PACKET       17
+#define SOCK_RAW        3
+#define IP_OFFSET       0x1fff
 #define IPPROTO_ICMPV6_ 58
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -68,10 +68,10 @@ struct {
 
 /* The outcome of a policy lookup. */
 struct verdict_ctx {
-    __u64 id;                   /* governing cgroup id, 0 when none */
-    struct bottle_policy *pol;  /* NULL when none */
-    struct bottle_stats *st;    /* may be NULL */
-    __u16 reason;               /* non-zero: deny everything for this reason */
+    __u64 id;                  /* governing cgroup id, 0 when none */
+    struct bottle_policy *pol; /* NULL when none */
+    struct bottle_stats *st;   /* may be NULL */
+    __u16 reason;              /* non-zero: deny everything for this reason */
 };
 
 static __always_inline int kill_switch_on(void)
@@ -100,6 +100,14 @@ static __always_inline void lookup_current(struct verdict_ctx *v)
     v->pol = NULL;
     v->st = NULL;
     v->reason = 0;
+    /* Fast path: the caller's own cgroup (the deepest level) has the entry. */
+    __u64 own = bpf_get_current_cgroup_id();
+    v->pol = bpf_map_lookup_elem(&policy, &own);
+    if (v->pol) {
+        v->id = own;
+        finish_lookup(v);
+        return;
+    }
     for (int i = BOTTLE_MAX_NESTING - 1; i >= 0; i--) {
         __u64 id = bpf_get_current_ancestor_cgroup_id(base_level + i);
         if (!id)
@@ -120,6 +128,13 @@ static __always_inline void lookup_skb(struct __sk_buff *skb, struct verdict_ctx
     v->pol = NULL;
     v->st = NULL;
     v->reason = 0;
+    __u64 own = bpf_skb_cgroup_id(skb);
+    v->pol = bpf_map_lookup_elem(&policy, &own);
+    if (v->pol) {
+        v->id = own;
+        finish_lookup(v);
+        return;
+    }
     for (int i = BOTTLE_MAX_NESTING - 1; i >= 0; i--) {
         __u64 id = bpf_skb_ancestor_cgroup_id(skb, base_level + i);
         if (!id)
@@ -138,7 +153,7 @@ struct dest {
     __u32 addr[4]; /* network order; IPv4 in addr[0] */
     __u16 family;
     __u16 protocol;
-    __u16 port;    /* host order */
+    __u16 port; /* host order */
     __u16 sock_type;
 };
 
@@ -193,8 +208,8 @@ static __always_inline int same6(const __u32 *a, const __u8 *b8)
     return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
 }
 
-static __always_inline int allow_v6(const struct bottle_policy *p, __u16 protocol,
-                                    const __u32 *a, __u16 port)
+static __always_inline int allow_v6(const struct bottle_policy *p, __u16 protocol, const __u32 *a,
+                                    __u16 port)
 {
     /* ::ffff:a.b.c.d: a dual-stack socket talking IPv4. */
     if (a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff))

@@ -268,8 +268,8 @@ static int remove_pin_dir(const char *dir, struct bottle_err *err)
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
             continue;
         if (unlinkat(dirfd(d), e->d_name, 0) < 0 && errno != ENOENT && rc == 0)
-            rc = err_set(err, errno, "bpf: cannot unpin %s/%s: %s", dir, e->d_name,
-                         strerror(errno));
+            rc =
+                err_set(err, errno, "bpf: cannot unpin %s/%s: %s", dir, e->d_name, strerror(errno));
     }
     closedir(d);
     if (rmdir(dir) < 0 && errno != ENOENT && rc == 0)
@@ -277,8 +277,7 @@ static int remove_pin_dir(const char *dir, struct bottle_err *err)
     return rc;
 }
 
-static int pin_map(struct bpf_map *map, const char *dir, const char *name,
-                   struct bottle_err *err)
+static int pin_map(struct bpf_map *map, const char *dir, const char *name, struct bottle_err *err)
 {
     char *path = fs_join(dir, name);
     int rc = bpf_map__pin(map, path);
@@ -417,8 +416,8 @@ int bpf_policy_install(const char *slug, int cgroup_fd, uint64_t cgroup_id,
     }
     t->load_ms = ms_since(&t0);
     /* The entry goes in before the programs are attached: no window without policy. */
-    rc = write_entry(bpf_map__fd(skel->maps.policy), bpf_map__fd(skel->maps.stats), cgroup_id,
-                     cfg, err);
+    rc = write_entry(bpf_map__fd(skel->maps.policy), bpf_map__fd(skel->maps.stats), cgroup_id, cfg,
+                     err);
     if (rc == 0)
         rc = attach_and_pin(skel, cgroup_fd, dir, t, err);
     t->total_ms = ms_since(&t_all);
@@ -502,8 +501,7 @@ static int open_pin(const char *dir, const char *name, struct bottle_err *err)
     return fd < 0 ? -errno : fd;
 }
 
-int bpf_policy_open_pinned(const char *slug, struct bpf_policy_pins **out,
-                           struct bottle_err *err)
+int bpf_policy_open_pinned(const char *slug, struct bpf_policy_pins **out, struct bottle_err *err)
 {
     *out = NULL;
     libbpf_quiet();
@@ -558,8 +556,7 @@ int bpf_policy_entry_set(struct bpf_policy_pins *p, uint64_t cgroup_id,
     return write_entry(p->policy_fd, p->stats_fd, cgroup_id, cfg, err);
 }
 
-int bpf_policy_entry_delete(struct bpf_policy_pins *p, uint64_t cgroup_id,
-                            struct bottle_err *err)
+int bpf_policy_entry_delete(struct bpf_policy_pins *p, uint64_t cgroup_id, struct bottle_err *err)
 {
     __u64 key = cgroup_id;
     if (bpf_map_delete_elem(p->policy_fd, &key) < 0 && errno != ENOENT)
@@ -710,8 +707,7 @@ static int drain_iter(int iter_fd)
     return n < 0 ? -errno : 0;
 }
 
-int bpf_sockkill_run(uint64_t cgroup_id, int netns_fd, unsigned *destroyed,
-                     struct bottle_err *err)
+int bpf_sockkill_run(uint64_t cgroup_id, int netns_fd, unsigned *destroyed, struct bottle_err *err)
 {
     struct sockkill_bpf *skel = NULL;
     int self_ns = -1, iter_fd = -1;
@@ -796,8 +792,7 @@ void bpf_policy_probe_run(struct bpf_policy_probe *r)
         dir = fs_join(root, name);
         if ((mkdir(root, 0755) < 0 && errno != EEXIST) || mkdir(dir, 0755) < 0 ||
             (cg_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-            snprintf(err.msg, sizeof(err.msg), "cannot create a probe cgroup: %s",
-                     strerror(errno));
+            snprintf(err.msg, sizeof(err.msg), "cannot create a probe cgroup: %s", strerror(errno));
             attach_error = err.msg;
         }
     }

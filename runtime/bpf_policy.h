@@ -29,8 +29,8 @@ struct bpf_policy_config {
     struct in_addr dns_ip4;
     struct in6_addr dns_ip6;
     uint16_t dns_port;
-    uint32_t flags;   /* BOTTLE_FLAG_* */
-    bool no_events;   /* do not emit denied events (benchmarks) */
+    uint32_t flags; /* BOTTLE_FLAG_* */
+    bool no_events; /* do not emit denied events (benchmarks) */
 };
 
 /* Milliseconds spent in each install step. */
@@ -127,8 +127,7 @@ void bpf_policy_probe_run(struct bpf_policy_probe *r);
  * calling thread enters that namespace for the walk and returns to its own.
  * -ENOTSUP with "socket destroy unavailable: ..." when the kernel cannot.
  */
-int bpf_sockkill_run(uint64_t cgroup_id, int netns_fd, unsigned *destroyed,
-                     struct bottle_err *err);
+int bpf_sockkill_run(uint64_t cgroup_id, int netns_fd, unsigned *destroyed, struct bottle_err *err);
 /* Loads (and unloads) the iterator to learn whether socket destroy works here. */
 int bpf_sockkill_probe(struct bottle_err *err);
 

@@ -466,9 +466,9 @@ int cgroup_bottle_remove(const char *slug, int timeout_ms, struct bottle_err *er
     char *path = fs_join(root, slug);
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
-        rc = errno == ENOENT ? 0
-                             : err_set(err, errno, "cgroup: cannot open %s: %s", path,
-                                       strerror(errno));
+        rc = errno == ENOENT
+                 ? 0
+                 : err_set(err, errno, "cgroup: cannot open %s: %s", path, strerror(errno));
         goto out;
     }
     /* cgroup.kill covers the whole subtree; the wait does too ("populated"). */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "runtime/cmd_kernel.h"
 
 struct command {
     const char *name;
@@ -18,6 +19,9 @@ static const struct command commands[] = {
     {"info", cmd_info, "show an agent or a bottle, resolved"},
     {"policy", cmd_policy, "ask the route matcher whether a request would pass"},
     {"doctor", cmd_doctor, "report what this host can enforce"},
+    {"usage", cmd_usage, "bytes, packets and connects of bottles, from the kernel counters"},
+    {"cutoff", cmd_cutoff, "cut a bottle's network off at once (or --restore it)"},
+    {"events", cmd_events, "denied connection attempts of a bottle"},
 };
 
 static void print_main_help(FILE *f)

@@ -7,6 +7,7 @@
 #include "common/json.h"
 #include "runtime/args.h"
 #include "runtime/cli.h"
+#include "runtime/cmd_kernel.h"
 #include "runtime/platform.h"
 
 static const char doctor_help[] =
@@ -17,7 +18,9 @@ static const char doctor_help[] =
     "program loads, kernel BTF, the seccomp API level and actions, the Landlock ABI,\n"
     "network namespaces, and the backend CLIs on PATH (docker, smolvm, container).\n"
     "It ends with the best tier available and what is missing for a higher one.\n"
-    "Probing changes nothing on the host. Exit code 0.\n";
+    "As root it also loads and attaches each policy program to a temporary cgroup\n"
+    "(removed again) and checks that established sockets can be destroyed.\n"
+    "Nothing else on the host changes. Exit code 0.\n";
 
 int cmd_doctor(int argc, char **argv)
 {
@@ -42,6 +45,8 @@ int cmd_doctor(int argc, char **argv)
     platform_probe(&f);
     if (json) {
         cJSON *doc = platform_facts_json(&f);
+        if (f.tier == TIER_KERNEL)
+            bpf_doctor_report(NULL, doc);
         char *t = json_to_text(doc, true);
         fputs(t, stdout);
         free(t);
@@ -49,6 +54,8 @@ int cmd_doctor(int argc, char **argv)
     } else {
         struct buf b = BUF_INIT;
         platform_facts_text(&f, &b);
+        if (f.tier == TIER_KERNEL)
+            bpf_doctor_report(&b, NULL);
         fputs(b.data, stdout);
         buf_free(&b);
     }

@@ -271,8 +271,8 @@ static int cutoff_one(const char *slug, bool restore)
     int n = abort_connections(slug, &err);
     if (n < 0) {
         printf("bottle %s: cut off; new connections are refused\n", slug);
-        fprintf(stderr, "bottle: %s: established connections stall instead of aborting: %s\n",
-                slug, err.msg);
+        fprintf(stderr, "bottle: %s: established connections stall instead of aborting: %s\n", slug,
+                err.msg);
         return err.code == ENOTSUP ? 0 : err_exit_code(&err);
     }
     printf("bottle %s: cut off; new connections are refused, %d established aborted\n", slug, n);
@@ -383,9 +383,8 @@ static int print_event(const struct bottle_event *ev, void *arg)
         free(text);
         cJSON_Delete(o);
     } else {
-        printf("%s pid=%u comm=%s hook=%s reason=%s proto=%s", ts, ev->pid,
-               comm[0] ? comm : "-", bpf_policy_hook_name(ev->hook),
-               bpf_policy_reason_name(ev->reason), proto);
+        printf("%s pid=%u comm=%s hook=%s reason=%s proto=%s", ts, ev->pid, comm[0] ? comm : "-",
+               bpf_policy_hook_name(ev->hook), bpf_policy_reason_name(ev->reason), proto);
         if (addr[0])
             printf(ev->family == AF_INET6 ? " dst=[%s]:%u" : " dst=%s:%u", addr, ev->port);
         printf("\n");
@@ -427,8 +426,8 @@ int cmd_events(int argc, char **argv)
     clock_gettime(CLOCK_REALTIME, &real);
     struct events_ctx c = {
         .json = json,
-        .mono_to_real = (double)(real.tv_sec - mono.tv_sec) +
-                        (double)(real.tv_nsec - mono.tv_nsec) / 1e9,
+        .mono_to_real =
+            (double)(real.tv_sec - mono.tv_sec) + (double)(real.tv_nsec - mono.tv_nsec) / 1e9,
     };
     install_stop_handlers();
     int rc = 0;

@@ -13,13 +13,40 @@
 #include "common/json.h"
 
 static const char *const denied_syscalls[] = {
-    "ptrace",          "mount",         "umount2",         "fsopen",        "fsconfig",
-    "fsmount",         "fspick",        "move_mount",      "open_tree",     "mount_setattr",
-    "pivot_root",      "chroot",        "bpf",             "perf_event_open", "unshare",
-    "setns",           "io_uring_setup", "io_uring_enter", "io_uring_register", "keyctl",
-    "add_key",         "request_key",   "kexec_load",      "kexec_file_load", "init_module",
-    "finit_module",    "delete_module", "userfaultfd",     "open_by_handle_at",
-    "name_to_handle_at", "reboot",      "swapon",          "swapoff",       NULL,
+    "ptrace",
+    "mount",
+    "umount2",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "move_mount",
+    "open_tree",
+    "mount_setattr",
+    "pivot_root",
+    "chroot",
+    "bpf",
+    "perf_event_open",
+    "unshare",
+    "setns",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "userfaultfd",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "reboot",
+    "swapon",
+    "swapoff",
+    NULL,
 };
 
 /*
@@ -27,8 +54,8 @@ static const char *const denied_syscalls[] = {
  * its low byte, so that bit is not a flag there (only clone3, denied, has it).
  */
 static const unsigned long clone_denied_flags[] = {
-    CLONE_NEWNS,  CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC,
-    CLONE_NEWUSER, CLONE_NEWPID,   CLONE_NEWNET, 0,
+    CLONE_NEWNS,   CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC,
+    CLONE_NEWUSER, CLONE_NEWPID,    CLONE_NEWNET, 0,
 };
 
 static const char *clone_flag_name(unsigned long bit)
@@ -134,8 +161,7 @@ static int add_rule(scmp_filter_ctx ctx, uint32_t action, const char *name, bool
         /* A base-list syscall this architecture lacks cannot be called either. */
         if (!required)
             return 0;
-        return err_set_kind(err, ERR_KIND_MANIFEST, EINVAL, "seccomp: unknown syscall '%s'",
-                            name);
+        return err_set_kind(err, ERR_KIND_MANIFEST, EINVAL, "seccomp: unknown syscall '%s'", name);
     }
     int rc = seccomp_rule_add(ctx, action, nr, 0);
     if (rc < 0)

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
 /*
@@ -43,17 +44,40 @@ static int hex_value(unsigned char c)
     return -1;
 }
 
+/*
+ * CHAR_TOKEN: tchar (RFC 9110 5.6.2). CHAR_VALUE: field-vchar, SP and HTAB,
+ * what a field value or reason phrase may hold. CHAR_SPECIAL: CR, LF and NUL,
+ * the bytes the head scanner must look at; it skips the rest in one loop.
+ */
+enum { CHAR_TOKEN = 1, CHAR_VALUE = 2, CHAR_SPECIAL = 4 };
+
+static const uint8_t char_class[256] = {
+    4, 0, 0, 0, 0, 0, 0, 0, 0, 2, 4, 0, 0, 4, 0, 0, /* 0x00 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x10 */
+    2, 3, 2, 3, 3, 3, 3, 3, 2, 2, 3, 3, 2, 3, 3, 2, /* 0x20 */
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, /* 0x30 */
+    2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, /* 0x40 */
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 3, 3, /* 0x50 */
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, /* 0x60 */
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 2, 3, 2, 3, 0, /* 0x70 */
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, /* 0x80 */
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, /* 0x90 */
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, /* 0xa0 */
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, /* 0xb0 */
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, /* 0xc0 */
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, /* 0xd0 */
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, /* 0xe0 */
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, /* 0xf0 */
+};
+
 static bool is_tchar(unsigned char c)
 {
-    if (is_alpha(c) || is_digit(c))
-        return true;
-    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+    return char_class[c] & CHAR_TOKEN;
 }
 
-/* field-vchar, SP and HTAB: what a field value (or reason phrase) may hold. */
 static bool is_value_char(unsigned char c)
 {
-    return c == '\t' || c == ' ' || (c >= 0x21 && c != 0x7f);
+    return char_class[c] & CHAR_VALUE;
 }
 
 static bool is_ows(unsigned char c)
@@ -83,6 +107,9 @@ static bool slices_eq_ci(const char *a, size_t an, const char *b, size_t bn)
             return false;
     return true;
 }
+
+/* Internal compare against a string literal: the length is known at compile time. */
+#define SLICE_IS_CI(s, lit) slices_eq_ci((s).ptr, (s).len, lit, sizeof(lit) - 1)
 
 bool http_slice_eq_ci(struct http_slice s, const char *lit)
 {
@@ -181,6 +208,16 @@ static int scan_head(struct http_scan *sc, const char *buf, size_t len,
     const char *err = NULL;
     size_t pos;
     for (pos = sc->pos; pos < len; pos++) {
+        if (pos == sc->line_start || buf[pos - 1] != '\r') {
+            /* Ordinary bytes below the limit need no decision: skip them. */
+            size_t stop = sc->phase == PHASE_FIRST_LINE ? sc->line_start + lim->request_line_max
+                                                        : sc->head_start + lim->header_block_max;
+            stop = stop < len ? stop : len;
+            while (pos < stop && !(char_class[(unsigned char)buf[pos]] & CHAR_SPECIAL))
+                pos++;
+            if (pos == len)
+                break;
+        }
         unsigned char c = (unsigned char)buf[pos];
         if (c == '\n') {
             if (pos == sc->line_start || buf[pos - 1] != '\r') {
@@ -508,7 +545,7 @@ static const char *read_fields(const struct http_header *h, size_t n, int versio
         struct http_slice name = h[i].name, value = h[i].value, elem;
         if (is_disguised_framing_field(name))
             return HTTP_ERR_BAD_HEADER_NAME;
-        if (http_slice_eq_ci(name, "content-length")) {
+        if (SLICE_IS_CI(name, "content-length")) {
             int64_t v;
             if (!parse_content_length(value, &v))
                 return HTTP_ERR_BAD_CONTENT_LENGTH;
@@ -516,27 +553,27 @@ static const char *read_fields(const struct http_header *h, size_t n, int versio
                 return v == f->content_length ? HTTP_ERR_DUPLICATE_CONTENT_LENGTH
                                               : HTTP_ERR_CONFLICTING_CONTENT_LEN;
             f->content_length = v;
-        } else if (http_slice_eq_ci(name, "transfer-encoding")) {
+        } else if (SLICE_IS_CI(name, "transfer-encoding")) {
             if (f->chunked || version_minor == 0 || !http_slice_eq(value, "chunked"))
                 return HTTP_ERR_BAD_TRANSFER_ENCODING;
             f->chunked = true;
-        } else if (http_slice_eq_ci(name, "host")) {
+        } else if (SLICE_IS_CI(name, "host")) {
             if (f->n_host++)
                 return HTTP_ERR_MULTIPLE_HOST;
             f->host = value;
-        } else if (http_slice_eq_ci(name, "connection")) {
+        } else if (SLICE_IS_CI(name, "connection")) {
             while (list_next(&value, &elem)) {
                 for (size_t j = 0; j < elem.len; j++)
                     if (!is_tchar((unsigned char)elem.ptr[j]))
                         return HTTP_ERR_BAD_CONNECTION;
-                f->conn_close |= http_slice_eq_ci(elem, "close");
-                f->conn_keep_alive |= http_slice_eq_ci(elem, "keep-alive");
-                f->conn_upgrade |= http_slice_eq_ci(elem, "upgrade");
+                f->conn_close |= SLICE_IS_CI(elem, "close");
+                f->conn_keep_alive |= SLICE_IS_CI(elem, "keep-alive");
+                f->conn_upgrade |= SLICE_IS_CI(elem, "upgrade");
             }
-        } else if (http_slice_eq_ci(name, "upgrade")) {
+        } else if (SLICE_IS_CI(name, "upgrade")) {
             f->upgrade_websocket |= http_list_has_token(value, "websocket");
-        } else if (http_slice_eq_ci(name, "expect")) {
-            if (http_slice_eq_ci(value, "100-continue"))
+        } else if (SLICE_IS_CI(name, "expect")) {
+            if (SLICE_IS_CI(value, "100-continue"))
                 f->expect_continue = true;
             else
                 f->expect_other = true;
@@ -631,15 +668,21 @@ static const char *response_semantics(struct http_response *r, bool head_request
 
 /* ---- public parsers ------------------------------------------------------ */
 
+/*
+ * Header arrays are written before they are read (n_headers, n_spans), so a
+ * reset clears only what precedes them: a few hundred bytes, not kilobytes.
+ */
+#define RESET_SIZE(type) (offsetof(type, scan) + offsetof(struct http_scan, spans))
+
 void http_request_reset(struct http_request *req)
 {
-    memset(req, 0, sizeof(*req));
+    memset(req, 0, RESET_SIZE(struct http_request));
     req->content_length = -1;
 }
 
 void http_response_reset(struct http_response *resp)
 {
-    memset(resp, 0, sizeof(*resp));
+    memset(resp, 0, RESET_SIZE(struct http_response));
     resp->content_length = -1;
 }
 

@@ -100,7 +100,7 @@ struct http_scan {
     size_t n_spans;
     struct {
         uint32_t name_off, name_len, value_off, value_len;
-    } spans[HTTP_HEADERS_MAX];
+    } spans[HTTP_HEADERS_MAX]; /* last: resets stop before it */
 };
 
 /* ---- requests ------------------------------------------------------------ */
@@ -122,7 +122,6 @@ struct http_request {
     uint16_t port;               /* port named in the authority; 0 = the scheme's default */
     struct http_slice path; /* "/path?query" for origin/absolute ("/" when empty), else target */
     int version_minor;      /* 0 or 1 */
-    struct http_header headers[HTTP_HEADERS_MAX];
     size_t n_headers;
     int64_t content_length; /* -1 when absent */
     bool chunked;           /* Transfer-Encoding: chunked */
@@ -131,7 +130,8 @@ struct http_request {
     bool expect_continue;   /* HTTP/1.1 with Expect: 100-continue */
     const char *error;      /* reason code (HTTP_ERR_*) when parsing failed, else NULL */
     int error_status;       /* status to answer: 400, 414, 417 or 431 */
-    struct http_scan scan;
+    struct http_scan scan;  /* private; kept last but one so resets stay small */
+    struct http_header headers[HTTP_HEADERS_MAX];
 };
 
 /*
@@ -141,7 +141,8 @@ struct http_request {
  * (-EBADMSG): the request is refused, out->error and out->error_status say
  * why. lim may be NULL for the defaults.
  *
- * Incremental use: after a 0, call again with the same bytes plus more (the
+ * out must be zeroed or passed through http_request_reset() before its first
+ * use. Incremental use: after a 0, call again with the same bytes plus more (the
  * buffer may have moved) and the same struct; only new bytes are examined. A
  * call made after a complete head or an error starts a new message, so a
  * pipelined request is parsed with http_parse_request(buf + n, len - n, out).
@@ -164,7 +165,6 @@ struct http_response {
     int version_minor;
     int status_code; /* 100..599 */
     struct http_slice reason_phrase;
-    struct http_header headers[HTTP_HEADERS_MAX];
     size_t n_headers;
     int64_t content_length; /* -1 when absent */
     bool chunked;
@@ -174,6 +174,7 @@ struct http_response {
     const char *error;      /* reason code when parsing failed, else NULL */
     int error_status;       /* 502: what the sidecar answers its client */
     struct http_scan scan;
+    struct http_header headers[HTTP_HEADERS_MAX];
 };
 
 /* Same contract as http_parse_request; head_request: the request was HEAD. */

@@ -1,12 +1,176 @@
+/*
+ * bottle-proxy — the bottle's egress sidecar. Reads its config and token
+ * values, binds its listeners, confines itself (uid/gid, no capabilities,
+ * no_new_privs, raised descriptor limit) and runs the event loop until
+ * SIGTERM, after which it drains requests in flight.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "sidecar/ca.h"
+#include "sidecar/config.h"
+#include "sidecar/proxy.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: bottle-proxy --config FILE [--token-fd N] [--uid UID --gid GID]\n"
+            "                    [--port-file FILE] [--check]\n"
+            "       bottle-proxy --mint-ca DIR [--name NAME]\n"
+            "       bottle-proxy --version\n");
+}
+
+static int parse_id(const char *s, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < 0 || v > 0x7fffffff)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+/* Drops to uid/gid (when given) and to no capabilities and no new privileges. */
+static int confine(long uid, long gid, struct bottle_err *err)
+{
+    if (geteuid() == 0)
+        for (int cap = 0; cap <= CAP_LAST_CAP; cap++)
+            prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
+    if (gid >= 0) {
+        if (setgroups(0, NULL) < 0 || setresgid((gid_t)gid, (gid_t)gid, (gid_t)gid) < 0)
+            return err_set(err, errno, "cannot switch to gid %ld: %s", gid, strerror(errno));
+    }
+    if (uid >= 0) {
+        if (setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) < 0)
+            return err_set(err, errno, "cannot switch to uid %ld: %s", uid, strerror(errno));
+        if (uid != 0 && setuid(0) == 0)
+            return err_set(err, EPERM, "uid 0 could be regained after dropping to %ld", uid);
+    }
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        return err_set(err, errno, "cannot set no_new_privs: %s", strerror(errno));
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
-        printf("bottle-proxy %s\n", BOTTLE_VERSION);
+    const char *config_path = NULL, *port_file = NULL, *mint_dir = NULL, *name = "bottle CA";
+    long token_fd = -1, uid = -1, gid = -1;
+    bool check_only = false;
+    log_init("bottle-proxy");
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--version") == 0) {
+            printf("bottle-proxy %s\n", BOTTLE_VERSION);
+            return 0;
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--check") == 0) {
+            check_only = true;
+        } else if (v && strcmp(a, "--config") == 0) {
+            config_path = v;
+            i++;
+        } else if (v && strcmp(a, "--port-file") == 0) {
+            port_file = v;
+            i++;
+        } else if (v && strcmp(a, "--mint-ca") == 0) {
+            mint_dir = v;
+            i++;
+        } else if (v && strcmp(a, "--name") == 0) {
+            name = v;
+            i++;
+        } else if (v && (strcmp(a, "--token-fd") == 0 || strcmp(a, "--uid") == 0 ||
+                         strcmp(a, "--gid") == 0)) {
+            long *slot = a[2] == 't' ? &token_fd : a[2] == 'u' ? &uid : &gid;
+            if (parse_id(v, slot) < 0) {
+                fprintf(stderr, "bottle-proxy: %s: '%s' is not a non-negative number\n", a, v);
+                return EXIT_USAGE;
+            }
+            i++;
+        } else {
+            fprintf(stderr, "bottle-proxy: unknown or incomplete option '%s'\n", a);
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    struct bottle_err err = {0};
+    if (mint_dir) {
+        if (ca_mint_files(mint_dir, name, &err) < 0) {
+            fprintf(stderr, "bottle-proxy: %s\n", err.msg);
+            return EXIT_RUNTIME;
+        }
         return 0;
     }
-    fprintf(stderr, "bottle-proxy: usage: bottle-proxy --config FILE\n");
-    return 2;
+    if (!config_path) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    /* Before any thread exists, so the resolver threads inherit the mask. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct config_tokens tokens = {0};
+    if (token_fd >= 0 && config_tokens_read_fd((int)token_fd, &tokens, &err) < 0) {
+        fprintf(stderr, "bottle-proxy: %s\n", err.msg);
+        return EXIT_USAGE;
+    }
+    struct config *cfg = NULL;
+    if (config_load(config_path, &tokens, &cfg, &err) < 0) {
+        fprintf(stderr, "bottle-proxy: %s\n", err.msg);
+        config_tokens_free(&tokens);
+        return EXIT_USAGE;
+    }
+    if (check_only) {
+        printf("bottle-proxy: %s: valid (%zu routes)\n", config_path, cfg->routes.len);
+        config_unref(cfg);
+        config_tokens_free(&tokens);
+        return 0;
+    }
+    raise_fd_limit();
+    struct proxy px;
+    int rc = proxy_init(&px, config_path, cfg, &tokens, &err);
+    if (rc == 0)
+        rc = confine(uid, gid, &err);
+    if (rc == 0 && port_file) {
+        char text[64];
+        int n = snprintf(text, sizeof(text), "%u %u\n", px.listen_port, px.control_port);
+        rc = fs_write_atomic(port_file, text, (size_t)n, 0644, &err);
+    }
+    if (rc < 0) {
+        fprintf(stderr, "bottle-proxy: %s\n", err.msg);
+        proxy_free(&px);
+        config_tokens_free(&tokens);
+        return err.kind == ERR_KIND_USAGE ? EXIT_USAGE : EXIT_RUNTIME;
+    }
+    rc = proxy_run(&px);
+    proxy_free(&px);
+    config_tokens_free(&tokens);
+    return rc < 0 ? EXIT_RUNTIME : 0;
 }

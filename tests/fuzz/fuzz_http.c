@@ -35,10 +35,9 @@ static bool same_slice(struct http_slice a, const char *abuf, struct http_slice 
 }
 
 /* Each step gets a fresh copy of the prefix, so a parser that kept a pointer would be caught. */
-static const struct http_limits *limits;
-
 static ssize_t parse_request_in_steps(const uint8_t *data, size_t size, size_t step,
-                                      struct http_request *r, char **last)
+                                      const struct http_limits *limits, struct http_request *r,
+                                      char **last)
 {
     ssize_t rc = 0;
     char *prev = NULL;
@@ -77,8 +76,9 @@ static void compare_requests(const struct http_request *a, const char *abuf,
 }
 
 /* Decodes in pieces of step bytes; returns the final result. */
-static int decode_chunked(const uint8_t *data, size_t size, size_t step, struct buf *out,
-                          size_t *consumed, const char **error)
+static int decode_chunked(const uint8_t *data, size_t size, size_t step,
+                          const struct http_limits *limits, struct buf *out, size_t *consumed,
+                          const char **error)
 {
     struct http_chunked st;
     http_chunked_init(&st, limits);
@@ -110,20 +110,22 @@ static int decode_chunked(const uint8_t *data, size_t size, size_t step, struct 
     return rc;
 }
 
-static void fuzz_chunked(const uint8_t *data, size_t size, size_t step)
+static void fuzz_chunked(const uint8_t *data, size_t size, size_t step,
+                         const struct http_limits *limits)
 {
     struct buf a = BUF_INIT, b = BUF_INIT;
     size_t ca, cb;
     const char *ea, *eb;
-    int ra = decode_chunked(data, size, size ? size : 1, &a, &ca, &ea);
-    int rb = decode_chunked(data, size, step, &b, &cb, &eb);
+    int ra = decode_chunked(data, size, size ? size : 1, limits, &a, &ca, &ea);
+    int rb = decode_chunked(data, size, step, limits, &b, &cb, &eb);
     CHECK(ra == rb && ca == cb && same_error(ea, eb));
     CHECK(a.len == b.len && (a.len == 0 || memcmp(a.data, b.data, a.len) == 0));
     buf_free(&a);
     buf_free(&b);
 }
 
-static void fuzz_request(const uint8_t *data, size_t size, size_t step)
+static void fuzz_request(const uint8_t *data, size_t size, size_t step,
+                         const struct http_limits *limits)
 {
     struct http_request *whole = malloc(sizeof(*whole));
     struct http_request *steps = malloc(sizeof(*steps));
@@ -131,7 +133,7 @@ static void fuzz_request(const uint8_t *data, size_t size, size_t step)
     http_request_reset(whole);
     ssize_t rc = http_parse_request((const char *)data, size, whole, limits);
     char *last = NULL;
-    ssize_t rc2 = parse_request_in_steps(data, size, step, steps, &last);
+    ssize_t rc2 = parse_request_in_steps(data, size, step, limits, steps, &last);
     CHECK(rc == rc2);
     CHECK(rc < 0 ? same_error(whole->error, steps->error) : !steps->error);
     if (rc > 0)
@@ -161,13 +163,14 @@ static void fuzz_request(const uint8_t *data, size_t size, size_t step)
         }
         buf_free(&out);
         if (whole->chunked)
-            fuzz_chunked(data + rc, size - (size_t)rc, step);
+            fuzz_chunked(data + rc, size - (size_t)rc, step, limits);
     }
     free(whole);
     free(steps);
 }
 
-static void fuzz_response(const uint8_t *data, size_t size, size_t step, bool head)
+static void fuzz_response(const uint8_t *data, size_t size, size_t step, bool head,
+                          const struct http_limits *limits)
 {
     struct http_response *whole = malloc(sizeof(*whole));
     struct http_response *steps = malloc(sizeof(*steps));
@@ -206,11 +209,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t step = (size_t)(data[0] & 0x0f) + 1;
     static const struct http_limits tight = {64, 256, 4, 16, 32};
     bool head = data[0] & 0x10;
-    limits = (data[0] & 0x60) == 0x60 ? &tight : NULL;
+    const struct http_limits *limits = (data[0] & 0x60) == 0x60 ? &tight : NULL;
     data++;
     size--;
-    fuzz_request(data, size, step);
-    fuzz_response(data, size, step, head);
-    fuzz_chunked(data, size, step);
+    fuzz_request(data, size, step, limits);
+    fuzz_response(data, size, step, head, limits);
+    fuzz_chunked(data, size, step, limits);
     return 0;
 }

@@ -36,9 +36,9 @@
 #include "runtime/bpf_policy.h"
 #include "runtime/cgroup.h"
 
-#define KH_IO_TIMEOUT_S   3
-#define KH_CHILD_ALARM_S  15
-#define KH_NOBODY         65534
+#define KH_IO_TIMEOUT_S  3
+#define KH_CHILD_ALARM_S 15
+#define KH_NOBODY        65534
 
 /* ---- servers outside the bottle ---------------------------------------------------- */
 
@@ -184,8 +184,11 @@ static int kh_servers_start(void)
     return 0;
 }
 
+static void kh_reap_leftovers(void);
+
 static void kh_servers_stop(void)
 {
+    kh_reap_leftovers();
     struct kh_servers *s = &kh_srv;
     int fds[4] = {s->sidecar4, s->sidecar6, s->other4, s->other6};
     for (int i = 0; i < 4; i++)
@@ -209,6 +212,37 @@ struct kh_bottle {
     char *pin_dir;
 };
 
+/* Bottles alive, so a test that fails half-way still leaves nothing behind. */
+static struct kh_bottle *kh_live[16];
+
+static void kh_track(struct kh_bottle *b, bool add)
+{
+    for (int i = 0; i < 16; i++) {
+        if (add ? kh_live[i] == NULL : kh_live[i] == b) {
+            kh_live[i] = add ? b : NULL;
+            return;
+        }
+    }
+}
+
+/* Removes whatever a failed test left: called from each group teardown. */
+static void kh_reap_leftovers(void)
+{
+    struct bottle_err err;
+    bpf_policy_set_kill_switch(false, &err);
+    for (int i = 0; i < 16; i++) {
+        struct kh_bottle *b = kh_live[i];
+        if (!b)
+            continue;
+        cgroup_bottle_close(&b->cg);
+        bpf_policy_destroy(b->slug, &err);
+        cgroup_bottle_remove(b->slug, 3000, &err);
+        free(b->pin_dir);
+        free(b);
+        kh_live[i] = NULL;
+    }
+}
+
 static void kh_default_config(struct bpf_policy_config *cfg, uint32_t flags)
 {
     memset(cfg, 0, sizeof(*cfg));
@@ -227,6 +261,7 @@ static struct kh_bottle *kh_bottle_new(uint32_t flags)
     struct kh_bottle *b = calloc(1, sizeof(*b));
     assert_non_null(b);
     snprintf(b->slug, sizeof(b->slug), "ktest-%d-%d", (int)getpid(), counter++);
+    kh_track(b, true);
     struct bottle_err err;
     err_clear(&err);
     int rc = cgroup_bottle_create(b->slug, &b->cg, &err);
@@ -266,6 +301,7 @@ static void kh_bottle_free(struct kh_bottle *b)
 {
     if (!b)
         return;
+    kh_track(b, false);
     struct bottle_err err;
     err_clear(&err);
     uint64_t agent_id = b->cg.agent_id;

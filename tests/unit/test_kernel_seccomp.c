@@ -176,10 +176,8 @@ static void test_no_new_privs_set(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_denied_syscalls),
-        cmocka_unit_test(test_clone_rules),
-        cmocka_unit_test(test_programs_still_run),
-        cmocka_unit_test(test_manifest_extras),
+        cmocka_unit_test(test_denied_syscalls),    cmocka_unit_test(test_clone_rules),
+        cmocka_unit_test(test_programs_still_run), cmocka_unit_test(test_manifest_extras),
         cmocka_unit_test(test_no_new_privs_set),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,91 @@
+/*
+ * backend — the one interface every way of running an agent implements:
+ * native Linux namespaces, Docker, smolmachines, Apple Container. The
+ * controller prepares everything the backend does not own (state, CA,
+ * network namespace, cgroup and BPF, the sidecar) and hands it over in a
+ * struct backend_spec; the backend then only has to run the agent so that
+ * the sidecar's address is its one way out.
+ *
+ * A backend never decides policy, never sees a real token, and never prints:
+ * failures come back through struct bottle_err.
+ */
+#ifndef BOTTLE_BACKENDS_BACKEND_H
+#define BOTTLE_BACKENDS_BACKEND_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+
+/* What the controller hands to a backend. Borrowed: the caller keeps ownership. */
+struct backend_spec {
+    const char *slug;
+    const struct strv *argv; /* the agent's command (plan argv) */
+    const struct strv *env;  /* exactly the agent's environment, "NAME=value" */
+    const char *workspace;   /* host path, mounted read-write at the same path */
+    const char *bottle_dir;  /* host dir shown read-only at GUEST_BOTTLE_DIR; NULL: none */
+    const char *guest_home;  /* private home inside the bottle; NULL: /home/agent */
+    const char *home_source; /* host dir backing the home; NULL: a tmpfs */
+    const char *bottle_home; /* $BOTTLE_HOME: must not be visible inside */
+    int netns_fd;            /* the bottle's network namespace; -1: refuse to start */
+    int cgroup_fd;           /* the agent cgroup; -1: stay in the caller's cgroup (tests) */
+    uid_t uid;               /* the agent's user; never 0 */
+    gid_t gid;
+    const struct strv *seccomp_extra; /* the manifest's extra denials; NULL: none */
+    bool no_seccomp;                  /* tests of the backend alone; never set by start */
+    int stdio[3];                     /* fds for the agent's 0,1,2; -1: inherit */
+    bool new_session;                 /* setsid and take stdin as controlling terminal */
+};
+
+/* A running (or prepared) bottle as the backend tracks it. */
+struct backend_bottle {
+    const struct bottle_backend *backend;
+    pid_t pid; /* host view of the bottle's first process */
+    int exit_code;
+    bool exited;
+    void *priv; /* backend-owned */
+};
+
+struct bottle_backend {
+    const char *name;
+    /* Whether this backend can run on this host; the error says what is missing. */
+    int (*probe)(struct bottle_err *err);
+    /* Checks the spec and sets up what launch needs; nothing runs yet. */
+    int (*prepare)(struct backend_bottle *b, const struct backend_spec *spec,
+                   struct bottle_err *err);
+    /* Starts the agent; returns once it runs (exec succeeded) or failed. */
+    int (*launch)(struct backend_bottle *b, struct bottle_err *err);
+    /* Waits for the agent and fills *exit_code (128 + signal when killed). */
+    int (*wait)(struct backend_bottle *b, int *exit_code, struct bottle_err *err);
+    /* Forwards sig; after timeout_ms without exit, kills the whole bottle. */
+    int (*stop)(struct backend_bottle *b, int sig, int timeout_ms, struct bottle_err *err);
+    /* Frees what prepare made; kills what is still running. Safe on a zeroed struct. */
+    void (*release)(struct backend_bottle *b);
+};
+
+extern const struct bottle_backend backend_native;
+
+/* Looks a backend up by its --backend name. */
+static inline int backend_lookup(const char *name, const struct bottle_backend **out,
+                                 struct bottle_err *err)
+{
+    static const char *const planned[] = {"docker", "smolmachines", "apple", NULL};
+    if (name && strcmp(name, backend_native.name) == 0) {
+        *out = &backend_native;
+        return 0;
+    }
+    for (const char *const *p = planned; name && *p; p++)
+        if (strcmp(name, *p) == 0)
+            return err_set_kind(err, ERR_KIND_REFUSED, ENOTSUP,
+                                "backend '%s' is not available in this build; use --backend "
+                                "native",
+                                name);
+    return err_set_kind(err, ERR_KIND_USAGE, EINVAL,
+                        "unknown backend '%s'; known: native, docker, smolmachines, apple",
+                        name ? name : "");
+}
+
+#endif

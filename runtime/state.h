@@ -1,0 +1,67 @@
+/*
+ * state — a bottle's on-disk state: $BOTTLE_HOME/state/<slug>/ (0700) with
+ * plan.json and whatever else the controller keeps (routes, CA, logs), and
+ * $BOTTLE_HOME/run/ (0700) for control sockets and per-slug lock files.
+ *
+ * The slug is the --label when one is given (a label already taken is an
+ * error, never a silent rename) or <agent>-<5 base36 characters>. A bottle
+ * holds an exclusive flock on $BOTTLE_HOME/run/<slug>.lock for as long as it
+ * lives, so two starts cannot take one slug and `bottle cleanup` can tell a
+ * live bottle from what a crashed one left behind.
+ *
+ * This module never deletes anything outside the one state directory it
+ * created or locked, and never follows a symlink while removing it.
+ */
+#ifndef BOTTLE_RUNTIME_STATE_H
+#define BOTTLE_RUNTIME_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "common/err.h"
+#include "manifest/plan.h"
+
+#define STATE_SLUG_RANDOM_LEN 5
+#define STATE_SLUG_MAX        64
+
+struct state_dir {
+    char *home;  /* $BOTTLE_HOME */
+    char *slug;  /* the bottle's name */
+    char *path;  /* $BOTTLE_HOME/state/<slug> */
+    char *lock;  /* $BOTTLE_HOME/run/<slug>.lock */
+    int lock_fd; /* holds LOCK_EX while the bottle lives; -1 when closed */
+};
+
+/* $BOTTLE_HOME when set and non-empty, else <home>/.bottle (allocated). */
+int state_home(char **out, struct bottle_err *err);
+
+/* Creates (0700, parents too) and returns $BOTTLE_HOME/run. home NULL: state_home(). */
+int state_run_dir(const char *home, char **out, struct bottle_err *err);
+
+/* A usable slug: [A-Za-z0-9._-]{1,64}, starting with a letter or digit. */
+bool state_slug_valid(const char *slug);
+
+/*
+ * Takes a slug and creates its state directory (0700), holding the slug's
+ * lock. label non-NULL: exactly that slug, EEXIST (usage error) when in use.
+ * Otherwise <agent>-<5 base36>, retried on collision. home NULL: state_home().
+ */
+int state_create(const char *home, const char *agent, const char *label, struct state_dir *st,
+                 struct bottle_err *err);
+
+/* Writes name (one path component) in the state directory atomically with mode. */
+int state_write_file(const struct state_dir *st, const char *name, const void *data, size_t len,
+                     mode_t mode, struct bottle_err *err);
+/* plan.json (0600): the plan's stable JSON form. */
+int state_write_plan(const struct state_dir *st, const struct plan *plan, struct bottle_err *err);
+
+/* Clean exit: removes the state directory and the lock file, then closes. */
+int state_remove(struct state_dir *st, struct bottle_err *err);
+/* Crash or non-zero exit: keeps the directory, releases the lock, frees. Safe on zeroed structs. */
+void state_close(struct state_dir *st);
+
+/* Whether a live process holds the slug's lock. */
+int state_slug_active(const char *home, const char *slug, bool *active, struct bottle_err *err);
+
+#endif

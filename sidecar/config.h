@@ -1,0 +1,98 @@
+/*
+ * config — bottle-proxy's configuration: the JSON file the runtime writes
+ * from the plan, and the token values passed on an inherited descriptor.
+ *
+ * A loaded config is immutable and reference-counted: a reload builds a new
+ * one and swaps it in, while every request in flight keeps the one it
+ * started with. Token values live only in memory (never argv, never a
+ * file); a route whose token_ref has no value is a config error. This
+ * module never opens sockets and never logs.
+ */
+#ifndef BOTTLE_SIDECAR_CONFIG_H
+#define BOTTLE_SIDECAR_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "common/err.h"
+#include "manifest/route.h"
+
+/* Longest token value accepted on the token descriptor. */
+#define CONFIG_TOKEN_MAX 8192
+
+struct config_token {
+    char *name;
+    char *value;
+};
+
+struct config_tokens {
+    struct config_token *items;
+    size_t len;
+};
+
+/* Reads "NAME=VALUE\n" lines until EOF; the descriptor is closed. */
+int config_tokens_read_fd(int fd, struct config_tokens *out, struct bottle_err *err);
+const char *config_tokens_get(const struct config_tokens *t, const char *name);
+/* Wipes the values before freeing them. */
+void config_tokens_free(struct config_tokens *t);
+
+struct config_addr {
+    struct sockaddr_storage sa;
+    socklen_t len;
+};
+
+/* "host:port:addr": connections to host:port go to addr, and addr may be a blocked network. */
+struct config_override {
+    char *host; /* normalized */
+    uint16_t port;
+    struct config_addr addr;
+    char *text; /* as written, for messages */
+};
+
+enum config_log { CONFIG_LOG_OFF = 0, CONFIG_LOG_REQUESTS, CONFIG_LOG_FULL };
+
+struct config_timeouts {
+    unsigned header_ms;    /* first byte of a head to its end */
+    unsigned idle_ms;      /* keep-alive connection without a request */
+    unsigned connect_ms;   /* upstream TCP connect */
+    unsigned handshake_ms; /* either TLS handshake */
+    unsigned io_ms;        /* an exchange with no byte moving either way */
+    unsigned drain_ms;     /* SIGTERM: longest wait for requests in flight */
+};
+
+struct config {
+    int refs;
+    char *file;
+    char *listen_text;
+    struct config_addr listen;
+    char *control_text; /* NULL: no control listener */
+    struct config_addr control;
+    char *bottle;
+    char *ledger; /* stored for metering; unused so far */
+    struct route_set routes;
+    char **route_tokens; /* route_tokens[i]: the credential of routes.items[i], or NULL */
+    char *ca_cert, *ca_key, *leaf_key, *trust_store, *extra_ca;
+    struct config_override *overrides;
+    size_t n_overrides;
+    enum config_log log;
+    struct config_timeouts timeouts;
+};
+
+/* Parses and validates FILE; every error names the file and the key. */
+int config_load(const char *path, const struct config_tokens *tokens, struct config **out,
+                struct bottle_err *err);
+/* Same, from text already read (unit tests). */
+int config_parse(const char *file, const char *text, size_t len, const struct config_tokens *tokens,
+                 struct config **out, struct bottle_err *err);
+struct config *config_ref(struct config *c);
+void config_unref(struct config *c);
+
+const struct config_override *config_find_override(const struct config *c, const char *host,
+                                                   uint16_t port);
+/* "127.0.0.1:8080" or "[::1]:8080"; port 0 lets the kernel choose. */
+int config_parse_addr(const char *text, struct config_addr *out);
+const char *config_log_name(enum config_log l);
+
+#endif

@@ -1,0 +1,745 @@
+/* conn — per-connection state machine and byte pumps (see conn.h). */
+#include "sidecar/conn.h"
+
+#include <errno.h>
+#include <openssl/err.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+static const struct http_limits limits = HTTP_LIMITS_DEFAULT;
+
+/* Turns through the pumps before a busy connection yields to the others. */
+#define CONN_TURNS 32
+
+void iobuf_reserve(struct iobuf *b, size_t want_free, size_t max_cap)
+{
+    if (!b->data) {
+        b->cap = CONN_BUF_SIZE;
+        b->data = xmalloc(b->cap);
+        b->start = b->end = 0;
+    }
+    if (b->start == b->end)
+        b->start = b->end = 0;
+    if (b->cap - b->end >= want_free)
+        return;
+    if (b->start > 0) {
+        memmove(b->data, b->data + b->start, b->end - b->start);
+        b->end -= b->start;
+        b->start = 0;
+    }
+    if (b->cap - b->end >= want_free || b->cap >= max_cap)
+        return;
+    size_t cap = b->cap;
+    while (cap - b->end < want_free && cap < max_cap)
+        cap *= 2;
+    if (cap > max_cap)
+        cap = max_cap;
+    b->data = xrealloc(b->data, cap);
+    b->cap = cap;
+}
+
+static size_t iobuf_len(const struct iobuf *b)
+{
+    return b->end - b->start;
+}
+
+/* Gives an empty buffer's memory back: idle connections stay small. */
+static void iobuf_release_if_empty(struct iobuf *b)
+{
+    if (b->data && b->start == b->end) {
+        free(b->data);
+        memset(b, 0, sizeof(*b));
+    }
+}
+
+/* ---- endpoint I/O ------------------------------------------------------------ */
+
+static ssize_t ssl_result(SSL *ssl, int r)
+{
+    int e = SSL_get_error(ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+        return -EAGAIN;
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return 0;
+    ERR_clear_error();
+    return -EIO;
+}
+
+static ssize_t ep_read(struct endpoint *ep, char *p, size_t n)
+{
+    if (ep->ssl) {
+        ERR_clear_error();
+        int r = SSL_read(ep->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+        return r > 0 ? r : ssl_result(ep->ssl, r);
+    }
+    ssize_t r = recv(ep->fd, p, n, 0);
+    if (r >= 0)
+        return r;
+    return errno == EAGAIN || errno == EINTR ? -EAGAIN : -errno;
+}
+
+static ssize_t ep_write(struct endpoint *ep, const char *p, size_t n)
+{
+    if (ep->ssl) {
+        ERR_clear_error();
+        int r = SSL_write(ep->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+        return r > 0 ? r : ssl_result(ep->ssl, r);
+    }
+    ssize_t r = send(ep->fd, p, n, MSG_NOSIGNAL);
+    if (r >= 0)
+        return r;
+    return errno == EAGAIN || errno == EINTR ? -EAGAIN : -errno;
+}
+
+static bool ep_handshaking(const struct endpoint *ep)
+{
+    return ep->ssl && !SSL_is_init_finished(ep->ssl);
+}
+
+/* ---- lifecycle --------------------------------------------------------------- */
+
+struct conn *conn_new(struct proxy *px, int fd, bool control)
+{
+    struct conn *c = xcalloc(1, sizeof(*c));
+    c->px = px;
+    c->id = ++px->next_conn_id;
+    c->control = control;
+    c->cli.fd = fd;
+    c->up.fd = -1;
+    c->cli.h = (struct proxy_handle){PROXY_H_CLIENT, c};
+    c->up.h = (struct proxy_handle){PROXY_H_UPSTREAM, c};
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                             .data.ptr = &c->cli.h};
+    if (epoll_ctl(px->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        close(fd);
+        free(c);
+        return NULL;
+    }
+    c->next = px->conns;
+    if (px->conns)
+        px->conns->prev = c;
+    px->conns = c;
+    px->n_conns++;
+    px->metrics.connections_total++;
+    c->deadline_ms = proxy_now_ms() + px->cfg->timeouts.idle_ms;
+    return c;
+}
+
+void conn_close(struct conn *c)
+{
+    if (c->dead)
+        return;
+    struct proxy *px = c->px;
+    c->dead = true;
+    upstream_close(c);
+    if (c->cli.ssl)
+        SSL_free(c->cli.ssl);
+    if (c->cli.fd >= 0)
+        close(c->cli.fd);
+    c->cli.ssl = NULL;
+    c->cli.fd = -1;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        px->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    px->n_conns--;
+    config_unref(c->cfg);
+    c->cfg = NULL;
+    c->next = px->graveyard; /* freed after this turn of the loop */
+    px->graveyard = c;
+}
+
+void conn_free_dead(struct conn *c);
+void conn_free_dead(struct conn *c)
+{
+    free(c->cin.data);
+    free(c->uin.data);
+    buf_free(&c->cout);
+    buf_free(&c->uout);
+    buf_free(&c->log.headers);
+    free(c);
+}
+
+bool conn_idle(const struct conn *c)
+{
+    return c->state == CONN_HEAD && iobuf_len(&c->cin) == 0 && c->cout.len == 0 && !c->cfg;
+}
+
+/* ---- local answers ------------------------------------------------------------ */
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 414: return "URI Too Long";
+    case 417: return "Expectation Failed";
+    case 421: return "Misdirected Request";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Error";
+    }
+}
+
+void conn_respond(struct conn *c, int status, const char *content_type, const char *body,
+                  size_t len)
+{
+    buf_printf(&c->cout,
+               "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+               "Cache-Control: no-store\r\n%s\r\n",
+               status, status_text(status), content_type, len,
+               c->close_after ? "Connection: close\r\n" : "");
+    if (!c->req_head_request)
+        buf_append(&c->cout, body, len);
+    c->log.status = status;
+}
+
+void conn_refuse(struct conn *c, int status, const char *reason, const char *message)
+{
+    struct proxy *px = c->px;
+    /* A request whose body was not read, or a broken stream, cannot be followed by another. */
+    if (!c->req_done || status == 400 || status >= 500 || c->req.error)
+        c->close_after = true;
+    if (c->resp_started) {
+        /* Bytes of the real response already went out: all we can do is cut the stream. */
+        c->close_after = true;
+        c->log.decision = "refused";
+        c->log.reason = reason;
+        proxy_count_refusal(px, reason);
+        upstream_close(c);
+        conn_request_finish(c);
+        return;
+    }
+    struct buf *b = &px->scratch;
+    buf_reset(b);
+    buf_append_str(b, "{\"reason\": \"");
+    json_escape_into(b, reason, strlen(reason));
+    buf_append_str(b, "\", \"message\": \"");
+    json_escape_into(b, message, strlen(message));
+    buf_append_str(b, "\"}\n");
+    c->req_head_request = false;
+    conn_respond(c, status, "application/json", b->data, b->len);
+    c->log.decision = "refused";
+    c->log.reason = reason;
+    proxy_count_refusal(px, reason);
+    if (c->up.fd >= 0 && (!c->up_ready || c->state != CONN_HEAD))
+        upstream_close(c);
+    conn_request_finish(c);
+}
+
+void conn_request_finish(struct conn *c)
+{
+    struct proxy *px = c->px;
+    if (c->log.method[0]) {
+        logjson_request(c);
+        px->metrics.requests_total++;
+        if (c->log.decision && strcmp(c->log.decision, "refused") == 0)
+            px->metrics.requests_refused++;
+        else
+            px->metrics.requests_allowed++;
+    }
+    memset(c->log.method, 0, sizeof(c->log.method));
+    c->log.decision = NULL;
+    c->log.reason = NULL;
+    c->log.status = 0;
+    config_unref(c->cfg);
+    c->cfg = NULL;
+    c->req_done = c->resp_done = c->resp_head_done = c->resp_started = false;
+    c->req_upgrade = c->req_head_request = false;
+    c->req_body = c->resp_body = HTTP_BODY_NONE;
+    c->c2u_ok = c->u2c_ok = 0;
+    http_request_reset(&c->req);
+    http_response_reset(&c->resp);
+    if (c->close_after || px->draining) {
+        c->close_after = true;
+        c->state = CONN_CLOSING;
+        c->deadline_ms = proxy_now_ms() + 5000;
+        if (c->up.fd >= 0)
+            upstream_close(c);
+    } else {
+        c->state = CONN_HEAD;
+        c->deadline_ms = proxy_now_ms() + px->cfg->timeouts.idle_ms;
+    }
+}
+
+/* ---- pumps ------------------------------------------------------------------- */
+
+/* Writes out (a head or local answer), then the cleared bytes of src. */
+static bool flush_side(struct conn *c, struct endpoint *ep, struct buf *out, struct iobuf *src,
+                       size_t *ok, uint64_t *counter, uint64_t *metric)
+{
+    bool progress = false;
+    while (out->len) {
+        ssize_t w = ep_write(ep, out->data, out->len);
+        if (w == -EAGAIN)
+            return progress;
+        if (w <= 0) {
+            conn_close(c);
+            return true;
+        }
+        memmove(out->data, out->data + w, out->len - (size_t)w);
+        out->len -= (size_t)w;
+        out->data[out->len] = '\0';
+        *counter += (uint64_t)w;
+        progress = true;
+    }
+    while (*ok) {
+        ssize_t w = ep_write(ep, src->data + src->start, *ok);
+        if (w == -EAGAIN)
+            return progress;
+        if (w <= 0) {
+            conn_close(c);
+            return true;
+        }
+        src->start += (size_t)w;
+        *ok -= (size_t)w;
+        *counter += (uint64_t)w;
+        *metric += (uint64_t)w;
+        progress = true;
+    }
+    return progress;
+}
+
+static bool read_side(struct conn *c, struct endpoint *ep, struct iobuf *b, size_t max_cap,
+                      uint64_t *counter)
+{
+    if (ep->fd < 0 || ep->eof)
+        return false;
+    iobuf_reserve(b, 1, max_cap);
+    if (b->end == b->cap)
+        return false; /* full: the other side has to take bytes first */
+    ssize_t r = ep_read(ep, b->data + b->end, b->cap - b->end);
+    if (r == -EAGAIN)
+        return false;
+    if (r <= 0) {
+        ep->eof = true;
+        (void)c;
+        return true;
+    }
+    b->end += (size_t)r;
+    *counter += (uint64_t)r;
+    return true;
+}
+
+/* Clears the next body bytes of a message for forwarding; returns -1 on a framing error. */
+static int clear_body(enum http_body_kind kind, struct iobuf *b, size_t *ok, uint64_t *left,
+                      struct http_chunked *ch, bool *done)
+{
+    size_t avail = iobuf_len(b) - *ok;
+    if (*done || avail == 0)
+        return 0;
+    if (kind == HTTP_BODY_LENGTH) {
+        size_t take = avail < *left ? avail : (size_t)*left;
+        *ok += take;
+        *left -= take;
+        *done = *left == 0;
+    } else if (kind == HTTP_BODY_CHUNKED) {
+        const char *p = b->data + b->start + *ok;
+        while (avail) {
+            size_t used = 0;
+            struct http_slice data;
+            int r = http_chunked_feed(ch, p, avail, &used, &data);
+            if (r == HTTP_CHUNKED_ERROR)
+                return -1;
+            *ok += used;
+            p += used;
+            avail -= used;
+            if (r == HTTP_CHUNKED_DONE) {
+                *done = true;
+                break;
+            }
+            if (r == HTTP_CHUNKED_MORE)
+                break;
+        }
+    } else if (kind == HTTP_BODY_UNTIL_CLOSE) {
+        *ok += avail;
+    } else {
+        *done = true;
+    }
+    return 1;
+}
+
+static void response_head(struct conn *c, size_t n)
+{
+    struct http_response *r = &c->resp;
+    if (r->status_code >= 100 && r->status_code < 200 && r->status_code != 101) {
+        http_response_write_head(&c->cout, r, NULL, 0, NULL, 0);
+        c->uin.start += n;
+        http_response_reset(r);
+        return;
+    }
+    if (r->status_code == 101) {
+        if (!c->req_upgrade || !r->upgrade_websocket) {
+            conn_refuse(c, 502, REASON_UPSTREAM_PROTOCOL,
+                        "the upstream switched protocols without a WebSocket upgrade");
+            return;
+        }
+        http_response_write_head(&c->cout, r, NULL, 0, NULL, 0);
+        c->uin.start += n;
+        c->log.status = 101;
+        c->resp_started = true;
+        c->state = CONN_RELAY;
+        return;
+    }
+    c->resp_body = r->body;
+    c->resp_left = r->content_length > 0 ? (uint64_t)r->content_length : 0;
+    http_chunked_init(&c->resp_chunk, &limits);
+    if (!r->keep_alive || !c->req_keep_alive || r->body == HTTP_BODY_UNTIL_CLOSE ||
+        c->px->draining)
+        c->close_after = true;
+    static const struct http_header conn_close_hdr = {{"Connection", 10}, {"close", 5}};
+    http_response_write_head(&c->cout, r, NULL, 0, c->close_after ? &conn_close_hdr : NULL,
+                             c->close_after ? 1 : 0);
+    c->uin.start += n;
+    c->resp_head_done = c->resp_started = true;
+    c->log.status = r->status_code;
+    c->resp_done = r->body == HTTP_BODY_NONE || (r->body == HTTP_BODY_LENGTH && c->resp_left == 0);
+}
+
+static bool step_exchange(struct conn *c)
+{
+    bool progress = false;
+    if (!c->req_done) {
+        size_t before = c->c2u_ok;
+        if (clear_body(c->req_body, &c->cin, &c->c2u_ok, &c->req_left, &c->req_chunk,
+                       &c->req_done) < 0) {
+            conn_refuse(c, 400, c->req_chunk.error ? c->req_chunk.error : "bad_chunk_size",
+                        "the request body's chunked framing is invalid");
+            return true;
+        }
+        progress |= c->c2u_ok != before;
+        if (c->cli.eof && !c->req_done && iobuf_len(&c->cin) == c->c2u_ok) {
+            conn_close(c); /* the client gave up mid-body */
+            return true;
+        }
+    }
+    while (!c->resp_head_done && iobuf_len(&c->uin) > 0 && c->state == CONN_EXCHANGE) {
+        ssize_t n = http_parse_response(c->uin.data + c->uin.start, iobuf_len(&c->uin),
+                                        c->req_head_request, &c->resp, &limits);
+        if (n == 0)
+            break;
+        if (n < 0) {
+            char msg[160];
+            snprintf(msg, sizeof(msg), "the upstream's response was refused by the parser (%s)",
+                     c->resp.error);
+            conn_refuse(c, 502, REASON_UPSTREAM_PROTOCOL, msg);
+            return true;
+        }
+        response_head(c, (size_t)n);
+        progress = true;
+        if (c->dead || c->state != CONN_EXCHANGE)
+            return true;
+    }
+    if (c->resp_head_done && !c->resp_done) {
+        size_t before = c->u2c_ok;
+        if (clear_body(c->resp_body, &c->uin, &c->u2c_ok, &c->resp_left, &c->resp_chunk,
+                       &c->resp_done) < 0) {
+            c->close_after = true; /* cut the stream: the client sees a truncated body */
+            c->log.reason = REASON_UPSTREAM_PROTOCOL;
+            c->resp_done = true;
+            c->req_done = c->req_done && false;
+        }
+        progress |= c->u2c_ok != before;
+    }
+    if (c->up.eof && !c->resp_done && iobuf_len(&c->uin) == c->u2c_ok) {
+        if (!c->resp_started) {
+            conn_refuse(c, 502, REASON_UPSTREAM_CLOSED,
+                        "the upstream closed the connection before answering");
+            return true;
+        }
+        if (c->resp_body != HTTP_BODY_UNTIL_CLOSE)
+            c->close_after = true; /* truncated */
+        c->resp_done = true;
+        progress = true;
+    }
+    if (c->resp_done && c->u2c_ok == 0) {
+        if (!c->req_done)
+            c->close_after = true; /* the request stream cannot be resynchronized */
+        if (c->close_after || !c->resp.keep_alive || c->resp_body == HTTP_BODY_UNTIL_CLOSE ||
+            iobuf_len(&c->uin) > 0)
+            upstream_close(c);
+        conn_request_finish(c);
+        return true;
+    }
+    return progress;
+}
+
+static bool step_head(struct conn *c)
+{
+    size_t avail = iobuf_len(&c->cin);
+    if (avail == 0) {
+        if (c->cli.eof) {
+            conn_close(c);
+            return true;
+        }
+        return false;
+    }
+    if (!c->cfg) { /* first bytes of a request: it runs under today's config */
+        c->cfg = config_ref(c->px->cfg);
+        c->log.start_ms = proxy_now_ms();
+        c->log.in0 = c->bytes_in - avail;
+        c->log.out0 = c->bytes_out;
+        c->deadline_ms = c->log.start_ms + c->cfg->timeouts.header_ms;
+    }
+    ssize_t n = http_parse_request(c->cin.data + c->cin.start, avail, &c->req, &limits);
+    if (n == 0) {
+        if (c->cli.eof)
+            conn_close(c);
+        return c->cli.eof;
+    }
+    if (n < 0) {
+        snprintf(c->log.method, sizeof(c->log.method), "-");
+        c->close_after = true;
+        char msg[200];
+        snprintf(msg, sizeof(msg),
+                 "the request was refused by the sidecar's HTTP parser (%s); it was not "
+                 "forwarded",
+                 c->req.error);
+        conn_refuse(c, c->req.error_status ? c->req.error_status : 400, c->req.error, msg);
+        c->cin.start = c->cin.end; /* nothing after a refused head can be trusted */
+        return true;
+    }
+    if (c->control)
+        decide_control(c, (size_t)n);
+    else
+        decide_request(c, (size_t)n);
+    return true;
+}
+
+static bool step_tls_accept(struct conn *c)
+{
+    if (c->cout.len)
+        return false;
+    if (!c->cli.ssl) {
+        if (iobuf_len(&c->cin) > 0) {
+            snprintf(c->log.method, sizeof(c->log.method), "CONNECT");
+            conn_refuse(c, 400, REASON_DATA_BEFORE_TUNNEL,
+                        "bytes arrived before the tunnel was established");
+            return true;
+        }
+        iobuf_release_if_empty(&c->cin);
+        c->cli.ssl = tls_server_new(&c->px->tls, &c->peer);
+        if (!c->cli.ssl || SSL_set_fd(c->cli.ssl, c->cli.fd) != 1) {
+            conn_close(c);
+            return true;
+        }
+        c->deadline_ms = proxy_now_ms() + c->px->cfg->timeouts.handshake_ms;
+    }
+    ERR_clear_error();
+    int r = SSL_do_handshake(c->cli.ssl);
+    if (r == 1) {
+        c->state = CONN_HEAD;
+        c->deadline_ms = proxy_now_ms() + c->px->cfg->timeouts.idle_ms;
+        return true;
+    }
+    if (ssl_result(c->cli.ssl, r) == -EAGAIN)
+        return false;
+    if (c->peer.sni_mismatch) {
+        snprintf(c->log.method, sizeof(c->log.method), "TLS");
+        c->cfg = config_ref(c->px->cfg);
+        c->log.start_ms = proxy_now_ms();
+        c->log.decision = "refused";
+        c->log.reason = REASON_SNI_MISMATCH;
+        snprintf(c->log.path, sizeof(c->log.path), "sni=%.200s", c->peer.sni);
+        proxy_count_refusal(c->px, REASON_SNI_MISMATCH);
+        conn_request_finish(c);
+    } else {
+        log_debug("client TLS handshake failed", "conn", c->peer.host, NULL);
+    }
+    conn_close(c);
+    return true;
+}
+
+static bool step_closing(struct conn *c)
+{
+    if (c->cout.len || c->u2c_ok)
+        return false;
+    if (!c->cli.eof) {
+        /* Lingering close: stop sending, then read until the client closes, so the
+         * kernel does not answer unread bytes with a reset that eats our answer. */
+        if (c->cli.ssl && SSL_is_init_finished(c->cli.ssl)) {
+            SSL_shutdown(c->cli.ssl);
+            SSL_free(c->cli.ssl);
+            c->cli.ssl = NULL;
+        }
+        shutdown(c->cli.fd, SHUT_WR);
+        char sink[4096];
+        for (int i = 0; i < 16; i++) {
+            ssize_t r = recv(c->cli.fd, sink, sizeof(sink), 0);
+            if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+                conn_close(c);
+                return true;
+            }
+            if (r < 0)
+                return false;
+        }
+        return false;
+    }
+    conn_close(c);
+    return true;
+}
+
+static bool step_relay(struct conn *c)
+{
+    c->c2u_ok = iobuf_len(&c->cin);
+    c->u2c_ok = iobuf_len(&c->uin);
+    if ((c->cli.eof && c->c2u_ok == 0) || (c->up.eof && c->u2c_ok == 0 && c->cout.len == 0)) {
+        conn_request_finish(c);
+        conn_close(c);
+        return true;
+    }
+    return false;
+}
+
+static bool step(struct conn *c)
+{
+    switch (c->state) {
+    case CONN_HEAD:
+        return step_head(c);
+    case CONN_TLS_ACCEPT:
+        return step_tls_accept(c);
+    case CONN_RESOLVE:
+    case CONN_CONNECT:
+    case CONN_UP_TLS: {
+        enum conn_state before = c->state;
+        upstream_step(c);
+        return c->dead || c->state != before;
+    }
+    case CONN_EXCHANGE:
+        return step_exchange(c);
+    case CONN_RELAY:
+        return step_relay(c);
+    case CONN_CLOSING:
+        return step_closing(c);
+    }
+    return false;
+}
+
+static bool client_reads_wanted(const struct conn *c)
+{
+    switch (c->state) {
+    case CONN_HEAD:
+        return true;
+    case CONN_RESOLVE:
+    case CONN_CONNECT:
+    case CONN_UP_TLS:
+    case CONN_EXCHANGE:
+    case CONN_RELAY:
+        return true;
+    default:
+        return false;
+    }
+}
+
+void conn_run(struct conn *c)
+{
+    struct proxy *px = c->px;
+    uint64_t now = proxy_now_ms();
+    for (int turn = 0; turn < CONN_TURNS; turn++) {
+        bool progress = false, moved = false;
+        if (c->dead)
+            return;
+        /* toward the client */
+        if (!ep_handshaking(&c->cli) && (c->cout.len || c->u2c_ok)) {
+            moved |= flush_side(c, &c->cli, &c->cout, &c->uin, &c->u2c_ok, &c->bytes_out,
+                                &px->metrics.bytes_to_clients);
+            if (c->dead)
+                return;
+        }
+        /* toward the upstream */
+        if ((c->state == CONN_EXCHANGE || c->state == CONN_RELAY) && (c->uout.len || c->c2u_ok)) {
+            uint64_t sink = 0;
+            moved |= flush_side(c, &c->up, &c->uout, &c->cin, &c->c2u_ok, &sink,
+                                &px->metrics.bytes_to_upstreams);
+            if (c->dead)
+                return;
+        }
+        if (client_reads_wanted(c) && !ep_handshaking(&c->cli)) {
+            size_t max = c->state == CONN_HEAD ? CONN_HEAD_MAX : CONN_BUF_SIZE;
+            uint64_t before = c->bytes_in;
+            moved |= read_side(c, &c->cli, &c->cin, max, &c->bytes_in);
+            px->metrics.bytes_from_clients += c->bytes_in - before;
+        }
+        if (c->state == CONN_EXCHANGE || c->state == CONN_RELAY) {
+            uint64_t got = 0;
+            moved |= read_side(c, &c->up, &c->uin,
+                               c->resp_head_done || c->state == CONN_RELAY ? CONN_BUF_SIZE
+                                                                           : CONN_HEAD_MAX,
+                               &got);
+            px->metrics.bytes_from_upstreams += got;
+        } else if (c->up.fd >= 0 && c->up_ready && c->state == CONN_HEAD) {
+            /* A kept upstream that speaks or closes between requests is not reusable. */
+            char probe;
+            ssize_t r = recv(c->up.fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+            if (r >= 0 || (errno != EAGAIN && errno != EINTR))
+                upstream_close(c);
+        }
+        progress = moved;
+        progress |= step(c);
+        if (c->dead)
+            return;
+        if (moved && (c->state == CONN_EXCHANGE || c->state == CONN_RELAY))
+            c->deadline_ms = now + (c->cfg ? c->cfg : px->cfg)->timeouts.io_ms;
+        if (!progress)
+            break;
+        if (turn == CONN_TURNS - 1 && !c->in_ready) {
+            c->in_ready = true;
+            c->ready_next = px->ready;
+            px->ready = c;
+        }
+    }
+    if (c->state == CONN_HEAD && iobuf_len(&c->cin) == 0) {
+        iobuf_release_if_empty(&c->cin);
+        iobuf_release_if_empty(&c->uin);
+    }
+}
+
+void conn_timeout(struct conn *c, uint64_t now)
+{
+    if (c->dead || !c->deadline_ms || now < c->deadline_ms)
+        return;
+    switch (c->state) {
+    case CONN_HEAD:
+        if (iobuf_len(&c->cin) == 0 && !c->cfg) {
+            conn_close(c);
+            return;
+        }
+        snprintf(c->log.method, sizeof(c->log.method), "-");
+        c->close_after = true;
+        conn_refuse(c, 408, REASON_HEADER_TIMEOUT, "the request head did not arrive in time");
+        c->cin.start = c->cin.end;
+        break;
+    case CONN_RESOLVE:
+    case CONN_CONNECT:
+    case CONN_UP_TLS:
+        conn_refuse(c, 504, REASON_UPSTREAM_TIMEOUT, "the upstream did not answer in time");
+        break;
+    case CONN_EXCHANGE:
+        if (!c->resp_started) {
+            conn_refuse(c, 504, REASON_UPSTREAM_TIMEOUT, "the upstream did not answer in time");
+            break;
+        }
+        conn_request_finish(c);
+        conn_close(c);
+        return;
+    default:
+        conn_close(c);
+        return;
+    }
+    conn_run(c);
+}

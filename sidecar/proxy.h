@@ -1,0 +1,137 @@
+/*
+ * proxy — bottle-proxy's event loop: listeners, connections, signals,
+ * timers, metrics and the hooks later modules fill (outbound DLP, budget
+ * admission).
+ *
+ * One thread runs an epoll loop over non-blocking sockets and non-blocking
+ * OpenSSL; each connection is one struct with explicit states (conn.h). The
+ * only other threads are short-lived name resolutions, which never touch a
+ * connection. The proxy owns the current config and swaps it on SIGHUP;
+ * connections hold a reference for the request they are serving.
+ */
+#ifndef BOTTLE_SIDECAR_PROXY_H
+#define BOTTLE_SIDECAR_PROXY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "manifest/route.h"
+#include "sidecar/config.h"
+#include "sidecar/http.h"
+#include "sidecar/tls.h"
+
+/* The host that answers introspection requests instead of being forwarded. */
+#define PROXY_INTROSPECTION_HOST "_bottle.local"
+
+/* Reason codes the sidecar adds to the matcher's (docs/sidecar.md). */
+#define REASON_SNI_MISMATCH       "sni_mismatch"
+#define REASON_UPSTREAM_BLOCKED   "upstream_blocked"
+#define REASON_UPSTREAM_RESOLVE   "upstream_resolve_failed"
+#define REASON_UPSTREAM_CONNECT   "upstream_connect_failed"
+#define REASON_UPSTREAM_TLS       "upstream_tls_failed"
+#define REASON_UPSTREAM_TIMEOUT   "upstream_timeout"
+#define REASON_UPSTREAM_PROTOCOL  "upstream_protocol_error"
+#define REASON_UPSTREAM_CLOSED    "upstream_closed"
+#define REASON_HEADER_TIMEOUT     "header_timeout"
+#define REASON_NOT_A_PROXY_REQ    "not_a_proxy_request"
+#define REASON_DATA_BEFORE_TUNNEL "data_before_tunnel"
+#define REASON_NOT_FOUND          "not_found"
+#define REASON_METHOD_NOT_ALLOWED "method_not_allowed"
+#define REASON_RESOLVER_BUSY      "resolver_busy"
+#define REASON_INTERNAL           "internal_error"
+
+/* What a hook says about a request: pass (reason NULL) or refuse with status and reason. */
+struct proxy_verdict {
+    int status;
+    const char *reason;
+    char message[256];
+};
+
+struct proxy_request_view {
+    const struct route *route;
+    const struct http_request *req; /* slices valid only during the call */
+    const char *host;               /* normalized */
+    uint16_t port;
+    bool tls;
+};
+
+/* Filled by later modules; NULL members pass every request. */
+struct proxy_hooks {
+    int (*outbound_dlp)(void *ctx, const struct proxy_request_view *v, struct proxy_verdict *out);
+    int (*budget_admit)(void *ctx, const struct proxy_request_view *v, struct proxy_verdict *out);
+    void *ctx;
+};
+
+#define PROXY_REASONS_MAX 64
+
+struct proxy_metrics {
+    uint64_t connections_total;
+    uint64_t requests_total;
+    uint64_t requests_allowed;
+    uint64_t requests_refused;
+    uint64_t bytes_from_clients;
+    uint64_t bytes_to_clients;
+    uint64_t bytes_to_upstreams;
+    uint64_t bytes_from_upstreams;
+    uint64_t reloads_ok;
+    uint64_t reloads_failed;
+    struct {
+        const char *reason; /* static string */
+        uint64_t count;
+    } refusals[PROXY_REASONS_MAX];
+    size_t n_refusals;
+};
+
+struct conn;
+
+struct proxy_handle {
+    int kind; /* PROXY_H_* */
+    void *owner;
+};
+
+struct proxy {
+    int epfd;
+    int listen_fd;
+    int control_fd;
+    int signal_fd;
+    int resolve_pipe[2];
+    struct proxy_handle listen_h, control_h, signal_h, resolve_h;
+    char *config_path;
+    struct config *cfg; /* current; requests keep their own reference */
+    const struct config_tokens *tokens;
+    struct tls_state tls;
+    struct proxy_hooks hooks;
+    struct proxy_metrics metrics;
+    struct conn *conns; /* doubly linked */
+    size_t n_conns;
+    struct conn *ready;     /* connections with work left after their turn */
+    struct conn *graveyard; /* closed during this turn; freed after it */
+    unsigned resolvers_running;
+    uint64_t next_conn_id;
+    bool draining;
+    uint64_t drain_deadline_ms;
+    uint16_t listen_port, control_port; /* as bound (port 0 in the config picks one) */
+    struct buf scratch;                 /* log lines and small responses; reused */
+};
+
+/*
+ * Sets up TLS, listeners, signals (SIGHUP, SIGTERM, SIGINT through a
+ * signalfd; the caller has blocked them) from cfg, which the proxy takes.
+ */
+int proxy_init(struct proxy *px, const char *config_path, struct config *cfg,
+               const struct config_tokens *tokens, struct bottle_err *err);
+/* Runs until SIGTERM/SIGINT and the drain that follows. Returns 0 or a negative errno. */
+int proxy_run(struct proxy *px);
+void proxy_free(struct proxy *px);
+
+/* Re-reads the config file; on failure keeps the current one. Returns 0 or negative. */
+int proxy_reload(struct proxy *px);
+
+/* Monotonic milliseconds. */
+uint64_t proxy_now_ms(void);
+void proxy_count_refusal(struct proxy *px, const char *reason);
+
+#endif
