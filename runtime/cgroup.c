@@ -47,11 +47,37 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int cgroup2_mount_point(char **mount_point, struct bottle_err *err)
+{
+    *mount_point = NULL;
+    struct bottle_err probe = {0};
+    if (platform_find_cgroup2(mount_point, &probe) == 0)
+        return 0;
+    if (geteuid() != 0)
+        return err_set(err, ENOENT,
+                       "cgroup: no cgroup2 hierarchy is mounted (%s); run as root "
+                       "so bottle can mount one",
+                       probe.msg);
+    /* No cgroup2 anywhere: mount the single v2 hierarchy privately for bottle. */
+    int rc = fs_mkdir_p(CGROUP2_PRIVATE_MOUNT, 0700, err);
+    if (rc < 0)
+        return rc;
+    if (mount("cgroup2", CGROUP2_PRIVATE_MOUNT, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) <
+            0 &&
+        errno != EBUSY)
+        return err_set(err, errno, "cgroup: cannot mount cgroup2 at %s: %s", CGROUP2_PRIVATE_MOUNT,
+                       strerror(errno));
+    if (platform_find_cgroup2(mount_point, &probe) < 0)
+        return err_set(err, ENOENT, "cgroup: mounted cgroup2 at %s but cannot find it: %s",
+                       CGROUP2_PRIVATE_MOUNT, probe.msg);
+    return 0;
+}
+
 int cgroup_root_path(char **path, struct bottle_err *err)
 {
     char *mount = NULL;
     *path = NULL;
-    int rc = platform_find_cgroup2(&mount, err);
+    int rc = cgroup2_mount_point(&mount, err);
     if (rc < 0)
         return rc;
     *path = fs_join(mount, CGROUP_BOTTLE_DIR);
@@ -86,7 +112,7 @@ int cgroup_level_from_fd(int dir_fd, unsigned *level, struct bottle_err *err)
         return err_set(err, errno, "cgroup: cannot resolve the cgroup fd: %s", strerror(errno));
     path[n] = '\0';
     char *mount = NULL;
-    int rc = platform_find_cgroup2(&mount, err);
+    int rc = cgroup2_mount_point(&mount, err);
     if (rc < 0)
         return rc;
     size_t mlen = strlen(mount);

@@ -40,6 +40,14 @@ struct cgroup_bottle {
 /* true when slug is usable as one path component: [A-Za-z0-9._-]{1,64}, not "." or "..". */
 bool cgroup_slug_valid(const char *slug);
 
+/* Where bottle mounts cgroup2 when the host has no cgroup2 mount at all. */
+#define CGROUP2_PRIVATE_MOUNT "/run/bottle/cgroup2"
+
+/*
+ * The cgroup2 mount point (from /proc/self/mountinfo); when none exists and
+ * the caller is root, mounts the v2 hierarchy at CGROUP2_PRIVATE_MOUNT first.
+ */
+int cgroup2_mount_point(char **mount_point, struct bottle_err *err);
 /* <cgroup2>/bottle (not created). */
 int cgroup_root_path(char **path, struct bottle_err *err);
 
