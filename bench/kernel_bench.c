@@ -239,7 +239,7 @@ static int bench_connects(int connects, int runs)
     if (rc == 0) {
         double h = median(host, runs), e = median(none, runs), w = median(with, runs);
         printf("connect (%d loopback connects x %d runs, median us/connect): host %.2f, "
-               "empty bottle %.2f, bottle with programs %.2f -> +%.2f us (%.1f%%, ratio %.3f) "
+               "empty bottle %.2f, bottle with programs %.2f -> %+.2f us (%+.1f%%, ratio %.3f) "
                "(target <= 1.5 us)\n",
                connects, runs, h, e, w, w - e, (w - e) / e * 100.0, w / e);
     } else if (rc != -1) {
