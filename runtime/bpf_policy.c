@@ -353,7 +353,7 @@ int bpf_policy_install(const char *slug, int cgroup_fd, uint64_t cgroup_id,
                        const struct bpf_policy_config *cfg, struct bpf_policy_timing *timing,
                        struct bottle_err *err)
 {
-    struct bpf_policy_timing t_local;
+    struct bpf_policy_timing t_local = {0};
     struct bpf_policy_timing *t = timing ? timing : &t_local;
     memset(t, 0, sizeof(*t));
     libbpf_quiet();

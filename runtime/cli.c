@@ -6,6 +6,7 @@
 
 #include "common/log.h"
 #include "runtime/cmd_kernel.h"
+#include "runtime/controller.h"
 
 struct command {
     const char *name;
@@ -18,6 +19,8 @@ static const struct command commands[] = {
     {"list", cmd_list, "list available agents and bottles, or active bottles"},
     {"info", cmd_info, "show an agent or a bottle, resolved"},
     {"policy", cmd_policy, "ask the route matcher whether a request would pass"},
+    {"stop", cmd_stop, "stop a running bottle and tear it down"},
+    {"cleanup", cmd_cleanup, "remove what crashed bottles left behind (--dry-run: list it)"},
     {"doctor", cmd_doctor, "report what this host can enforce"},
     {"usage", cmd_usage, "bytes, packets and connects of bottles, from the kernel counters"},
     {"cutoff", cmd_cutoff, "cut a bottle's network off at once (or --restore it)"},

@@ -11,6 +11,7 @@
 #include "manifest/plan.h"
 #include "runtime/args.h"
 #include "runtime/cli.h"
+#include "runtime/controller.h"
 #include "runtime/platform.h"
 
 static const char start_help[] =
@@ -29,6 +30,10 @@ static const char start_help[] =
     "  --enforcement TIER     require this tier instead of the manifest's:\n"
     "                         kernel, netns, unprivileged or proxy-only\n"
     "  --cwd DIR              the workspace mounted writable (default: .)\n"
+    "  --resolve HOST:PORT:ADDR\n"
+    "                         the sidecar connects to ADDR for HOST:PORT, even in\n"
+    "                         a blocked network (repeatable; private upstreams)\n"
+    "  --upstream-ca FILE     a PEM CA the sidecar also trusts for upstreams\n"
     "  --dry-run              print the plan and stop\n"
     "  --format text|json     plan format (default text)\n"
     "  --yes                  do not ask for confirmation on a terminal\n"
@@ -83,6 +88,9 @@ int cmd_start(int argc, char **argv)
     struct plan_options o;
     memset(&o, 0, sizeof(o));
     const char **bottles = calloc((size_t)argc + 1, sizeof(char *));
+    const char **resolves = calloc((size_t)argc + 1, sizeof(char *));
+    size_t n_resolves = 0;
+    const char *upstream_ca = NULL;
     struct plan_budget_override *budgets = calloc((size_t)argc + 1, sizeof(*budgets));
     char **budget_names = calloc((size_t)argc + 1, sizeof(char *));
     size_t n_bottles = 0, n_budgets = 0;
@@ -146,6 +154,19 @@ int cmd_start(int argc, char **argv)
             if (!(v = args_value(&a)))
                 goto out;
             o.cwd = v;
+        } else if (args_is(&a, "--resolve")) {
+            if (!(v = args_value(&a)))
+                goto out;
+            const char *c1 = strchr(v, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+            if (!c1 || c1 == v || !c2 || c2 == c1 + 1 || !c2[1]) {
+                cli_usage_error(cmd, "--resolve wants HOST:PORT:ADDR, not '%s'", v);
+                goto out;
+            }
+            resolves[n_resolves++] = v;
+        } else if (args_is(&a, "--upstream-ca")) {
+            if (!(v = args_value(&a)))
+                goto out;
+            upstream_ca = v;
         } else if (args_is(&a, "--format")) {
             if (!(v = args_value(&a)) || !cli_parse_format(cmd, v, &json))
                 goto out;
@@ -221,11 +242,22 @@ int cmd_start(int argc, char **argv)
         rc = cli_fail(&err);
         goto out;
     }
-    fprintf(stderr,
-            "bottle: backend '%s' cannot run bottles in this build yet; "
-            "'bottle start %s --dry-run' shows the plan\n",
-            plan.backend, plan.agent_name);
-    rc = EXIT_RUNTIME;
+    if (strcmp(plan.backend, "native") != 0) {
+        fprintf(stderr,
+                "bottle: backend '%s' cannot run bottles in this build yet; use --backend "
+                "native, or 'bottle start %s --dry-run' to see the plan\n",
+                plan.backend, plan.agent_name);
+        rc = EXIT_RUNTIME;
+        goto out;
+    }
+    struct controller_options copts = {
+        .resolve = resolves, .n_resolve = n_resolves, .upstream_ca = upstream_ca};
+    int agent_exit = 0;
+    if (controller_start(&plan, &copts, &agent_exit, &err) < 0) {
+        rc = cli_fail(&err);
+        goto out;
+    }
+    rc = agent_exit;
 out:
     plan_free(&plan);
     if (probed)
@@ -235,5 +267,6 @@ out:
     free(budget_names);
     free(budgets);
     free(bottles);
+    free(resolves);
     return rc;
 }

@@ -63,10 +63,10 @@ static int set_random_serial(X509 *cert)
 
 static int set_name(X509_NAME *name, const char *cn)
 {
-    return X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, (const unsigned char *)"bottle",
-                                      -1, -1, 0) &&
-                   X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
-                                              (const unsigned char *)cn, -1, -1, 0)
+    return X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, (const unsigned char *)"bottle", -1,
+                                      -1, 0) &&
+                   X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn,
+                                              -1, -1, 0)
                ? 0
                : -1;
 }

@@ -254,8 +254,8 @@ static int check_keys(const cJSON *obj, const char *what, const char *const *all
             struct buf list = BUF_INIT;
             for (size_t i = 0; allowed[i]; i++)
                 buf_printf(&list, "%s%s", i ? ", " : "", allowed[i]);
-            int rc = cfg_fail(err, file, "%s'%s' is not a known key (known: %s)", what,
-                              it->string, list.data);
+            int rc = cfg_fail(err, file, "%s'%s' is not a known key (known: %s)", what, it->string,
+                              list.data);
             buf_free(&list);
             return rc;
         }
@@ -304,9 +304,8 @@ static int parse_tls(const cJSON *tls, struct config *c, struct bottle_err *err)
 
 static int parse_timeouts(const cJSON *t, struct config *c, struct bottle_err *err)
 {
-    static const char *const keys[] = {"header_ms",    "idle_ms", "connect_ms",
-                                       "handshake_ms", "io_ms",   "drain_ms",
-                                       NULL};
+    static const char *const keys[] = {"header_ms", "idle_ms",  "connect_ms", "handshake_ms",
+                                       "io_ms",     "drain_ms", NULL};
     unsigned *slots[] = {&c->timeouts.header_ms,    &c->timeouts.idle_ms, &c->timeouts.connect_ms,
                          &c->timeouts.handshake_ms, &c->timeouts.io_ms,   &c->timeouts.drain_ms};
     if (!t)
@@ -400,9 +399,8 @@ static int parse_overrides(const cJSON *list, struct config *c, struct bottle_er
 static int parse_root(const cJSON *root, const struct config_tokens *tokens, struct config *c,
                       struct bottle_err *err)
 {
-    static const char *const keys[] = {"listen", "control", "bottle",   "routes",
-                                       "tls",    "resolve", "log",      "ledger",
-                                       "timeouts", NULL};
+    static const char *const keys[] = {"listen",  "control", "bottle", "routes",   "tls",
+                                       "resolve", "log",     "ledger", "timeouts", NULL};
     if (!cJSON_IsObject(root))
         return cfg_fail(err, c->file, "the top level must be an object");
     int rc = check_keys(root, "", keys, c->file, err);

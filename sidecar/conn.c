@@ -178,21 +178,36 @@ bool conn_idle(const struct conn *c)
 static const char *status_text(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 414: return "URI Too Long";
-    case 417: return "Expectation Failed";
-    case 421: return "Misdirected Request";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Error";
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 414:
+        return "URI Too Long";
+    case 417:
+        return "Expectation Failed";
+    case 421:
+        return "Misdirected Request";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Error";
     }
 }
 
@@ -399,8 +414,7 @@ static void response_head(struct conn *c, size_t n)
     c->resp_body = r->body;
     c->resp_left = r->content_length > 0 ? (uint64_t)r->content_length : 0;
     http_chunked_init(&c->resp_chunk, &limits);
-    if (!r->keep_alive || !c->req_keep_alive || r->body == HTTP_BODY_UNTIL_CLOSE ||
-        c->px->draining)
+    if (!r->keep_alive || !c->req_keep_alive || r->body == HTTP_BODY_UNTIL_CLOSE || c->px->draining)
         c->close_after = true;
     static const struct http_header conn_close_hdr = {{"Connection", 10}, {"close", 5}};
     http_response_write_head(&c->cout, r, NULL, 0, c->close_after ? &conn_close_hdr : NULL,
@@ -677,10 +691,9 @@ void conn_run(struct conn *c)
         }
         if (c->state == CONN_EXCHANGE || c->state == CONN_RELAY) {
             uint64_t got = 0;
-            moved |= read_side(c, &c->up, &c->uin,
-                               c->resp_head_done || c->state == CONN_RELAY ? CONN_BUF_SIZE
-                                                                           : CONN_HEAD_MAX,
-                               &got);
+            moved |= read_side(
+                c, &c->up, &c->uin,
+                c->resp_head_done || c->state == CONN_RELAY ? CONN_BUF_SIZE : CONN_HEAD_MAX, &got);
             px->metrics.bytes_from_upstreams += got;
         } else if (c->up.fd >= 0 && c->up_ready && c->state == CONN_HEAD) {
             /* A kept upstream that speaks or closes between requests is not reusable. */

@@ -21,12 +21,18 @@
 #include "sidecar/proxy.h"
 #include "sidecar/tls.h"
 
-enum { PROXY_H_LISTEN = 1, PROXY_H_CONTROL, PROXY_H_SIGNAL, PROXY_H_RESOLVE, PROXY_H_CLIENT,
-       PROXY_H_UPSTREAM };
+enum {
+    PROXY_H_LISTEN = 1,
+    PROXY_H_CONTROL,
+    PROXY_H_SIGNAL,
+    PROXY_H_RESOLVE,
+    PROXY_H_CLIENT,
+    PROXY_H_UPSTREAM
+};
 
-#define CONN_BUF_SIZE  16384
-#define CONN_HEAD_MAX  (8192 + 65536 + 1024) /* request line + header block + slack */
-#define CONN_LOG_PATH  512
+#define CONN_BUF_SIZE 16384
+#define CONN_HEAD_MAX (8192 + 65536 + 1024) /* request line + header block + slack */
+#define CONN_LOG_PATH 512
 
 enum conn_state {
     CONN_HEAD = 0,   /* waiting for (or parsing) a request head; idle between requests */

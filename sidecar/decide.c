@@ -52,7 +52,8 @@ static void request_begin(struct conn *c)
     struct http_request *req = &c->req;
     c->req_body = http_request_body(req);
     c->req_left = req->content_length > 0 ? (uint64_t)req->content_length : 0;
-    c->req_done = c->req_body == HTTP_BODY_NONE || (c->req_body == HTTP_BODY_LENGTH && !c->req_left);
+    c->req_done =
+        c->req_body == HTTP_BODY_NONE || (c->req_body == HTTP_BODY_LENGTH && !c->req_left);
     http_chunked_init(&c->req_chunk, &limits);
     c->req_keep_alive = req->keep_alive;
     c->req_head_request = http_slice_eq(req->method, "HEAD");
@@ -83,8 +84,7 @@ static void serve_introspection(struct conn *c, size_t head_len)
     if (!c->req_done)
         c->close_after = true;
     if (!allowlist) {
-        conn_refuse(c, 404, REASON_NOT_FOUND,
-                    "the introspection host answers GET /allowlist only");
+        conn_refuse(c, 404, REASON_NOT_FOUND, "the introspection host answers GET /allowlist only");
         return;
     }
     if (!get) {
@@ -119,8 +119,8 @@ static void handle_connect(struct conn *c, size_t head_len)
         return;
     }
     bool introspect = strcasecmp(host, PROXY_INTROSPECTION_HOST) == 0;
-    struct policy_request preq = {.method = "CONNECT", .tls = true, .host = host,
-                                  .port = req->port, .target = NULL};
+    struct policy_request preq = {
+        .method = "CONNECT", .tls = true, .host = host, .port = req->port, .target = NULL};
     struct policy_result res = {0};
     if (!introspect) {
         if (policy_evaluate(&c->cfg->routes, &preq, &res) < 0) {
@@ -279,8 +279,12 @@ void decide_request(struct conn *c, size_t head_len)
     }
     for (size_t i = 0; i < req->n_headers; i++)
         headers[i] = (struct policy_header){hb.data + offs[i][0], hb.data + offs[i][1]};
-    struct policy_request preq = {.method = method, .tls = tls, .host = host,
-                                  .port = port, .target = target, .headers = headers,
+    struct policy_request preq = {.method = method,
+                                  .tls = tls,
+                                  .host = host,
+                                  .port = port,
+                                  .target = target,
+                                  .headers = headers,
                                   .n_headers = req->n_headers};
     struct policy_result res = {0};
     int rc = policy_evaluate(&c->cfg->routes, &preq, &res);

@@ -24,11 +24,10 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: bottle-proxy --config FILE [--token-fd N] [--uid UID --gid GID]\n"
-            "                    [--port-file FILE] [--check]\n"
-            "       bottle-proxy --mint-ca DIR [--name NAME]\n"
-            "       bottle-proxy --version\n");
+    fprintf(out, "usage: bottle-proxy --config FILE [--token-fd N] [--uid UID --gid GID]\n"
+                 "                    [--port-file FILE] [--check]\n"
+                 "       bottle-proxy --mint-ca DIR [--name NAME]\n"
+                 "       bottle-proxy --version\n");
 }
 
 static int parse_id(const char *s, long *out)

@@ -20,20 +20,13 @@ struct net6 {
 #define V4(a, b, c, d) (((uint32_t)(a) << 24) | ((uint32_t)(b) << 16) | ((uint32_t)(c) << 8) | (d))
 
 static const struct net4 blocked4[] = {
-    {V4(0, 0, 0, 0), 8, "this_network"},
-    {V4(10, 0, 0, 0), 8, "private"},
-    {V4(100, 64, 0, 0), 10, "cgnat"},
-    {V4(127, 0, 0, 0), 8, "loopback"},
-    {V4(169, 254, 0, 0), 16, "link_local"},
-    {V4(172, 16, 0, 0), 12, "private"},
-    {V4(192, 0, 0, 0), 24, "ietf_protocol"},
-    {V4(192, 0, 2, 0), 24, "documentation"},
-    {V4(192, 88, 99, 0), 24, "6to4_relay"},
-    {V4(192, 168, 0, 0), 16, "private"},
-    {V4(198, 18, 0, 0), 15, "benchmarking"},
-    {V4(198, 51, 100, 0), 24, "documentation"},
-    {V4(203, 0, 113, 0), 24, "documentation"},
-    {V4(224, 0, 0, 0), 4, "multicast"},
+    {V4(0, 0, 0, 0), 8, "this_network"},       {V4(10, 0, 0, 0), 8, "private"},
+    {V4(100, 64, 0, 0), 10, "cgnat"},          {V4(127, 0, 0, 0), 8, "loopback"},
+    {V4(169, 254, 0, 0), 16, "link_local"},    {V4(172, 16, 0, 0), 12, "private"},
+    {V4(192, 0, 0, 0), 24, "ietf_protocol"},   {V4(192, 0, 2, 0), 24, "documentation"},
+    {V4(192, 88, 99, 0), 24, "6to4_relay"},    {V4(192, 168, 0, 0), 16, "private"},
+    {V4(198, 18, 0, 0), 15, "benchmarking"},   {V4(198, 51, 100, 0), 24, "documentation"},
+    {V4(203, 0, 113, 0), 24, "documentation"}, {V4(224, 0, 0, 0), 4, "multicast"},
     {V4(240, 0, 0, 0), 4, "reserved"}, /* includes 255.255.255.255 broadcast */
 };
 

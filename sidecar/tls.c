@@ -94,7 +94,8 @@ static int servername_cb(SSL *ssl, int *alert, void *arg)
         }
     }
     X509 *leaf = tls_leaf_get(st, peer->host, peer->host_is_ip, NULL);
-    if (!leaf || SSL_use_certificate(ssl, leaf) != 1 || SSL_use_PrivateKey(ssl, st->leaf_key) != 1) {
+    if (!leaf || SSL_use_certificate(ssl, leaf) != 1 ||
+        SSL_use_PrivateKey(ssl, st->leaf_key) != 1) {
         *alert = SSL_AD_INTERNAL_ERROR;
         return SSL_TLSEXT_ERR_ALERT_FATAL;
     }
@@ -130,7 +131,7 @@ static int server_ctx_init(struct tls_state *st, struct bottle_err *err)
                                          SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                                          SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_options(st->server_ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
-                                                  SSL_OP_IGNORE_UNEXPECTED_EOF);
+                                            SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_tlsext_servername_callback(st->server_ctx, servername_cb);
     SSL_CTX_set_tlsext_servername_arg(st->server_ctx, st);
     SSL_CTX_set_alpn_select_cb(st->server_ctx, alpn_select_cb, NULL);
@@ -151,7 +152,7 @@ static int upstream_ctx_init(struct tls_state *st, const struct tls_paths *p,
                                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                                            SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_options(st->upstream_ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
-                                                  SSL_OP_IGNORE_UNEXPECTED_EOF);
+                                              SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_verify(st->upstream_ctx, SSL_VERIFY_PEER, NULL);
     SSL_CTX_set_alpn_protos(st->upstream_ctx, alpn, sizeof(alpn) - 1);
     int ok;

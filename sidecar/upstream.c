@@ -94,8 +94,7 @@ static void connect_addr(struct conn *c, const struct config_addr *addr)
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
                              .data.ptr = &c->up.h};
     if (epoll_ctl(c->px->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ||
-        (connect(fd, (const struct sockaddr *)&addr->sa, addr->len) < 0 &&
-         errno != EINPROGRESS)) {
+        (connect(fd, (const struct sockaddr *)&addr->sa, addr->len) < 0 && errno != EINPROGRESS)) {
         char msg[200], text[INET6_ADDRSTRLEN];
         addr_text((const struct sockaddr *)&addr->sa, text, sizeof(text));
         snprintf(msg, sizeof(msg), "cannot connect to the upstream at %s: %s", text,
@@ -182,8 +181,7 @@ void upstream_resolved(struct proxy *px, struct resolve_job *job)
     c->job = NULL;
     if (job->rc != 0 || !job->res) {
         char msg[256];
-        snprintf(msg, sizeof(msg), "cannot resolve %.120s: %s", job->host,
-                 gai_strerror(job->rc));
+        snprintf(msg, sizeof(msg), "cannot resolve %.120s: %s", job->host, gai_strerror(job->rc));
         conn_refuse(c, 502, REASON_UPSTREAM_RESOLVE, msg);
     } else {
         /* Every answer must be public: a split answer is refused whole. */

@@ -167,7 +167,8 @@ kill -TERM "$PROXY_PID"
 wait $dr
 wait "$PROXY_PID"
 rc=$?
-if [ "$(cat "$W/drain.code")" = 200 ] && [ $rc -eq 0 ]; then ok "SIGTERM: in-flight request completed, exit 0"; else fail "drain" "code=$(cat "$W/drain.code") rc=$rc"; fi
+if [ "$(cat "$W/drain.code")" = 200 ] && [ $rc -eq 0 ] &&
+    ! grep -q 'runtime error\|Sanitizer' "$W/proxy.log"; then ok "SIGTERM: in-flight request completed, exit 0"; else fail "drain" "code=$(cat "$W/drain.code") rc=$rc"; fi
 
 # 30: bad config and missing token exit 2
 write_config "$W/bad.json" '[{"host": "api.test", "auth": {"scheme": "Bearer", "token_ref": "MISSING"}}]'

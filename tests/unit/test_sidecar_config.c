@@ -27,7 +27,8 @@ static void test_config_errors(void **state)
         {"{\"listen\": \"localhost:80\", " TLS "}", "'listen': 'localhost:80' is not IP:PORT"},
         {"{\"listen\": \"127.0.0.1:99999\", " TLS "}", "is not IP:PORT"},
         {"{\"listen\": \"127.0.0.1:1\"}", "'tls' is required"},
-        {"{\"listen\": \"127.0.0.1:1\", \"tls\": {\"ca_cert\": \"c\"}}", "'tls.ca_key' is required"},
+        {"{\"listen\": \"127.0.0.1:1\", \"tls\": {\"ca_cert\": \"c\"}}",
+         "'tls.ca_key' is required"},
         {"{\"listen\": \"127.0.0.1:1\", " TLS ", \"log\": \"loud\"}",
          "'log' must be off, requests or full"},
         {"{\"listen\": \"127.0.0.1:1\", " TLS ", \"resolve\": [\"a.test:443\"]}",
@@ -134,13 +135,13 @@ static void test_reason_codes(void **state)
 {
     (void)state;
     static const char *const codes[] = {
-        REASON_HOST_NOT_ALLOWED,   REASON_GIT_PUSH_BLOCKED,   REASON_GIT_FETCH_NOT_ALLOWED,
-        REASON_NO_MATCHING_RULE,   REASON_INVALID_HOST,       REASON_SNI_MISMATCH,
-        REASON_UPSTREAM_BLOCKED,   REASON_UPSTREAM_RESOLVE,   REASON_UPSTREAM_CONNECT,
-        REASON_UPSTREAM_TLS,       REASON_UPSTREAM_TIMEOUT,   REASON_UPSTREAM_PROTOCOL,
-        REASON_UPSTREAM_CLOSED,    REASON_HEADER_TIMEOUT,     REASON_NOT_A_PROXY_REQ,
-        REASON_DATA_BEFORE_TUNNEL, REASON_NOT_FOUND,          REASON_METHOD_NOT_ALLOWED,
-        REASON_RESOLVER_BUSY,      REASON_INTERNAL,           HTTP_ERR_HOST_MISMATCH,
+        REASON_HOST_NOT_ALLOWED,   REASON_GIT_PUSH_BLOCKED, REASON_GIT_FETCH_NOT_ALLOWED,
+        REASON_NO_MATCHING_RULE,   REASON_INVALID_HOST,     REASON_SNI_MISMATCH,
+        REASON_UPSTREAM_BLOCKED,   REASON_UPSTREAM_RESOLVE, REASON_UPSTREAM_CONNECT,
+        REASON_UPSTREAM_TLS,       REASON_UPSTREAM_TIMEOUT, REASON_UPSTREAM_PROTOCOL,
+        REASON_UPSTREAM_CLOSED,    REASON_HEADER_TIMEOUT,   REASON_NOT_A_PROXY_REQ,
+        REASON_DATA_BEFORE_TUNNEL, REASON_NOT_FOUND,        REASON_METHOD_NOT_ALLOWED,
+        REASON_RESOLVER_BUSY,      REASON_INTERNAL,         HTTP_ERR_HOST_MISMATCH,
     };
     const char *src = getenv("BOTTLE_SRC");
     char path[1024];

@@ -69,7 +69,8 @@ static void test_blocked_table(void **state)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const char *got = check(cases[i].addr);
         if (!got || strcmp(got, cases[i].net) != 0)
-            fail_msg("%s: expected %s, got %s", cases[i].addr, cases[i].net, got ? got : "(public)");
+            fail_msg("%s: expected %s, got %s", cases[i].addr, cases[i].net,
+                     got ? got : "(public)");
     }
 }
 
@@ -77,10 +78,9 @@ static void test_public_addresses(void **state)
 {
     (void)state;
     static const char *const public_addrs[] = {
-        "8.8.8.8",      "1.1.1.1",         "172.15.255.255", "172.32.0.1",
-        "100.63.255.255", "100.128.0.1",   "169.253.0.1",    "198.17.255.255",
-        "198.20.0.1",   "223.255.255.255", "11.0.0.1",       "::ffff:8.8.8.8",
-        "2606:4700::1111", "2a00:1450::1", "2001:4860::8888",
+        "8.8.8.8",     "1.1.1.1",        "172.15.255.255",  "172.32.0.1",   "100.63.255.255",
+        "100.128.0.1", "169.253.0.1",    "198.17.255.255",  "198.20.0.1",   "223.255.255.255",
+        "11.0.0.1",    "::ffff:8.8.8.8", "2606:4700::1111", "2a00:1450::1", "2001:4860::8888",
     };
     for (size_t i = 0; i < sizeof(public_addrs) / sizeof(public_addrs[0]); i++) {
         const char *got = check(public_addrs[i]);

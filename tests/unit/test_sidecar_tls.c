@@ -145,10 +145,8 @@ static void test_load_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ca_extensions),
-        cmocka_unit_test(test_leaf_for_name_and_ip),
-        cmocka_unit_test(test_leaf_cache),
-        cmocka_unit_test(test_leaf_rejects_bad_names),
+        cmocka_unit_test(test_ca_extensions), cmocka_unit_test(test_leaf_for_name_and_ip),
+        cmocka_unit_test(test_leaf_cache),    cmocka_unit_test(test_leaf_rejects_bad_names),
         cmocka_unit_test(test_load_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -1,0 +1,286 @@
+/*
+ * `bottle stop <slug>` and `bottle cleanup [--dry-run]`: acting on bottles
+ * from outside their controller. A slug counts as live while a controller
+ * holds its host-wide lock; cleanup never touches a live slug.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/fs.h"
+#include "runtime/args.h"
+#include "runtime/bpf_policy.h"
+#include "runtime/cgroup.h"
+#include "runtime/cli.h"
+#include "runtime/controller_internal.h"
+#include "runtime/netns.h"
+#include "runtime/state.h"
+
+static const char stop_help[] =
+    "usage: bottle stop <slug> [--timeout SECONDS]\n"
+    "\n"
+    "Asks the bottle's controller to stop the agent (SIGTERM, forwarded to the\n"
+    "agent) and tear the bottle down, and waits until it has (default 15 s).\n";
+
+static const char cleanup_help[] =
+    "usage: bottle cleanup [--dry-run]\n"
+    "\n"
+    "Removes what crashed bottles left behind: state directories nobody holds,\n"
+    "cgroups under <cgroup2>/bottle/, BPF pins under <bpffs>/bottle/, network\n"
+    "namespaces /run/netns/bottle-* (and their veths), stale lock files and\n"
+    "control sockets. Running bottles are never touched. With --dry-run, only\n"
+    "lists what it would remove.\n";
+
+int cmd_stop(int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv)) {
+        fputs(stop_help, stdout);
+        return 0;
+    }
+    const char *cmd = "stop", *slug = NULL;
+    long timeout_s = 15;
+    struct args a;
+    args_init(&a, argc, argv);
+    int kind;
+    while ((kind = args_next(&a)) != 0) {
+        const char *v;
+        if (kind == 2 && !slug) {
+            slug = a.cur;
+        } else if (args_is(&a, "--timeout")) {
+            if (!(v = args_value(&a)))
+                return EXIT_USAGE;
+            char *end = NULL;
+            timeout_s = strtol(v, &end, 10);
+            if (!end || *end || timeout_s <= 0)
+                return cli_usage_error(cmd, "--timeout wants a positive number of seconds");
+        } else {
+            return cli_usage_error(cmd, "unexpected argument '%s'", a.cur);
+        }
+    }
+    if (!slug || !state_slug_valid(slug))
+        return cli_usage_error(cmd, "which bottle? (a slug, as `bottle start` printed it)");
+    struct bottle_err err = {0};
+    bool active = false;
+    if (state_slug_active(NULL, slug, &active, &err) < 0)
+        return cli_fail(&err);
+    if (!active) {
+        err_set_kind(&err, ERR_KIND_USAGE, ENOENT, "no running bottle '%s'", slug);
+        return cli_fail(&err);
+    }
+    char *home = NULL;
+    if (state_home(&home, &err) < 0)
+        return cli_fail(&err);
+    char *rel = xasprintf("state/%s/%s", slug, CONTROLLER_PID_FILE);
+    char *path = fs_join(home, rel);
+    free(rel);
+    struct buf b = BUF_INIT;
+    int rc = fs_read_file(path, 64, &b, &err);
+    free(path);
+    long pid = rc == 0 && b.data ? strtol(b.data, NULL, 10) : 0;
+    buf_free(&b);
+    if (pid <= 1) {
+        free(home);
+        if (rc == 0)
+            err_set(&err, EINVAL, "bottle '%s' has no controller pid", slug);
+        return cli_fail(&err);
+    }
+    if (kill((pid_t)pid, SIGTERM) < 0) {
+        free(home);
+        err_set(&err, errno, "cannot signal the controller of '%s' (pid %ld): %s", slug, pid,
+                strerror(errno));
+        return cli_fail(&err);
+    }
+    for (long waited = 0; waited < timeout_s * 1000; waited += 50) {
+        if (state_slug_active(home, slug, &active, &err) == 0 && !active) {
+            free(home);
+            printf("bottle: %s stopped\n", slug);
+            return 0;
+        }
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    free(home);
+    err_set(&err, ETIMEDOUT, "bottle '%s' did not stop within %ld s", slug, timeout_s);
+    return cli_fail(&err);
+}
+
+/* ---- cleanup ----------------------------------------------------------------------- */
+
+static void list_dir(const char *dir, const char *prefix, const char *suffix, bool dirs_only,
+                     struct strv *out)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        const char *n = de->d_name;
+        if (n[0] == '.' || !str_starts_with(n, prefix) || !str_ends_with(n, suffix) ||
+            (dirs_only && de->d_type != DT_DIR) || str_starts_with(n, "doctor-"))
+            continue;
+        char *slug = xstrndup(n + strlen(prefix), strlen(n) - strlen(prefix) - strlen(suffix));
+        if (state_slug_valid(slug) && !strv_contains(out, slug))
+            strv_push_owned(out, slug);
+        else
+            free(slug);
+    }
+    closedir(d);
+}
+
+static void add_all(struct strv *dst, const struct strv *src)
+{
+    for (size_t i = 0; i < src->len; i++)
+        if (!strv_contains(dst, src->items[i]))
+            strv_push(dst, src->items[i]);
+}
+
+/* A stale state directory: take its lock, then remove it like its owner would have. */
+static int remove_state(const char *home, const char *slug, struct bottle_err *err)
+{
+    struct state_dir st;
+    memset(&st, 0, sizeof(st));
+    st.home = xstrdup(home);
+    st.slug = xstrdup(slug);
+    char *rel = xasprintf("state/%s", slug);
+    st.path = fs_join(home, rel);
+    free(rel);
+    rel = xasprintf("run/%s.lock", slug);
+    st.lock = fs_join(home, rel);
+    free(rel);
+    st.lock_fd = open(st.lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (st.lock_fd >= 0 && flock(st.lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        state_close(&st);
+        return err_set(err, EBUSY, "state of '%s' was taken meanwhile", slug);
+    }
+    return state_remove(&st, err);
+}
+
+static int cleanup_slug(const char *home, const char *slug, bool has_state, bool dry_run)
+{
+    char *cg_root = NULL, *pins = NULL;
+    struct bottle_err e = {0};
+    struct strv what = STRV_INIT;
+    if (cgroup_root_path(&cg_root, &e) == 0) {
+        char *p = fs_join(cg_root, slug);
+        if (fs_is_dir(p))
+            strv_push_owned(&what, xasprintf("cgroup %s", p));
+        free(p);
+    }
+    free(cg_root);
+    memset(&e, 0, sizeof(e));
+    if (bpffs_bottle_dir(slug, false, &pins, &e) == 0 && pins && fs_is_dir(pins))
+        strv_push_owned(&what, xasprintf("BPF pins %s", pins));
+    free(pins);
+    char *ns = netns_path_for(slug);
+    if (access(ns, F_OK) == 0)
+        strv_push_owned(&what, xasprintf("network namespace %s", ns));
+    free(ns);
+    char *sock = xasprintf("%s/run/%s.sock", home, slug);
+    if (access(sock, F_OK) == 0)
+        strv_push_owned(&what, xasprintf("socket %s", sock));
+    if (has_state)
+        strv_push_owned(&what, xasprintf("state %s/state/%s", home, slug));
+    for (size_t i = 0; i < what.len; i++)
+        printf("%s%s: %s\n", dry_run ? "would remove " : "removing ", slug, what.items[i]);
+    strv_free(&what);
+    if (dry_run) {
+        free(sock);
+        return 0;
+    }
+    int failures = 0;
+    memset(&e, 0, sizeof(e));
+    if (cgroup_bottle_remove(slug, 3000, &e) < 0)
+        failures++, fprintf(stderr, "bottle: cleanup: %s: %s\n", slug, e.msg);
+    memset(&e, 0, sizeof(e));
+    if (bpf_policy_destroy(slug, &e) < 0)
+        failures++, fprintf(stderr, "bottle: cleanup: %s: %s\n", slug, e.msg);
+    memset(&e, 0, sizeof(e));
+    if (netns_remove_slug(slug, &e) < 0)
+        failures++, fprintf(stderr, "bottle: cleanup: %s: %s\n", slug, e.msg);
+    unlink(sock);
+    free(sock);
+    char *live = xasprintf("%s/%s.lock", CONTROLLER_LIVE_DIR, slug);
+    unlink(live);
+    free(live);
+    memset(&e, 0, sizeof(e));
+    if (has_state && remove_state(home, slug, &e) < 0)
+        failures++, fprintf(stderr, "bottle: cleanup: %s: %s\n", slug, e.msg);
+    return failures ? -1 : 0;
+}
+
+int cmd_cleanup(int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv)) {
+        fputs(cleanup_help, stdout);
+        return 0;
+    }
+    bool dry_run = false;
+    struct args a;
+    args_init(&a, argc, argv);
+    int kind;
+    while ((kind = args_next(&a)) != 0) {
+        if (args_is(&a, "--dry-run")) {
+            if (!args_no_value(&a))
+                return EXIT_USAGE;
+            dry_run = true;
+        } else {
+            return cli_usage_error("cleanup", "unexpected argument '%s'", a.cur);
+        }
+    }
+    struct bottle_err err = {0};
+    char *home = NULL;
+    if (state_home(&home, &err) < 0)
+        return cli_fail(&err);
+    struct strv slugs = STRV_INIT, states = STRV_INIT, tmp = STRV_INIT;
+    char *state_dir = fs_join(home, "state");
+    char *run_dir = fs_join(home, "run");
+    list_dir(state_dir, "", "", true, &states);
+    add_all(&slugs, &states);
+    list_dir(run_dir, "", ".sock", false, &slugs);
+    list_dir(run_dir, "", ".lock", false, &slugs);
+    char *cg_root = NULL;
+    if (cgroup_root_path(&cg_root, &err) == 0)
+        list_dir(cg_root, "", "", true, &slugs);
+    free(cg_root);
+    if (bpf_policy_list(&tmp, &err) == 0)
+        add_all(&slugs, &tmp);
+    strv_free(&tmp);
+    if (netns_list_slugs(&tmp, &err) == 0)
+        add_all(&slugs, &tmp);
+    strv_free(&tmp);
+    int failures = 0;
+    size_t found = 0;
+    for (size_t i = 0; i < slugs.len; i++) {
+        const char *slug = slugs.items[i];
+        bool active = false;
+        struct bottle_err e = {0};
+        if (controller_slug_live(slug) ||
+            (state_slug_active(home, slug, &active, &e) == 0 && active))
+            continue;
+        found++;
+        if (cleanup_slug(home, slug, strv_contains(&states, slug), dry_run) < 0)
+            failures++;
+        if (!dry_run) {
+            char *lock = xasprintf("%s/%s.lock", run_dir, slug);
+            unlink(lock);
+            free(lock);
+        }
+    }
+    if (found == 0)
+        printf("bottle: nothing to clean up\n");
+    strv_free(&slugs);
+    strv_free(&states);
+    free(state_dir);
+    free(run_dir);
+    free(home);
+    return failures ? EXIT_RUNTIME : 0;
+}

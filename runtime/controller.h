@@ -1,0 +1,73 @@
+/*
+ * controller — runs one bottle on the native backend from a resolved plan:
+ * state directory, per-bottle CA and trust bundle, network namespace and
+ * veth, cgroups, BPF policy, the sidecar (bottle-proxy) and the agent, then
+ * tears all of it down when the agent exits, on SIGINT/SIGTERM/SIGHUP, or
+ * when any step fails. Also the operator commands that act on bottles from
+ * outside: `bottle stop` and `bottle cleanup`.
+ *
+ * Users and groups. The agent runs as the invoking user (SUDO_UID/SUDO_GID)
+ * or, without sudo, as nobody/nogroup (65534). The sidecar runs as
+ * CONTROLLER_PROXY_UID/GID (65532, or the `bottle-proxy` user when the host
+ * defines one). The two must differ: the sidecar's files (config, CA key,
+ * leaf key) are root-owned, group CONTROLLER_PROXY_GID, mode 0640 under a
+ * 0750 directory inside the 0700 state directory, so the sidecar (which
+ * reads them as root and then drops to its uid) can read them again on a
+ * reload, and the agent's uid never can; the state directory is not mounted
+ * in the bottle at all.
+ *
+ * Liveness. A running controller holds an flock on /run/bottle/live/<slug>.lock
+ * (host-wide, whatever $BOTTLE_HOME) and on $BOTTLE_HOME/run/<slug>.lock;
+ * `bottle cleanup` only touches slugs whose host-wide lock nobody holds.
+ *
+ * Never called from a multi-threaded process: the sidecar and the agent are
+ * forked (clone3) from the calling thread.
+ */
+#ifndef BOTTLE_RUNTIME_CONTROLLER_H
+#define BOTTLE_RUNTIME_CONTROLLER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "common/err.h"
+#include "manifest/plan.h"
+
+#define CONTROLLER_PROXY_PORT   3128
+#define CONTROLLER_PROXY_UID    65532
+#define CONTROLLER_PROXY_GID    65532
+#define CONTROLLER_PROXY_USER   "bottle-proxy"
+#define CONTROLLER_AGENT_UID    65534
+#define CONTROLLER_AGENT_GID    65534
+#define CONTROLLER_LIVE_DIR     "/run/bottle/live"
+#define CONTROLLER_SYSTEM_ROOTS "/etc/ssl/certs/ca-certificates.crt"
+#define CONTROLLER_SAFE_PATH    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+/* Environment override for the sidecar binary (tests, packaging). */
+#define CONTROLLER_PROXY_ENV "BOTTLE_PROXY_BIN"
+
+struct controller_options {
+    const char *home;                /* $BOTTLE_HOME; NULL: state_home() */
+    const char *const *resolve;      /* --resolve HOST:PORT:ADDR, in order */
+    size_t n_resolve;
+    const char *upstream_ca;         /* --upstream-ca FILE; NULL: none */
+    int proxy_ready_timeout_ms;      /* 0: 5000 */
+};
+
+/*
+ * Runs the bottle to completion. Returns 0 when the agent ran (its exit code
+ * in *agent_exit, 128 + signal when killed) and a negative errno with err
+ * filled when the bottle could not be started; either way, nothing of the
+ * bottle is left on the host except its state directory after a failure or
+ * a non-zero exit.
+ */
+int controller_start(const struct plan *plan, const struct controller_options *opts,
+                     int *agent_exit, struct bottle_err *err);
+
+/* Host-wide liveness lock of a slug (see above). */
+int controller_live_lock(const char *slug, struct bottle_err *err);
+bool controller_slug_live(const char *slug);
+
+int cmd_stop(int argc, char **argv);
+int cmd_cleanup(int argc, char **argv);
+
+#endif
