@@ -127,23 +127,27 @@ static int step_users(struct controller *c, struct bottle_err *err)
         return err_set_kind(err, ERR_KIND_REFUSED, EPERM,
                             "the agent (uid %u, gid %u) and the sidecar (uid %u, gid %u) must not "
                             "share a user or group; run bottle as another user",
-                            (unsigned)c->agent_uid, (unsigned)c->agent_gid,
-                            (unsigned)c->proxy_uid, (unsigned)c->proxy_gid);
+                            (unsigned)c->agent_uid, (unsigned)c->agent_gid, (unsigned)c->proxy_uid,
+                            (unsigned)c->proxy_gid);
     return 0;
 }
 
 /* ---- state, CA, trust bundle, prompt ------------------------------------------------ */
 
-static int copy_file_to(const char *src, const char *dst, struct buf *extra_prefix, mode_t mode,
+/* Writes dst (mode) with prefix (may be NULL) followed by the bytes of src. */
+static int copy_file_to(const char *src, const char *dst, const struct buf *prefix, mode_t mode,
                         struct bottle_err *err)
 {
-    struct buf b = BUF_INIT;
-    if (extra_prefix && extra_prefix->len)
-        buf_append(&b, extra_prefix->data, extra_prefix->len);
-    int rc = fs_read_file(src, 16u << 20, &b, err);
-    if (rc == 0)
-        rc = fs_write_atomic(dst, b.data ? b.data : "", b.len, mode, err);
-    buf_free(&b);
+    struct buf in = BUF_INIT, out = BUF_INIT;
+    int rc = fs_read_file(src, 16u << 20, &in, err);
+    if (rc == 0) {
+        if (prefix && prefix->len)
+            buf_append(&out, prefix->data, prefix->len);
+        buf_append(&out, in.data ? in.data : "", in.len);
+        rc = fs_write_atomic(dst, out.data ? out.data : "", out.len, mode, err);
+    }
+    buf_free(&in);
+    buf_free(&out);
     return rc;
 }
 
@@ -176,7 +180,7 @@ static int step_files(struct controller *c, struct bottle_err *err)
     if (rc == 0 && c->opts->upstream_ca) {
         X509 *x = ca_load_cert(c->opts->upstream_ca, err);
         if (!x) {
-            rc = err_prefix(err, "--upstream-ca: ");
+            rc = err_prefix(err, "--upstream-ca");
             rc = rc < 0 ? rc : -EINVAL;
         } else {
             X509_free(x);
@@ -328,8 +332,8 @@ static void proxy_log_tail(const struct controller *c, char *out, size_t len)
 static int proxy_wait_ready(struct controller *c, struct bottle_err *err)
 {
     int timeout = c->opts->proxy_ready_timeout_ms > 0 ? c->opts->proxy_ready_timeout_ms : 5000;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(c->proxy_port),
-                             .sin_addr = c->nb.host_addr};
+    struct sockaddr_in sa = {
+        .sin_family = AF_INET, .sin_port = htons(c->proxy_port), .sin_addr = c->nb.host_addr};
     for (int waited = 0; waited <= timeout; waited += 10) {
         if (child_exited(c->proxy_pid)) {
             int st = 0;
@@ -411,8 +415,8 @@ static int step_sidecar(struct controller *c, struct bottle_err *err)
     char uid[16], gid[16];
     snprintf(uid, sizeof(uid), "%u", (unsigned)c->proxy_uid);
     snprintf(gid, sizeof(gid), "%u", (unsigned)c->proxy_gid);
-    char *argv[] = {bin,   "--config", c->config_path, "--token-fd", "3", "--uid", uid, "--gid",
-                    gid,   NULL};
+    char *argv[] = {bin,     "--config", c->config_path, "--token-fd", "3",
+                    "--uid", uid,        "--gid",        gid,          NULL};
     struct proxy_child pc = {bin, argv, pipefd[0], log_fd, null_fd};
     if (rc == 0) {
         pid_t pid = cgroup_spawn_into(c->cg.proxy_fd, 0, proxy_child_main, &pc, err);
@@ -648,8 +652,7 @@ int controller_teardown(struct controller *c, bool keep_state, struct bottle_err
     free(c->upstream_ca);
     free(c->config_path);
     free(c->log_path);
-    c->bottle_dir = c->proxy_dir = c->ca_dir = c->upstream_ca = c->config_path = c->log_path =
-        NULL;
+    c->bottle_dir = c->proxy_dir = c->ca_dir = c->upstream_ca = c->config_path = c->log_path = NULL;
     if (first.msg[0] && err && !err->msg[0])
         *err = first;
     return first.msg[0] ? -(first.code ? first.code : EIO) : 0;
@@ -719,7 +722,7 @@ int controller_start(const struct plan *plan, const struct controller_options *o
     /* A start failure says what failed; the state would only repeat it. */
     bool keep = ran && (rc < 0 || *agent_exit != 0);
     if (rc < 0 && !ran)
-        err_prefix(err, "%s: ", c.st.slug ? c.st.slug : "start");
+        err_prefix(err, "%s", c.st.slug ? c.st.slug : "start");
     struct bottle_err td = {0};
     int trc = controller_teardown(&c, keep, &td);
     if (rc == 0 && trc < 0) {

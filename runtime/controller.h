@@ -46,11 +46,11 @@
 #define CONTROLLER_PROXY_ENV "BOTTLE_PROXY_BIN"
 
 struct controller_options {
-    const char *home;                /* $BOTTLE_HOME; NULL: state_home() */
-    const char *const *resolve;      /* --resolve HOST:PORT:ADDR, in order */
+    const char *home;           /* $BOTTLE_HOME; NULL: state_home() */
+    const char *const *resolve; /* --resolve HOST:PORT:ADDR, in order */
     size_t n_resolve;
-    const char *upstream_ca;         /* --upstream-ca FILE; NULL: none */
-    int proxy_ready_timeout_ms;      /* 0: 5000 */
+    const char *upstream_ca;    /* --upstream-ca FILE; NULL: none */
+    int proxy_ready_timeout_ms; /* 0: 5000 */
 };
 
 /*

@@ -619,10 +619,16 @@ static const char *request_semantics(struct http_request *r)
         uint16_t port;
         if (!parse_authority(f.host.ptr, f.host.len, false, &host, &port))
             return HTTP_ERR_BAD_HOST;
-        if (r->form == HTTP_FORM_ABSOLUTE || r->form == HTTP_FORM_AUTHORITY) {
-            uint16_t dflt = r->form == HTTP_FORM_ABSOLUTE ? 80 : 443;
+        if (r->form == HTTP_FORM_AUTHORITY) {
+            /*
+             * A CONNECT is routed on its target alone; clients disagree on
+             * what its Host names (Node sends the proxy's address), so it is
+             * only checked for syntax. Each request inside the tunnel must
+             * name the tunnel's host, which the connection layer enforces.
+             */
+        } else if (r->form == HTTP_FORM_ABSOLUTE) {
             if (!slices_eq_ci(host.ptr, host.len, r->host.ptr, r->host.len) ||
-                (port ? port : dflt) != (r->port ? r->port : dflt))
+                (port ? port : 80) != (r->port ? r->port : 80))
                 return HTTP_ERR_HOST_MISMATCH;
         } else {
             r->authority = f.host;
