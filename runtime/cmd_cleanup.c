@@ -69,46 +69,24 @@ int cmd_stop(int argc, char **argv)
     if (!slug || !state_slug_valid(slug))
         return cli_usage_error(cmd, "which bottle? (a slug, as `bottle start` printed it)");
     struct bottle_err err = {0};
-    bool active = false;
-    if (state_slug_active(NULL, slug, &active, &err) < 0)
-        return cli_fail(&err);
-    if (!active) {
+    long pid = (long)controller_live_pid(slug);
+    if (pid <= 1) {
         err_set_kind(&err, ERR_KIND_USAGE, ENOENT, "no running bottle '%s'", slug);
         return cli_fail(&err);
     }
-    char *home = NULL;
-    if (state_home(&home, &err) < 0)
-        return cli_fail(&err);
-    char *rel = xasprintf("state/%s/%s", slug, CONTROLLER_PID_FILE);
-    char *path = fs_join(home, rel);
-    free(rel);
-    struct buf b = BUF_INIT;
-    int rc = fs_read_file(path, 64, &b, &err);
-    free(path);
-    long pid = rc == 0 && b.data ? strtol(b.data, NULL, 10) : 0;
-    buf_free(&b);
-    if (pid <= 1) {
-        free(home);
-        if (rc == 0)
-            err_set(&err, EINVAL, "bottle '%s' has no controller pid", slug);
-        return cli_fail(&err);
-    }
     if (kill((pid_t)pid, SIGTERM) < 0) {
-        free(home);
         err_set(&err, errno, "cannot signal the controller of '%s' (pid %ld): %s", slug, pid,
                 strerror(errno));
         return cli_fail(&err);
     }
     for (long waited = 0; waited < timeout_s * 1000; waited += 50) {
-        if (state_slug_active(home, slug, &active, &err) == 0 && !active) {
-            free(home);
+        if (!controller_slug_live(slug)) {
             printf("bottle: %s stopped\n", slug);
             return 0;
         }
         struct timespec ts = {0, 50 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
-    free(home);
     err_set(&err, ETIMEDOUT, "bottle '%s' did not stop within %ld s", slug, timeout_s);
     return cli_fail(&err);
 }
@@ -261,10 +239,8 @@ int cmd_cleanup(int argc, char **argv)
     size_t found = 0;
     for (size_t i = 0; i < slugs.len; i++) {
         const char *slug = slugs.items[i];
-        bool active = false;
-        struct bottle_err e = {0};
-        if (controller_slug_live(slug) ||
-            (state_slug_active(home, slug, &active, &e) == 0 && active))
+        /* Only the controller's own lock counts: the state lock may be held by an orphaned init. */
+        if (controller_slug_live(slug))
             continue;
         found++;
         if (cleanup_slug(home, slug, strv_contains(&states, slug), dry_run) < 0)

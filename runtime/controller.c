@@ -71,6 +71,11 @@ static int own_for_proxy(const char *path, gid_t gid, mode_t mode, struct bottle
     return 0;
 }
 
+/*
+ * A POSIX record lock, not flock: a forked child (the bottle's init, the
+ * sidecar before exec) shares flock locks with its parent but never record
+ * locks, so the lock dies with the controller itself.
+ */
 int controller_live_lock(const char *slug, struct bottle_err *err)
 {
     int rc = fs_mkdir_p(CONTROLLER_LIVE_DIR, 0700, err);
@@ -78,9 +83,10 @@ int controller_live_lock(const char *slug, struct bottle_err *err)
         return rc;
     char *path = xasprintf("%s/%s.lock", CONTROLLER_LIVE_DIR, slug);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
     if (fd < 0) {
         rc = err_set(err, errno, "cannot open %s: %s", path, strerror(errno));
-    } else if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    } else if (fcntl(fd, F_SETLK, &fl) < 0) {
         rc = err_set_kind(err, ERR_KIND_USAGE, EEXIST,
                           "a bottle named '%s' is already running on this host; pick another "
                           "--label",
@@ -93,16 +99,24 @@ int controller_live_lock(const char *slug, struct bottle_err *err)
     return rc;
 }
 
-bool controller_slug_live(const char *slug)
+pid_t controller_live_pid(const char *slug)
 {
     char *path = xasprintf("%s/%s.lock", CONTROLLER_LIVE_DIR, slug);
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
     free(path);
     if (fd < 0)
-        return false;
-    bool live = flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+        return 0;
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    pid_t pid = 0;
+    if (fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK)
+        pid = fl.l_pid;
     close(fd);
-    return live;
+    return pid;
+}
+
+bool controller_slug_live(const char *slug)
+{
+    return controller_live_pid(slug) > 0;
 }
 
 /* ---- users -------------------------------------------------------------------------- */

@@ -17,7 +17,8 @@
  * in the bottle at all.
  *
  * Liveness. A running controller holds an flock on /run/bottle/live/<slug>.lock
- * (host-wide, whatever $BOTTLE_HOME) and on $BOTTLE_HOME/run/<slug>.lock;
+ * (a POSIX record lock, host-wide, whatever $BOTTLE_HOME) and on
+ * $BOTTLE_HOME/run/<slug>.lock;
  * `bottle cleanup` only touches slugs whose host-wide lock nobody holds.
  *
  * Never called from a multi-threaded process: the sidecar and the agent are
@@ -66,6 +67,8 @@ int controller_start(const struct plan *plan, const struct controller_options *o
 /* Host-wide liveness lock of a slug (see above). */
 int controller_live_lock(const char *slug, struct bottle_err *err);
 bool controller_slug_live(const char *slug);
+/* The pid of the slug's running controller; 0 when none. */
+pid_t controller_live_pid(const char *slug);
 
 int cmd_stop(int argc, char **argv);
 int cmd_cleanup(int argc, char **argv);
