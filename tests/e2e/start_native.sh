@@ -87,11 +87,14 @@ def tcp(addr):
         return "connected"
     except OSError as e:
         return errno.errorcode.get(e.errno, str(e))
-r.write("direct=%s\n" % tcp(("1.1.1.1", 443)))
+# Only addresses inside the bottle's own /30: A.2 (its own veth address) and A.1.
+parts = a1.split(".")
+a2 = ".".join(parts[:3] + [str(int(parts[3]) + 1)])
+r.write("direct=%s\n" % tcp((a2, 443)))
 r.write("direct_a1=%s\n" % tcp((a1, 22)))
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 try:
-    u.sendto(b"x", ("1.1.1.1", 53))
+    u.sendto(b"x", (a1, 53))
     r.write("udp=sent\n")
 except OSError as e:
     r.write("udp=%s\n" % errno.errorcode.get(e.errno, str(e)))
