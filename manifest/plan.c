@@ -163,6 +163,22 @@ int plan_bottle_routes(const char *provider, const struct provider_out *prov,
     return 0;
 }
 
+int plan_routes_for_bottle(const struct bottle_def *bottle, struct route_set *routes,
+                           struct strv *warnings, struct bottle_err *err)
+{
+    struct provider_out prov;
+    int rc = provider_apply(bottle->provider_declared ? &bottle->provider : NULL, bottle->file,
+                            &prov, err);
+    if (rc < 0)
+        return rc;
+    const char *name = bottle->provider_declared && bottle->provider.template_name
+                           ? bottle->provider.template_name
+                           : "claude";
+    plan_bottle_routes(name, &prov, bottle, routes, warnings);
+    provider_out_free(&prov);
+    return 0;
+}
+
 static void assemble_routes(struct plan *p, struct provider_out *prov,
                             const struct bottle_def *bottle)
 {

@@ -142,6 +142,12 @@ struct provider_out {
 int plan_bottle_routes(const char *provider, const struct provider_out *prov,
                        const struct bottle_def *bottle, struct route_set *routes,
                        struct strv *warnings);
+/*
+ * The same for a resolved bottle alone: applies its provider template and
+ * assembles the routes (policy test, info, the matcher's tests).
+ */
+int plan_routes_for_bottle(const struct bottle_def *bottle, struct route_set *routes,
+                           struct strv *warnings, struct bottle_err *err);
 /* Known template names, NULL-terminated. */
 extern const char *const provider_template_names[];
 int provider_apply(const struct agent_provider *p, const char *bottle_file,

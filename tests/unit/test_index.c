@@ -13,18 +13,6 @@ struct fixture {
     char *project; /* <root>/work/.bottle */
 };
 
-static void put(const char *dir, const char *rel, const char *text)
-{
-    char *path = fs_join(dir, rel);
-    char *slash = strrchr(path, '/');
-    *slash = '\0';
-    struct bottle_err err = {0};
-    assert_int_equal(fs_mkdir_p(path, 0755, &err), 0);
-    *slash = '/';
-    testutil_write(path, text);
-    free(path);
-}
-
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
@@ -36,23 +24,23 @@ static int setup(void **state)
     assert_int_equal(fs_mkdir_p(f->home, 0755, &err), 0);
     assert_int_equal(fs_mkdir_p(f->project, 0755, &err), 0);
 
-    put(f->home, "agents/coder.md", "---\nbottle: dev\n---\nHome coder.\n");
-    put(f->home, "agents/reviewer.md", "---\n---\nReview.\n");
-    put(f->home, "agents/broken.md", "---\nbottle: dev\nwat: 1\n---\n");
-    put(f->home, "agents/Bad-Name.md", "---\n---\n");
-    put(f->home, "agents/notes.txt", "not a manifest");
-    put(f->home, "agents/.hidden.md", "---\n---\n");
-    put(f->home, "agents/folder.md/x", "a directory named like a manifest");
-    put(f->home, "bottles/dev.md", "---\nsupervise: false\n---\nHome dev.\n");
-    put(f->home, "bottles/base.md", "---\n---\n");
-    put(f->home, "settings.yml", "budget: {claude: 1000}\nshutdown: kill\n");
+    testutil_put(f->home, "agents/coder.md", "---\nbottle: dev\n---\nHome coder.\n");
+    testutil_put(f->home, "agents/reviewer.md", "---\n---\nReview.\n");
+    testutil_put(f->home, "agents/broken.md", "---\nbottle: dev\nwat: 1\n---\n");
+    testutil_put(f->home, "agents/Bad-Name.md", "---\n---\n");
+    testutil_put(f->home, "agents/notes.txt", "not a manifest");
+    testutil_put(f->home, "agents/.hidden.md", "---\n---\n");
+    testutil_put(f->home, "agents/folder.md/x", "a directory named like a manifest");
+    testutil_put(f->home, "bottles/dev.md", "---\nsupervise: false\n---\nHome dev.\n");
+    testutil_put(f->home, "bottles/base.md", "---\n---\n");
+    testutil_put(f->home, "settings.yml", "budget: {claude: 1000}\nshutdown: kill\n");
 
-    put(f->project, "agents/coder.md", "---\nbottle: local\n---\nProject coder.\n");
-    put(f->project, "agents/helper.md", "---\n---\n");
-    put(f->project, "bottles/dev.md", "---\nsupervise: true\n---\nProject dev.\n");
-    put(f->project, "bottles/local.md", "---\n---\n");
+    testutil_put(f->project, "agents/coder.md", "---\nbottle: local\n---\nProject coder.\n");
+    testutil_put(f->project, "agents/helper.md", "---\n---\n");
+    testutil_put(f->project, "bottles/dev.md", "---\nsupervise: true\n---\nProject dev.\n");
+    testutil_put(f->project, "bottles/local.md", "---\n---\n");
     /* Host settings never come from a project. */
-    put(f->project, "settings.yml", "budget: {claude: 999999999}\n");
+    testutil_put(f->project, "settings.yml", "budget: {claude: 999999999}\n");
     *state = f;
     return 0;
 }
@@ -256,7 +244,7 @@ static void test_load_errors(void **state)
     buf_append_str(&big, "---\n---\n");
     while (big.len <= 1024 * 1024)
         buf_append_str(&big, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n");
-    put(f->home, "bottles/huge.md", big.data);
+    testutil_put(f->home, "bottles/huge.md", big.data);
     buf_free(&big);
     assert_true(manifest_index_load_bottle(&idx, "huge", &b, &err) < 0);
     want =
@@ -305,7 +293,7 @@ static void test_settings_home_only(void **state)
     free(bare);
 
     /* A broken settings.yml is an error with its path and position. */
-    put(f->home, "settings.yml", "budget: {claude: 0}\n");
+    testutil_put(f->home, "settings.yml", "budget: {claude: 0}\n");
     open_index(f, &idx);
     assert_true(manifest_index_load_settings(&idx, &s, &err) < 0);
     want = xasprintf("manifest: %s/settings.yml:1:18: budget.claude: must be a positive number "

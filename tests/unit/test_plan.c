@@ -120,18 +120,6 @@ struct fixture {
     char *home;
 };
 
-static void put(struct fixture *f, const char *rel, const char *text)
-{
-    char *path = fs_join(f->home, rel);
-    char *dir = xstrdup(path);
-    *strrchr(dir, '/') = '\0';
-    struct bottle_err err = {0};
-    assert_int_equal(fs_mkdir_p(dir, 0700, &err), 0);
-    testutil_write(path, text);
-    free(dir);
-    free(path);
-}
-
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
@@ -170,10 +158,12 @@ static const struct plan_budget *budget_for(const struct plan *p, const char *pr
 static void test_budget_scopes(void **state)
 {
     struct fixture *f = *state;
-    put(f, "settings.yml", "budget:\n  claude: 1\n  codex: 2\n  other: 3\n  more: 4\n");
-    put(f, "bottles/parent.md", "---\nbudget:\n  codex: 20\n  other: 30\n---\n");
-    put(f, "bottles/child.md", "---\nextends: parent\nbudget:\n  other: 300\n---\n");
-    put(f, "agents/a.md", "---\nbottle: child\nbudget:\n  claude: 1000\n  codex: 2000\n---\n");
+    testutil_put(f->home, "settings.yml",
+                 "budget:\n  claude: 1\n  codex: 2\n  other: 3\n  more: 4\n");
+    testutil_put(f->home, "bottles/parent.md", "---\nbudget:\n  codex: 20\n  other: 30\n---\n");
+    testutil_put(f->home, "bottles/child.md", "---\nextends: parent\nbudget:\n  other: 300\n---\n");
+    testutil_put(f->home, "agents/a.md",
+                 "---\nbottle: child\nbudget:\n  claude: 1000\n  codex: 2000\n---\n");
     struct plan_options o;
     base_opts(&o, "a");
     struct plan_budget_override cli[] = {{"claude", 7}};
@@ -198,8 +188,8 @@ static void test_budget_scopes(void **state)
     plan_free(&p);
 
     /* The parent's value shows with scope "parent" when the child is silent. */
-    put(f, "bottles/child.md", "---\nextends: parent\n---\n");
-    put(f, "agents/a.md", "---\nbottle: child\n---\n");
+    testutil_put(f->home, "bottles/child.md", "---\nextends: parent\n---\n");
+    testutil_put(f->home, "agents/a.md", "---\nbottle: child\n---\n");
     o.n_budgets = 0;
     assert_int_equal(build(f, &o, &p, &err), 0);
     b = budget_for(&p, "other");
@@ -218,9 +208,9 @@ static void test_settings_in_project_dir_ignored(void **state)
     assert_int_equal(fs_mkdir_p(pdir, 0700, &err), 0);
     char *psettings = fs_join(pdir, "settings.yml");
     testutil_write(psettings, "budget:\n  claude: 999999999\nshutdown: kill\n");
-    put(f, "settings.yml", "budget:\n  claude: 5\n");
-    put(f, "bottles/b.md", "---\n---\n");
-    put(f, "agents/a.md", "---\nbottle: b\n---\n");
+    testutil_put(f->home, "settings.yml", "budget:\n  claude: 5\n");
+    testutil_put(f->home, "bottles/b.md", "---\n---\n");
+    testutil_put(f->home, "agents/a.md", "---\nbottle: b\n---\n");
     struct manifest_index idx;
     assert_int_equal(manifest_index_open(&idx, f->home, project, &err), 0);
     struct plan_options o;
@@ -241,10 +231,11 @@ static void test_settings_in_project_dir_ignored(void **state)
 static void test_provider_route_wins(void **state)
 {
     struct fixture *f = *state;
-    put(f, "bottles/b.md",
+    testutil_put(
+        f->home, "bottles/b.md",
         "---\negress:\n  routes:\n    - host: api.anthropic.com\n      auth:\n        scheme: "
         "token\n        token_ref: MINE\n    - host: other.example\n---\n");
-    put(f, "agents/a.md", "---\nbottle: b\n---\n");
+    testutil_put(f->home, "agents/a.md", "---\nbottle: b\n---\n");
     struct plan_options o;
     base_opts(&o, "a");
     struct plan p;
@@ -266,9 +257,10 @@ static void test_provider_route_wins(void **state)
 static void test_env_rules(void **state)
 {
     struct fixture *f = *state;
-    put(f, "bottles/b.md",
+    testutil_put(
+        f->home, "bottles/b.md",
         "---\nenv:\n  FROM_HOST: $HOST_THING\n  MISSING: $NOT_SET_ANYWHERE\n  LIT: v\n---\n");
-    put(f, "agents/a.md", "---\nbottle: b\n---\nprompt text\n");
+    testutil_put(f->home, "agents/a.md", "---\nbottle: b\n---\nprompt text\n");
     struct plan_options o;
     base_opts(&o, "a");
     struct plan p;
@@ -297,11 +289,11 @@ static void test_env_rules(void **state)
     assert_string_equal(p.argv.items[1], "--append-system-prompt-file");
     plan_free(&p);
 
-    put(f, "bottles/b.md", "---\nenv:\n  HTTPS_PROXY: http://elsewhere:1\n---\n");
+    testutil_put(f->home, "bottles/b.md", "---\nenv:\n  HTTPS_PROXY: http://elsewhere:1\n---\n");
     assert_true(build(f, &o, &p, &err) < 0);
     assert_int_equal(err_exit_code(&err), 2);
     assert_non_null(strstr(err.msg, "env: 'HTTPS_PROXY' is set by bottle (runtime)"));
-    put(f, "bottles/b.md", "---\nenv:\n  CLAUDE_CODE_OAUTH_TOKEN: mine\n---\n");
+    testutil_put(f->home, "bottles/b.md", "---\nenv:\n  CLAUDE_CODE_OAUTH_TOKEN: mine\n---\n");
     assert_true(build(f, &o, &p, &err) < 0);
     assert_non_null(strstr(err.msg, "'CLAUDE_CODE_OAUTH_TOKEN' is set by bottle (provider)"));
 }
@@ -309,10 +301,10 @@ static void test_env_rules(void **state)
 static void test_selection_and_extra_args(void **state)
 {
     struct fixture *f = *state;
-    put(f, "bottles/x.md",
-        "---\nagent_provider:\n  template: generic\n  command: [echo, hi]\n---\n");
-    put(f, "bottles/y.md", "---\nenv:\n  Y: y\n---\n");
-    put(f, "agents/portable.md", "---\n---\n");
+    testutil_put(f->home, "bottles/x.md",
+                 "---\nagent_provider:\n  template: generic\n  command: [echo, hi]\n---\n");
+    testutil_put(f->home, "bottles/y.md", "---\nenv:\n  Y: y\n---\n");
+    testutil_put(f->home, "agents/portable.md", "---\n---\n");
     struct plan_options o;
     base_opts(&o, "portable");
     struct plan p;
@@ -344,8 +336,8 @@ static void test_selection_and_extra_args(void **state)
 static void test_tier_refusal_is_reported(void **state)
 {
     struct fixture *f = *state;
-    put(f, "bottles/b.md", "---\nenforcement: kernel\n---\n");
-    put(f, "agents/a.md", "---\nbottle: b\n---\n");
+    testutil_put(f->home, "bottles/b.md", "---\nenforcement: kernel\n---\n");
+    testutil_put(f->home, "agents/a.md", "---\nbottle: b\n---\n");
     struct plan_options o;
     base_opts(&o, "a");
     o.tier_available = TIER_NETNS;

@@ -51,10 +51,8 @@ static void test_case_table(void **state)
     struct bottle_def b;
     if (bottle_resolve(&idx, "agree", &b, NULL, &err) < 0)
         fail_msg("%s", err.msg);
-    struct provider_out prov;
-    assert_int_equal(provider_apply(&b.provider, b.file, &prov, &err), 0);
     struct route_set routes = {0};
-    plan_bottle_routes("generic", &prov, &b, &routes, NULL);
+    assert_int_equal(plan_routes_for_bottle(&b, &routes, NULL, &err), 0);
 
     FILE *f = fopen(table, "r");
     assert_non_null(f);
@@ -107,7 +105,6 @@ static void test_case_table(void **state)
     assert_true(cases >= 20);
     assert_int_equal(wrong, 0);
     route_set_free(&routes);
-    provider_out_free(&prov);
     bottle_def_free(&b);
     manifest_index_free(&idx);
     free(table);

@@ -12,18 +12,6 @@ struct fixture {
     struct manifest_index idx;
 };
 
-static void put(struct fixture *f, const char *rel, const char *text)
-{
-    char *path = fs_join(f->home, rel);
-    char *dir = xstrdup(path);
-    *strrchr(dir, '/') = '\0';
-    struct bottle_err err = {0};
-    assert_int_equal(fs_mkdir_p(dir, 0700, &err), 0);
-    testutil_write(path, text);
-    free(dir);
-    free(path);
-}
-
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
@@ -62,14 +50,17 @@ static const char *env_value(const struct bottle_def *b, const char *name)
 static void test_two_parents_fold_and_child_wins(void **state)
 {
     struct fixture *f = *state;
-    put(f, "bottles/a.md",
+    testutil_put(
+        f->home, "bottles/a.md",
         "---\nenv:\n  A: a\n  SHARED: from-a\nsupervise: false\nagent_provider:\n  template: "
         "codex\negress:\n  routes:\n    - host: a.example\ngit-gate:\n  repos:\n    r1:\n      "
         "url: https://a.example/r1.git\n---\n");
-    put(f, "bottles/b.md",
+    testutil_put(
+        f->home, "bottles/b.md",
         "---\nenv:\n  B: b\n  SHARED: from-b\negress:\n  routes:\n    - host: "
         "b.example\ngit-gate:\n  repos:\n    r2:\n      url: https://b.example/r2.git\n---\n");
-    put(f, "bottles/child.md",
+    testutil_put(
+        f->home, "bottles/child.md",
         "---\nextends: [a, b]\nenv:\n  SHARED: from-child\nbudget:\n  codex: 10\negress:\n  "
         "routes:\n    - host: c.example\n---\n");
     open_index(f);
@@ -103,10 +94,10 @@ static void test_two_parents_fold_and_child_wins(void **state)
 static void test_last_parent_wins_for_scalars(void **state)
 {
     struct fixture *f = *state;
-    put(f, "bottles/a.md", "---\nsupervise: false\nshutdown: kill\n---\n");
-    put(f, "bottles/b.md", "---\nsupervise: true\nshutdown: freeze\n---\n");
-    put(f, "bottles/c.md", "---\nextends: [a, b]\n---\n");
-    put(f, "bottles/d.md", "---\nextends: [a, b]\nshutdown: cutoff\n---\n");
+    testutil_put(f->home, "bottles/a.md", "---\nsupervise: false\nshutdown: kill\n---\n");
+    testutil_put(f->home, "bottles/b.md", "---\nsupervise: true\nshutdown: freeze\n---\n");
+    testutil_put(f->home, "bottles/c.md", "---\nextends: [a, b]\n---\n");
+    testutil_put(f->home, "bottles/d.md", "---\nextends: [a, b]\nshutdown: cutoff\n---\n");
     open_index(f);
     struct bottle_def b;
     struct bottle_err err = {0};
@@ -122,10 +113,11 @@ static void test_last_parent_wins_for_scalars(void **state)
 static void test_diamond_resolved_once(void **state)
 {
     struct fixture *f = *state;
-    put(f, "bottles/root.md", "---\negress:\n  routes:\n    - host: root.example\n---\n");
-    put(f, "bottles/left.md", "---\nextends: root\n---\n");
-    put(f, "bottles/right.md", "---\nextends: root\n---\n");
-    put(f, "bottles/top.md", "---\nextends: [left, right]\n---\n");
+    testutil_put(f->home, "bottles/root.md",
+                 "---\negress:\n  routes:\n    - host: root.example\n---\n");
+    testutil_put(f->home, "bottles/left.md", "---\nextends: root\n---\n");
+    testutil_put(f->home, "bottles/right.md", "---\nextends: root\n---\n");
+    testutil_put(f->home, "bottles/top.md", "---\nextends: [left, right]\n---\n");
     open_index(f);
     struct bottle_def b;
     struct strv lineage = STRV_INIT;
@@ -138,7 +130,7 @@ static void test_diamond_resolved_once(void **state)
     bottle_def_free(&b);
 
     /* Without routes, the diamond resolves and the lineage lists root once. */
-    put(f, "bottles/root.md", "---\nenv:\n  R: r\n---\n");
+    testutil_put(f->home, "bottles/root.md", "---\nenv:\n  R: r\n---\n");
     struct strv lineage2 = STRV_INIT;
     assert_int_equal(bottle_resolve(&f->idx, "top", &b, &lineage2, &err), 0);
     assert_int_equal(lineage2.len, 4);
@@ -152,9 +144,9 @@ static void test_diamond_resolved_once(void **state)
 static void test_single_element_list_equals_string(void **state)
 {
     struct fixture *f = *state;
-    put(f, "bottles/p.md", "---\nenv:\n  P: p\n---\n");
-    put(f, "bottles/s.md", "---\nextends: p\n---\n");
-    put(f, "bottles/l.md", "---\nextends: [p]\n---\n");
+    testutil_put(f->home, "bottles/p.md", "---\nenv:\n  P: p\n---\n");
+    testutil_put(f->home, "bottles/s.md", "---\nextends: p\n---\n");
+    testutil_put(f->home, "bottles/l.md", "---\nextends: [p]\n---\n");
     open_index(f);
     struct bottle_def s, l;
     struct bottle_err err = {0};
@@ -169,12 +161,14 @@ static void test_single_element_list_equals_string(void **state)
 static void test_repos_inherit_clear_and_field_merge(void **state)
 {
     struct fixture *f = *state;
-    put(f, "bottles/p.md",
+    testutil_put(
+        f->home, "bottles/p.md",
         "---\ngit-gate:\n  repos:\n    r:\n      url: https://h/r.git\n      key:\n        "
         "provider: static\n        path: /k1\n---\n");
-    put(f, "bottles/inherit.md", "---\nextends: p\n---\n");
-    put(f, "bottles/clear.md", "---\nextends: p\ngit-gate:\n  repos: {}\n---\n");
-    put(f, "bottles/merge.md",
+    testutil_put(f->home, "bottles/inherit.md", "---\nextends: p\n---\n");
+    testutil_put(f->home, "bottles/clear.md", "---\nextends: p\ngit-gate:\n  repos: {}\n---\n");
+    testutil_put(
+        f->home, "bottles/merge.md",
         "---\nextends: p\ngit-gate:\n  repos:\n    r:\n      key:\n        provider: static\n"
         "        path: /k2\n    s:\n      url: https://h/s.git\n---\n");
     open_index(f);
@@ -198,11 +192,12 @@ static void test_repos_inherit_clear_and_field_merge(void **state)
 static void test_extends_errors(void **state)
 {
     struct fixture *f = *state;
-    put(f, "bottles/self.md", "---\nextends: self\n---\n");
-    put(f, "bottles/x.md", "---\nextends: y\n---\n");
-    put(f, "bottles/y.md", "---\nextends: [z]\n---\n");
-    put(f, "bottles/z.md", "---\nextends: x\n---\n");
-    put(f, "bottles/orphan.md", "---\nenv:\n  A: b\nextends: [self, nowhere]\n---\n");
+    testutil_put(f->home, "bottles/self.md", "---\nextends: self\n---\n");
+    testutil_put(f->home, "bottles/x.md", "---\nextends: y\n---\n");
+    testutil_put(f->home, "bottles/y.md", "---\nextends: [z]\n---\n");
+    testutil_put(f->home, "bottles/z.md", "---\nextends: x\n---\n");
+    testutil_put(f->home, "bottles/orphan.md",
+                 "---\nenv:\n  A: b\nextends: [self, nowhere]\n---\n");
     open_index(f);
     struct bottle_def b;
     struct bottle_err err = {0};
@@ -215,7 +210,7 @@ static void test_extends_errors(void **state)
     assert_non_null(strstr(err.msg, "extends cycle: x -> y -> z -> x"));
 
     err_clear(&err);
-    put(f, "bottles/orphan.md", "---\nenv:\n  A: b\nextends: [nowhere]\n---\n");
+    testutil_put(f->home, "bottles/orphan.md", "---\nenv:\n  A: b\nextends: [nowhere]\n---\n");
     assert_true(bottle_resolve(&f->idx, "orphan", &b, NULL, &err) < 0);
     assert_non_null(strstr(err.msg, "bottles/orphan.md:4:"));
     assert_non_null(strstr(err.msg, "extends 'nowhere', which is not defined. Available "
@@ -226,9 +221,12 @@ static void test_extends_errors(void **state)
 static void test_runtime_selection_fold(void **state)
 {
     struct fixture *f = *state;
-    put(f, "bottles/a.md", "---\nenv:\n  K: a\negress:\n  routes:\n    - host: a.example\n---\n");
-    put(f, "bottles/b.md", "---\nenv:\n  K: b\negress:\n  routes:\n    - host: b.example\n---\n");
-    put(f, "bottles/dup.md", "---\negress:\n  routes:\n    - host: A.example.\n---\n");
+    testutil_put(f->home, "bottles/a.md",
+                 "---\nenv:\n  K: a\negress:\n  routes:\n    - host: a.example\n---\n");
+    testutil_put(f->home, "bottles/b.md",
+                 "---\nenv:\n  K: b\negress:\n  routes:\n    - host: b.example\n---\n");
+    testutil_put(f->home, "bottles/dup.md",
+                 "---\negress:\n  routes:\n    - host: A.example.\n---\n");
     open_index(f);
     const char *names[] = {"a", "b"};
     struct bottle_def b;
@@ -250,8 +248,10 @@ static void test_runtime_selection_fold(void **state)
 static void test_duplicate_route_from_parent(void **state)
 {
     struct fixture *f = *state;
-    put(f, "bottles/p.md", "---\negress:\n  routes:\n    - host: same.example\n---\n");
-    put(f, "bottles/c.md", "---\nextends: p\negress:\n  routes:\n    - host: same.example\n---\n");
+    testutil_put(f->home, "bottles/p.md",
+                 "---\negress:\n  routes:\n    - host: same.example\n---\n");
+    testutil_put(f->home, "bottles/c.md",
+                 "---\nextends: p\negress:\n  routes:\n    - host: same.example\n---\n");
     open_index(f);
     struct bottle_def b;
     struct bottle_err err = {0};

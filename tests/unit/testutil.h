@@ -19,6 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fs.h"
+
 static inline bool testutil_ci(void)
 {
     const char *ci = getenv("CI");
@@ -51,6 +53,20 @@ static inline void testutil_write(const char *path, const char *text)
         fail_msg("cannot write %s: %s", path, strerror(errno));
     fputs(text, f);
     fclose(f);
+}
+
+/* Writes text to dir/rel, creating the directories on the way (mode 0700). */
+static inline void testutil_put(const char *dir, const char *rel, const char *text)
+{
+    char *path = fs_join(dir, rel);
+    char *parent = xstrdup(path);
+    *strrchr(parent, '/') = '\0';
+    struct bottle_err err = {0};
+    if (fs_mkdir_p(parent, 0700, &err) < 0)
+        fail_msg("%s", err.msg);
+    testutil_write(path, text);
+    free(parent);
+    free(path);
 }
 
 static inline void testutil_rm_rf(const char *path)
