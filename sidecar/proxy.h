@@ -58,10 +58,46 @@ struct proxy_request_view {
     bool tls;
 };
 
-/* Filled by later modules; NULL members pass every request. */
+/* What the exchange hooks need to see of a request (proxy_hooks.wants). */
+#define PROXY_WANT_REQUEST_BODY 0x1u /* collect the whole body before forwarding */
+#define PROXY_WANT_RESPONSE     0x2u /* tap the response head and body as they pass */
+
+/* Reason for a request body larger than the limit the hooks asked for. */
+#define REASON_BODY_TOO_LARGE "body_too_large"
+
+/*
+ * Filled by later modules (outbound DLP, metering, budget admission); NULL
+ * members pass every request. The contract, per forwarded request:
+ *
+ *  1. outbound_dlp, then budget_admit, on the request head (after the route
+ *     decision, before anything is forwarded).
+ *  2. wants() says what else the hooks need, and the largest request body
+ *     they accept (*body_limit; 0 means no limit of theirs).
+ *  3. With PROXY_WANT_REQUEST_BODY the sidecar collects the whole request
+ *     body, de-chunked, before it forwards a byte of the request; a body over
+ *     the limit is refused with 413 REASON_BODY_TOO_LARGE, never forwarded
+ *     unscanned. request_body() then sees it and may refuse (out->reason set)
+ *     or replace it (replacement non-empty: forwarded instead, with
+ *     Content-Length). A request without a body gets request_body(len 0).
+ *     request_body may set *xs, the hooks' state for this exchange.
+ *  4. With PROXY_WANT_RESPONSE, response_head() and response_data() see the
+ *     response as it passes (data de-chunked, still content-encoded), never
+ *     delaying it. response_data returning non-zero ends the response there:
+ *     the client connection is closed after the bytes already sent.
+ *  5. exchange_end() is called exactly once for every exchange whose *xs is
+ *     non-NULL: complete is true only when the whole response reached the
+ *     client. It is also called when the request is refused or fails after
+ *     request_body (upstream errors, timeouts, client gone).
+ */
 struct proxy_hooks {
     int (*outbound_dlp)(void *ctx, const struct proxy_request_view *v, struct proxy_verdict *out);
     int (*budget_admit)(void *ctx, const struct proxy_request_view *v, struct proxy_verdict *out);
+    unsigned (*wants)(void *ctx, const struct proxy_request_view *v, size_t *body_limit);
+    int (*request_body)(void *ctx, const struct proxy_request_view *v, void **xs, const char *body,
+                        size_t len, struct buf *replacement, struct proxy_verdict *out);
+    void (*response_head)(void *ctx, void *xs, const struct http_response *resp);
+    int (*response_data)(void *ctx, void *xs, const char *p, size_t n);
+    void (*exchange_end)(void *ctx, void *xs, bool complete);
     void *ctx;
 };
 
