@@ -328,6 +328,93 @@ static int parse_timeouts(const cJSON *t, struct config *c, struct bottle_err *e
     return rc;
 }
 
+/* A whole number member within [min, max]: its value, 0 when absent, or a negative error. */
+static long parse_whole_value(const cJSON *v, const char *key, long min, long max, const char *file,
+                              struct bottle_err *err)
+{
+    if (!cJSON_IsNumber(v) || v->valuedouble < (double)min || v->valuedouble > (double)max ||
+        v->valuedouble != (double)(long)v->valuedouble)
+        return cfg_fail(err, file, "'%s' must be a whole number from %ld to %ld", key, min, max);
+    return (long)v->valuedouble;
+}
+
+static int parse_whole(const cJSON *obj, const char *key, long min, long max, const char *file,
+                       struct bottle_err *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return v ? (int)parse_whole_value(v, key, min, max, file, err) : 0;
+}
+
+static int parse_budget_scope(const char *text, enum config_budget_scope *out)
+{
+    static const char *const names[] = {"run", "agent", "global"};
+    for (int i = 0; i < 3; i++)
+        if (strcmp(text, names[i]) == 0) {
+            *out = (enum config_budget_scope)i;
+            return 0;
+        }
+    return -EINVAL;
+}
+
+static int parse_budgets(const cJSON *list, struct config *c, struct bottle_err *err)
+{
+    static const char *const keys[] = {"provider", "tokens", "scope", "source", NULL};
+    if (!list)
+        return 0;
+    if (!cJSON_IsArray(list))
+        return cfg_fail(err, c->file, "'budgets' must be an array");
+    c->budgets = xcalloc((size_t)cJSON_GetArraySize(list) + 1, sizeof(*c->budgets));
+    for (const cJSON *b = list->child; b; b = b->next) {
+        char what[40];
+        snprintf(what, sizeof(what), "budgets[%zu].", c->n_budgets);
+        struct config_budget *cb = &c->budgets[c->n_budgets++];
+        char *scope = NULL;
+        if (!cJSON_IsObject(b))
+            return cfg_fail(err, c->file, "'%s' must be an object", what);
+        int rc = check_keys(b, what, keys, c->file, err);
+        if (rc == 0)
+            rc = get_string(b, "provider", what, true, &cb->provider, c->file, err);
+        if (rc == 0)
+            rc = get_string(b, "scope", what, true, &scope, c->file, err);
+        if (rc == 0 && parse_budget_scope(scope, &cb->scope) < 0)
+            rc = cfg_fail(err, c->file, "'%sscope' must be run, agent or global", what);
+        free(scope);
+        if (rc == 0)
+            rc = get_string(b, "source", what, false, &cb->source, c->file, err);
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(b, "tokens");
+        if (rc == 0 && !t)
+            rc = cfg_fail(err, c->file, "'%stokens' is required", what);
+        if (rc == 0 && (!cJSON_IsNumber(t) || t->valuedouble < 0 || t->valuedouble > 1e15 ||
+                        t->valuedouble != (double)(uint64_t)t->valuedouble))
+            rc = cfg_fail(err, c->file, "'%stokens' must be a whole number from 0", what);
+        if (rc < 0)
+            return rc;
+        cb->tokens = (uint64_t)t->valuedouble;
+        for (size_t i = 0; i + 1 < c->n_budgets; i++)
+            if (strcmp(c->budgets[i].provider, cb->provider) == 0)
+                return cfg_fail(err, c->file, "'%sprovider': a second budget for '%s'", what,
+                                cb->provider);
+    }
+    return 0;
+}
+
+static int parse_secrets(const cJSON *list, struct config *c, struct bottle_err *err)
+{
+    if (!list)
+        return 0;
+    if (!cJSON_IsArray(list))
+        return cfg_fail(err, c->file, "'secrets' must be an array of strings");
+    c->secrets = xcalloc((size_t)cJSON_GetArraySize(list) + 1, sizeof(*c->secrets));
+    for (const cJSON *s = list->child; s; s = s->next) {
+        if (!cJSON_IsString(s) || strlen(s->valuestring) < 8)
+            return cfg_fail(err, c->file,
+                            "'secrets[%zu]' must be a string of at least 8 characters",
+                            c->n_secrets);
+        c->secrets[c->n_secrets++] = xstrdup(s->valuestring);
+    }
+    return 0;
+}
+
 static int parse_routes(const cJSON *routes, const struct config_tokens *tokens, struct config *c,
                         struct bottle_err *err)
 {
@@ -399,8 +486,9 @@ static int parse_overrides(const cJSON *list, struct config *c, struct bottle_er
 static int parse_root(const cJSON *root, const struct config_tokens *tokens, struct config *c,
                       struct bottle_err *err)
 {
-    static const char *const keys[] = {"listen",  "control", "bottle", "routes",   "tls",
-                                       "resolve", "log",     "ledger", "timeouts", NULL};
+    static const char *const keys[] = {"listen",  "control", "bottle",    "agent",      "routes",
+                                       "tls",     "resolve", "log",       "ledger",     "timeouts",
+                                       "budgets", "secrets", "events_fd", "scan_limit", NULL};
     if (!cJSON_IsObject(root))
         return cfg_fail(err, c->file, "the top level must be an object");
     int rc = check_keys(root, "", keys, c->file, err);
@@ -419,7 +507,27 @@ static int parse_root(const cJSON *root, const struct config_tokens *tokens, str
     if (rc == 0 && !c->bottle)
         c->bottle = xstrdup("standalone");
     if (rc == 0)
+        rc = get_string(root, "agent", "", false, &c->agent, c->file, err);
+    if (rc == 0 && !c->agent)
+        c->agent = xstrdup("standalone");
+    if (rc == 0)
         rc = get_string(root, "ledger", "", false, &c->ledger, c->file, err);
+    if (rc == 0)
+        rc = parse_budgets(cJSON_GetObjectItemCaseSensitive(root, "budgets"), c, err);
+    if (rc == 0)
+        rc = parse_secrets(cJSON_GetObjectItemCaseSensitive(root, "secrets"), c, err);
+    if (rc == 0)
+        rc = parse_whole(root, "events_fd", 3, 65535, c->file, err);
+    if (rc > 0) {
+        c->events_fd = rc;
+        rc = 0;
+    }
+    if (rc == 0)
+        rc = parse_whole(root, "scan_limit", 1024, 1024L * 1024 * 1024, c->file, err);
+    if (rc > 0) {
+        c->scan_limit = (size_t)rc;
+        rc = 0;
+    }
     char *log = NULL;
     if (rc == 0)
         rc = get_string(root, "log", "", false, &log, c->file, err);
@@ -452,6 +560,8 @@ int config_parse(const char *file, const char *text, size_t len, const struct co
     c->refs = 1;
     c->file = xstrdup(file);
     c->log = CONFIG_LOG_REQUESTS;
+    c->events_fd = -1;
+    c->scan_limit = CONFIG_SCAN_LIMIT_DEFAULT;
     c->timeouts = (struct config_timeouts){30000, 120000, 10000, 10000, 600000, 30000};
     struct bottle_err jerr = {0};
     cJSON *root = json_parse(text, len, file, &jerr);
@@ -506,7 +616,16 @@ void config_unref(struct config *c)
     free(c->listen_text);
     free(c->control_text);
     free(c->bottle);
+    free(c->agent);
     free(c->ledger);
+    for (size_t i = 0; i < c->n_budgets; i++) {
+        free(c->budgets[i].provider);
+        free(c->budgets[i].source);
+    }
+    free(c->budgets);
+    for (size_t i = 0; i < c->n_secrets; i++)
+        secret_free(c->secrets[i]);
+    free(c->secrets);
     free(c->ca_cert);
     free(c->ca_key);
     free(c->leaf_key);
@@ -527,4 +646,17 @@ const struct config_override *config_find_override(const struct config *c, const
 const char *config_log_name(enum config_log l)
 {
     return l == CONFIG_LOG_OFF ? "off" : l == CONFIG_LOG_FULL ? "full" : "requests";
+}
+
+const char *config_budget_scope_name(enum config_budget_scope s)
+{
+    return s == CONFIG_BUDGET_AGENT ? "agent" : s == CONFIG_BUDGET_GLOBAL ? "global" : "run";
+}
+
+const struct config_budget *config_find_budget(const struct config *c, const char *provider)
+{
+    for (size_t i = 0; provider && i < c->n_budgets; i++)
+        if (strcmp(c->budgets[i].provider, provider) == 0)
+            return &c->budgets[i];
+    return NULL;
 }

@@ -62,6 +62,21 @@ struct config_timeouts {
     unsigned drain_ms;     /* SIGTERM: longest wait for requests in flight */
 };
 
+/* Where a budget's spending is counted (docs/budgets.md). */
+enum config_budget_scope {
+    CONFIG_BUDGET_RUN = 0, /* this bottle run (its slug) */
+    CONFIG_BUDGET_AGENT,   /* every run of this agent */
+    CONFIG_BUDGET_GLOBAL,  /* every bottle on this host */
+};
+
+/* One effective token budget, as the plan resolved it. */
+struct config_budget {
+    char *provider;
+    uint64_t tokens;
+    enum config_budget_scope scope;
+    char *source; /* where it was declared, for messages */
+};
+
 struct config {
     int refs;
     char *file;
@@ -70,7 +85,14 @@ struct config {
     char *control_text; /* NULL: no control listener */
     struct config_addr control;
     char *bottle;
-    char *ledger; /* stored for metering; unused so far */
+    char *agent;  /* the agent's name; "standalone" when not given */
+    char *ledger; /* SQLite ledger for metering; NULL: metered routes are refused */
+    struct config_budget *budgets;
+    size_t n_budgets;
+    char **secrets; /* known non-token secrets (canary, placeholders) for DLP; NULL-ended */
+    size_t n_secrets;
+    int events_fd;     /* inherited descriptor for budget events to the runtime; -1: none */
+    size_t scan_limit; /* largest request body scanned (bytes) */
     struct route_set routes;
     char **route_tokens; /* route_tokens[i]: the credential of routes.items[i], or NULL */
     char *ca_cert, *ca_key, *leaf_key, *trust_store, *extra_ca;
@@ -94,5 +116,11 @@ const struct config_override *config_find_override(const struct config *c, const
 /* "127.0.0.1:8080" or "[::1]:8080"; port 0 lets the kernel choose. */
 int config_parse_addr(const char *text, struct config_addr *out);
 const char *config_log_name(enum config_log l);
+const char *config_budget_scope_name(enum config_budget_scope s);
+/* The effective budget for provider, or NULL. */
+const struct config_budget *config_find_budget(const struct config *c, const char *provider);
+
+/* Default for scan_limit: 8 MiB. */
+#define CONFIG_SCAN_LIMIT_DEFAULT (8u << 20)
 
 #endif

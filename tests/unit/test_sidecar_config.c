@@ -50,6 +50,26 @@ static void test_config_errors(void **state)
         {"{\"listen\": \"127.0.0.1:1\", " TLS ", \"routes\": [{\"hots\": \"a.test\"}]}",
          "routes[0]"},
         {"{\"listen\": ", "config: "},
+        {"{\"listen\": \"127.0.0.1:1\", " TLS ", \"budgets\": {}}", "'budgets' must be an array"},
+        {"{\"listen\": \"127.0.0.1:1\", " TLS ", \"budgets\": [{\"provider\": \"claude\", "
+         "\"tokens\": 5, \"scope\": \"planet\"}]}",
+         "'budgets[0].scope' must be run, agent or global"},
+        {"{\"listen\": \"127.0.0.1:1\", " TLS ", \"budgets\": [{\"provider\": \"claude\", "
+         "\"tokens\": -1, \"scope\": \"run\"}]}",
+         "'budgets[0].tokens' must be a whole number"},
+        {"{\"listen\": \"127.0.0.1:1\", " TLS ", \"budgets\": [{\"provider\": \"claude\", "
+         "\"scope\": \"run\"}]}",
+         "'budgets[0].tokens' is required"},
+        {"{\"listen\": \"127.0.0.1:1\", " TLS ", \"budgets\": [{\"provider\": \"c\", "
+         "\"tokens\": 1, \"scope\": \"run\"}, {\"provider\": \"c\", \"tokens\": 2, "
+         "\"scope\": \"agent\"}]}",
+         "a second budget for 'c'"},
+        {"{\"listen\": \"127.0.0.1:1\", " TLS ", \"secrets\": [\"short\"]}",
+         "'secrets[0]' must be a string of at least 8 characters"},
+        {"{\"listen\": \"127.0.0.1:1\", " TLS ", \"events_fd\": 1}",
+         "'events_fd' must be a whole number from 3"},
+        {"{\"listen\": \"127.0.0.1:1\", " TLS ", \"scan_limit\": 1.5}",
+         "'scan_limit' must be a whole number"},
     };
     struct config_tokens t = tokens();
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -99,6 +119,47 @@ static void test_config_valid(void **state)
     config_unref(c);
     assert_string_equal(held->bottle, "dev");
     config_unref(held);
+}
+
+static void test_config_metering_keys(void **state)
+{
+    (void)state;
+    static const char json[] =
+        "{\"listen\": \"127.0.0.1:1\", " TLS ", \"agent\": \"claude\", \"ledger\": \"/l.db\", "
+        "\"budgets\": [{\"provider\": \"claude\", \"tokens\": 1000, \"scope\": \"agent\", "
+        "\"source\": \"claude\"}, {\"provider\": \"codex\", \"tokens\": 0, \"scope\": \"global\"}],"
+        "\"secrets\": [\"CANARY_VALUE_1234\"], \"events_fd\": 7, \"scan_limit\": 4096}";
+    struct config_tokens t = tokens();
+    struct bottle_err err = {0};
+    struct config *c = NULL;
+    assert_int_equal(config_parse("cfg.json", json, strlen(json), &t, &c, &err), 0);
+    assert_string_equal(c->agent, "claude");
+    assert_string_equal(c->ledger, "/l.db");
+    assert_int_equal(c->n_budgets, 2);
+    const struct config_budget *b = config_find_budget(c, "claude");
+    assert_non_null(b);
+    assert_int_equal(b->tokens, 1000);
+    assert_string_equal(config_budget_scope_name(b->scope), "agent");
+    assert_string_equal(b->source, "claude");
+    b = config_find_budget(c, "codex");
+    assert_non_null(b);
+    assert_int_equal(b->tokens, 0);
+    assert_string_equal(config_budget_scope_name(b->scope), "global");
+    assert_null(config_find_budget(c, "other"));
+    assert_int_equal(c->n_secrets, 1);
+    assert_string_equal(c->secrets[0], "CANARY_VALUE_1234");
+    assert_int_equal(c->events_fd, 7);
+    assert_int_equal(c->scan_limit, 4096);
+    config_unref(c);
+
+    static const char bare[] = "{\"listen\": \"127.0.0.1:1\", " TLS "}";
+    assert_int_equal(config_parse("cfg.json", bare, strlen(bare), &t, &c, &err), 0);
+    assert_string_equal(c->agent, "standalone");
+    assert_null(c->ledger);
+    assert_int_equal(c->n_budgets, 0);
+    assert_int_equal(c->events_fd, -1);
+    assert_int_equal(c->scan_limit, CONFIG_SCAN_LIMIT_DEFAULT);
+    config_unref(c);
 }
 
 static void test_tokens_from_fd(void **state)
@@ -169,9 +230,8 @@ static void test_reason_codes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_config_errors),
-        cmocka_unit_test(test_config_valid),
-        cmocka_unit_test(test_tokens_from_fd),
+        cmocka_unit_test(test_config_errors),        cmocka_unit_test(test_config_valid),
+        cmocka_unit_test(test_config_metering_keys), cmocka_unit_test(test_tokens_from_fd),
         cmocka_unit_test(test_reason_codes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
