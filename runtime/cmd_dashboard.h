@@ -1,0 +1,14 @@
+/*
+ * cmd_dashboard — `bottle dashboard` (see dashboard.h for the model). Takes
+ * argv with argv[0] = "dashboard"; returns the process exit code.
+ */
+#ifndef BOTTLE_RUNTIME_CMD_DASHBOARD_H
+#define BOTTLE_RUNTIME_CMD_DASHBOARD_H
+
+#include "runtime/dashboard.h"
+
+int cmd_dashboard(int argc, char **argv);
+/* Where token usage comes from (the ledger); unset: tokens show 0. */
+void cmd_dashboard_set_tokens(dash_tokens_fn fn);
+
+#endif
