@@ -1,0 +1,24 @@
+/*
+ * budget — how a bottle's effective token budgets (resolved by the plan,
+ * most specific scope wins) are counted, and `bottle budget`.
+ *
+ * The plan keeps one budget per provider with the scope it came from. That
+ * scope also says whose spending counts against it (docs/budgets.md):
+ * a budget from settings.yml counts every bottle on the host, one from the
+ * agent's manifest counts every run of that agent, and one from a bottle
+ * manifest, a parent bottle or --budget counts this run only.
+ */
+#ifndef BOTTLE_RUNTIME_BUDGET_H
+#define BOTTLE_RUNTIME_BUDGET_H
+
+#include "runtime/ledger.h"
+
+/* The ledger scope counting a budget whose plan scope is plan_scope (cli, agent, ...). */
+enum ledger_scope budget_counting_scope(const char *plan_scope);
+/* The scope's name in the ledger for a bottle: "" (global), the agent, or the slug. */
+const char *budget_counting_name(enum ledger_scope scope, const char *slug, const char *agent);
+
+/* `bottle budget [<bottle>] [--json]`; returns the exit code. */
+int cmd_budget(int argc, char **argv);
+
+#endif
