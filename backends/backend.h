@@ -20,7 +20,10 @@
 #include "common/buf.h"
 #include "common/err.h"
 
-/* What the controller hands to a backend. Borrowed: the caller keeps ownership. */
+/*
+ * What the controller hands to a backend. Borrowed: the caller keeps ownership
+ * and keeps it valid from prepare until launch has returned.
+ */
 struct backend_spec {
     const char *slug;
     const struct strv *argv; /* the agent's command (plan argv) */
@@ -30,14 +33,19 @@ struct backend_spec {
     const char *guest_home;  /* private home inside the bottle; NULL: /home/agent */
     const char *home_source; /* host dir backing the home; NULL: a tmpfs */
     const char *bottle_home; /* $BOTTLE_HOME: must not be visible inside */
-    int netns_fd;            /* the bottle's network namespace; -1: refuse to start */
-    int cgroup_fd;           /* the agent cgroup; -1: stay in the caller's cgroup (tests) */
-    uid_t uid;               /* the agent's user; never 0 */
+    /* The bottle's network namespace (docker: where its veth waits to be moved into the
+     * container); -1: refuse to start. */
+    int netns_fd;
+    int cgroup_fd; /* the agent cgroup; -1: stay in the caller's cgroup (tests) */
+    uid_t uid;     /* the agent's user; never 0 */
     gid_t gid;
     const struct strv *seccomp_extra; /* the manifest's extra denials; NULL: none */
     bool no_seccomp;                  /* tests of the backend alone; never set by start */
     int stdio[3];                     /* fds for the agent's 0,1,2; -1: inherit */
     bool new_session;                 /* setsid and take stdin as controlling terminal */
+    /* docker: the image to run; NULL: build it from dockerfile (tagged by content hash). */
+    const char *image;
+    const char *dockerfile; /* docker: the agent's Dockerfile (its directory is the context) */
 };
 
 /* A running (or prepared) bottle as the backend tracks it. */
@@ -67,21 +75,26 @@ struct bottle_backend {
 };
 
 extern const struct bottle_backend backend_native;
+extern const struct bottle_backend backend_docker;
 
 /* Looks a backend up by its --backend name. */
 static inline int backend_lookup(const char *name, const struct bottle_backend **out,
                                  struct bottle_err *err)
 {
-    static const char *const planned[] = {"docker", "smolmachines", "apple", NULL};
+    static const char *const planned[] = {"smolmachines", "apple", NULL};
     if (name && strcmp(name, backend_native.name) == 0) {
         *out = &backend_native;
+        return 0;
+    }
+    if (name && strcmp(name, backend_docker.name) == 0) {
+        *out = &backend_docker;
         return 0;
     }
     for (const char *const *p = planned; name && *p; p++)
         if (strcmp(name, *p) == 0)
             return err_set_kind(err, ERR_KIND_REFUSED, ENOTSUP,
                                 "backend '%s' is not available in this build; use --backend "
-                                "native",
+                                "native or docker",
                                 name);
     return err_set_kind(err, ERR_KIND_USAGE, EINVAL,
                         "unknown backend '%s'; known: native, docker, smolmachines, apple",

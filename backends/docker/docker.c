@@ -1,0 +1,644 @@
+/*
+ * docker — the agent in a Docker container, under the same kernel policy as
+ * a native bottle. The container runs with --network none and
+ * --cgroup-parent set to the bottle's agent cgroup, where the BPF programs
+ * are already attached; its first process only waits (docker-init and
+ * `sleep infinity`). Once it runs, the bottle's veth moves into its network
+ * namespace, and only then is the agent started with `docker exec`, so the
+ * agent never runs before its one route exists. seccomp comes from the
+ * generated Docker profile; every capability is dropped, no_new_privs is
+ * set and the user is never root.
+ *
+ * The docker CLI is always run from an argv array; the agent's variables go
+ * through the CLI's environment (`-e NAME`), not its argv. This backend
+ * never decides policy and never prints, except an image build's own output.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "backends/docker/docker.h"
+#include "backends/docker/docker_internal.h"
+#include "common/fs.h"
+#include "common/json.h"
+#include "manifest/plan.h"
+#include "runtime/cgroup.h"
+#include "runtime/seccomp.h"
+
+#define DOCKER_DEFAULT_HOME "/home/agent"
+
+struct docker_priv {
+    const struct backend_spec *spec;
+    struct docker_cli cli;
+    char *image;
+    char *name;
+    char *cgroup_parent; /* /bottle/<slug>/agent */
+    char *cgroup2_mount;
+    char *leaf;   /* the container's cgroup2 path, below cgroup_parent */
+    char *tmpdir; /* holds the seccomp profile until the container exists */
+    char *seccomp_path;
+    bool created;
+    pid_t init_pid;
+    bool reaped;
+};
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ---- checks ------------------------------------------------------------------------- */
+
+/* Paths end up inside --mount's comma-separated value: keep them plain. */
+static int check_path(const char *what, const char *path, struct bottle_err *err)
+{
+    if (!path || path[0] != '/')
+        return err_set_kind(err, ERR_KIND_USAGE, EINVAL, "docker: %s must be an absolute path",
+                            what);
+    if (strpbrk(path, ",\"\n="))
+        return err_set_kind(err, ERR_KIND_USAGE, EINVAL,
+                            "docker: %s '%s' holds a comma, quote, '=' or newline", what, path);
+    return 0;
+}
+
+static bool path_within(const char *inner, const char *outer)
+{
+    size_t n = strlen(outer);
+    while (n > 1 && outer[n - 1] == '/')
+        n--;
+    return strncmp(inner, outer, n) == 0 && (inner[n] == '\0' || inner[n] == '/');
+}
+
+static int spec_check(const struct backend_spec *spec, struct bottle_err *err)
+{
+    if (!spec->slug || !*spec->slug)
+        return err_set_kind(err, ERR_KIND_USAGE, EINVAL, "docker: the spec has no slug");
+    if (!spec->argv || spec->argv->len == 0)
+        return err_set_kind(err, ERR_KIND_USAGE, EINVAL, "docker: the agent has no command");
+    if (spec->uid == 0 || spec->gid == 0)
+        return err_set_kind(err, ERR_KIND_REFUSED, EPERM,
+                            "docker: refusing to run the agent as root (uid %u, gid %u)",
+                            (unsigned)spec->uid, (unsigned)spec->gid);
+    if (spec->netns_fd < 0)
+        return err_set_kind(err, ERR_KIND_REFUSED, EINVAL,
+                            "docker: no network namespace with the bottle's veth was given");
+    if (spec->cgroup_fd < 0)
+        return err_set_kind(err, ERR_KIND_REFUSED, EINVAL,
+                            "docker: no agent cgroup was given; the BPF policy could not cover "
+                            "the container");
+    int rc = check_path("the workspace", spec->workspace, err);
+    if (rc == 0 && strcmp(spec->workspace, "/") == 0)
+        rc = err_set_kind(err, ERR_KIND_USAGE, EINVAL, "docker: the workspace cannot be /");
+    if (rc == 0 && spec->bottle_dir)
+        rc = check_path("the bottle directory", spec->bottle_dir, err);
+    if (rc == 0 && spec->home_source)
+        rc = check_path("the home directory", spec->home_source, err);
+    if (rc == 0 && spec->guest_home)
+        rc = check_path("the guest home", spec->guest_home, err);
+    if (rc == 0 && spec->bottle_home &&
+        (path_within(spec->workspace, spec->bottle_home) ||
+         path_within(spec->bottle_home, spec->workspace)))
+        rc = err_set_kind(err, ERR_KIND_USAGE, EINVAL,
+                          "docker: the workspace %s overlaps $BOTTLE_HOME %s", spec->workspace,
+                          spec->bottle_home);
+    if (rc == 0 && !fs_is_dir(spec->workspace))
+        rc = err_set_kind(err, ERR_KIND_USAGE, ENOENT, "docker: the workspace %s does not exist",
+                          spec->workspace);
+    return rc;
+}
+
+/* ---- probe and prepare --------------------------------------------------------------- */
+
+static int docker_probe(struct bottle_err *err)
+{
+    struct docker_cli cli;
+    int rc = docker_cli_init(&cli, err);
+    if (rc == 0)
+        rc = docker_cli_probe(&cli, err);
+    docker_cli_free(&cli);
+    return rc;
+}
+
+/* --cgroup-parent keeps its meaning only with the cgroupfs driver. */
+static int check_cgroup_driver(const struct docker_cli *cli, struct bottle_err *err)
+{
+    static const char *const args[] = {"info", "--format", "{{.CgroupDriver}}", NULL};
+    struct buf out = BUF_INIT;
+    int rc = docker_cli_run(cli, args, false, &out, err);
+    if (rc == 0 && strcmp(out.data ? out.data : "", "cgroupfs") != 0)
+        rc = err_set_kind(err, ERR_KIND_REFUSED, ENOTSUP,
+                          "docker: the engine uses the '%s' cgroup driver; the bottle needs "
+                          "'cgroupfs' (dockerd --exec-opt native.cgroupdriver=cgroupfs)",
+                          out.data ? out.data : "");
+    buf_free(&out);
+    return rc;
+}
+
+/* A container of that name is a crashed bottle's: never reuse or remove it here. */
+static int check_name_free(const struct docker_priv *p, struct bottle_err *err)
+{
+    const char *args[] = {"container", "inspect", "--format", "{{.Id}}", p->name, NULL};
+    struct bottle_err ignored = {0};
+    if (docker_cli_run(&p->cli, args, false, NULL, &ignored) == 0)
+        return err_set_kind(err, ERR_KIND_USAGE, EEXIST,
+                            "docker: a container named %s already exists (a bottle that "
+                            "crashed?); remove it with 'docker rm -f %s' or 'bottle cleanup'",
+                            p->name, p->name);
+    return 0;
+}
+
+static int write_seccomp(struct docker_priv *p, struct bottle_err *err)
+{
+    cJSON *doc = seccomp_profile_docker_json(p->spec->seccomp_extra, err);
+    if (!doc)
+        return err_prefix(err, "docker: seccomp profile");
+    char templ[] = "/tmp/bottle-docker-XXXXXX";
+    const char *dir = mkdtemp(templ);
+    if (!dir) {
+        cJSON_Delete(doc);
+        return err_set(err, errno, "docker: cannot make a temporary directory: %s",
+                       strerror(errno));
+    }
+    p->tmpdir = xstrdup(dir);
+    p->seccomp_path = fs_join(dir, "seccomp.json");
+    char *text = json_to_text(doc, false);
+    cJSON_Delete(doc);
+    int rc = fs_write_atomic(p->seccomp_path, text, strlen(text), 0600, err);
+    free(text);
+    return rc;
+}
+
+static void docker_release(struct backend_bottle *b);
+
+static int docker_prepare(struct backend_bottle *b, const struct backend_spec *spec,
+                          struct bottle_err *err)
+{
+    memset(b, 0, sizeof(*b));
+    b->backend = &backend_docker;
+    int rc = spec_check(spec, err);
+    if (rc < 0)
+        return rc;
+    struct docker_priv *p = xcalloc(1, sizeof(*p));
+    p->spec = spec;
+    b->priv = p;
+    p->name = xasprintf("%s%s", DOCKER_NAME_PREFIX, spec->slug);
+    rc = docker_cli_init(&p->cli, err);
+    if (rc == 0)
+        rc = docker_cli_probe(&p->cli, err);
+    if (rc == 0)
+        rc = check_cgroup_driver(&p->cli, err);
+    if (rc == 0)
+        rc = check_name_free(p, err);
+    if (rc == 0)
+        rc = docker_cgroup_parent(spec->cgroup_fd, &p->cgroup_parent, &p->cgroup2_mount, err);
+    if (rc == 0 && !spec->no_seccomp)
+        rc = write_seccomp(p, err);
+    if (rc == 0)
+        rc = docker_image_resolve(&p->cli, spec, &p->image, err);
+    if (rc < 0) {
+        struct bottle_err keep = *err;
+        docker_release(b);
+        *err = keep;
+    }
+    return rc;
+}
+
+/* ---- launch -------------------------------------------------------------------------- */
+
+static void push_mount(struct strv *argv, const char *src, const char *dst, bool ro)
+{
+    strv_push(argv, "--mount");
+    strv_push_owned(argv,
+                    xasprintf("type=bind,source=%s,target=%s%s", src, dst, ro ? ",readonly" : ""));
+}
+
+static void run_args(const struct docker_priv *p, struct strv *argv)
+{
+    const struct backend_spec *s = p->spec;
+    const char *home = s->guest_home ? s->guest_home : DOCKER_DEFAULT_HOME;
+    strv_push(argv, "run");
+    strv_push(argv, "--detach");
+    strv_push(argv, "--pull");
+    strv_push(argv, "never");
+    strv_push(argv, "--name");
+    strv_push(argv, p->name);
+    strv_push(argv, "--label");
+    strv_push_owned(argv, xasprintf("%s=%s", DOCKER_LABEL_SLUG, s->slug));
+    strv_push(argv, "--hostname");
+    strv_push(argv, "bottle");
+    strv_push(argv, "--network");
+    strv_push(argv, "none");
+    strv_push(argv, "--cgroup-parent");
+    strv_push(argv, p->cgroup_parent);
+    strv_push(argv, "--cap-drop");
+    strv_push(argv, "ALL");
+    strv_push(argv, "--security-opt");
+    strv_push(argv, "no-new-privileges");
+    strv_push(argv, "--security-opt");
+    if (p->seccomp_path)
+        strv_push_owned(argv, xasprintf("seccomp=%s", p->seccomp_path));
+    else
+        strv_push(argv, "seccomp=unconfined");
+    strv_push(argv, "--ipc");
+    strv_push(argv, "private");
+    strv_push(argv, "--user");
+    strv_push_owned(argv, xasprintf("%u:%u", (unsigned)s->uid, (unsigned)s->gid));
+    strv_push(argv, "--read-only");
+    strv_push(argv, "--tmpfs");
+    strv_push(argv, "/tmp:rw,nosuid,nodev,mode=1777");
+    if (s->home_source) {
+        push_mount(argv, s->home_source, home, false);
+    } else {
+        strv_push(argv, "--tmpfs");
+        strv_push_owned(argv, xasprintf("%s:rw,nosuid,nodev,mode=0700,uid=%u,gid=%u", home,
+                                        (unsigned)s->uid, (unsigned)s->gid));
+    }
+    push_mount(argv, s->workspace, s->workspace, false);
+    if (s->bottle_dir)
+        push_mount(argv, s->bottle_dir, GUEST_BOTTLE_DIR, true);
+    strv_push(argv, "--workdir");
+    strv_push(argv, s->workspace);
+    strv_push(argv, "--init");
+    strv_push(argv, "--entrypoint");
+    strv_push(argv, DOCKER_IDLE_PROGRAM);
+    strv_push(argv, p->image);
+    strv_push(argv, DOCKER_IDLE_ARG);
+}
+
+/* The container's last log lines, for an error message. */
+static void container_logs(const struct docker_priv *p, char *out, size_t len)
+{
+    const char *args[] = {"logs", "--tail", "5", p->name, NULL};
+    struct buf b = BUF_INIT;
+    struct bottle_err ignored = {0};
+    out[0] = '\0';
+    if (docker_cli_run(&p->cli, args, false, &b, &ignored) == 0 && b.len)
+        snprintf(out, len, "%s", b.data);
+    buf_free(&b);
+}
+
+static int inspect_pid(struct docker_priv *p, struct bottle_err *err)
+{
+    const char *args[] = {"inspect", "--format", "{{.State.Pid}}", p->name, NULL};
+    struct buf out = BUF_INIT;
+    int rc = docker_cli_run(&p->cli, args, false, &out, err);
+    long pid = rc == 0 && out.data ? strtol(out.data, NULL, 10) : 0;
+    buf_free(&out);
+    if (rc < 0)
+        return rc;
+    if (pid <= 0) {
+        char logs[512];
+        container_logs(p, logs, sizeof(logs));
+        return err_set(err, ECHILD, "docker: the container %s stopped at once%s%s", p->name,
+                       logs[0] ? ": " : "", logs);
+    }
+    p->init_pid = (pid_t)pid;
+    return 0;
+}
+
+static int adopt_network(struct docker_priv *p, struct bottle_err *err)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%ld/ns/net", (long)p->init_pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return err_set(err, errno, "docker: cannot open the container's network namespace: %s",
+                       strerror(errno));
+    /* The pid could have been reused between inspect and open: check it again. */
+    char *leaf = NULL;
+    int rc = docker_cgroup_check_pid(p->init_pid, p->cgroup_parent, &leaf, err);
+    if (rc == 0 && strcmp(leaf, p->leaf) != 0)
+        rc = err_set(err, ESRCH, "docker: the container's init went away while starting");
+    free(leaf);
+    if (rc == 0)
+        rc = docker_net_adopt(p->spec->netns_fd, fd, err);
+    close(fd);
+    return rc;
+}
+
+struct exec_child {
+    const char *path;
+    char **argv;
+    char **envp;
+    const int *stdio;
+    bool new_session;
+};
+
+static void exec_child_main(const struct exec_child *c)
+{
+    sigset_t none;
+    sigemptyset(&none);
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            signal(sig, SIG_DFL);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    for (int i = 0; i < 3; i++)
+        if (c->stdio[i] >= 0 && c->stdio[i] != i && dup2(c->stdio[i], i) < 0)
+            _exit(126);
+    if (c->new_session) {
+        setsid();
+        if (isatty(0))
+            ioctl(0, TIOCSCTTY, 0);
+    }
+    syscall(SYS_close_range, 3u, ~0u, 0u);
+    execve(c->path, c->argv, c->envp);
+    dprintf(2, "bottle: cannot run %s: %s\n", c->path, strerror(errno));
+    _exit(127);
+}
+
+void docker_exec_args(const struct docker_cli *cli, const struct backend_spec *s,
+                      const char *container, bool tty, struct strv *argv, struct strv *envp)
+{
+    strv_push(argv, cli->path);
+    strv_push(argv, "exec");
+    strv_push(argv, "--interactive");
+    if (tty)
+        strv_push(argv, "--tty");
+    strv_push(argv, "--user");
+    strv_push_owned(argv, xasprintf("%u:%u", (unsigned)s->uid, (unsigned)s->gid));
+    strv_push(argv, "--workdir");
+    strv_push(argv, s->workspace);
+    strv_copy(envp, &cli->env);
+    for (size_t i = 0; s->env && i < s->env->len; i++) {
+        const char *kv = s->env->items[i];
+        const char *eq = strchr(kv, '=');
+        if (!eq || eq == kv)
+            continue;
+        char *name = xstrndup(kv, (size_t)(eq - kv));
+        strv_push(argv, "--env");
+        /* Values stay out of argv, except for the few names the CLI reads itself. */
+        if (docker_cli_reads_name(name)) {
+            strv_push(argv, kv);
+        } else {
+            strv_push(argv, name);
+            strv_push(envp, kv);
+        }
+        free(name);
+    }
+    strv_push(argv, container);
+    for (size_t i = 0; i < s->argv->len; i++)
+        strv_push(argv, s->argv->items[i]);
+}
+
+static int start_agent(struct backend_bottle *b, struct docker_priv *p, struct bottle_err *err)
+{
+    const struct backend_spec *s = p->spec;
+    struct strv argv = STRV_INIT, envp = STRV_INIT;
+    int in = s->stdio[0] >= 0 ? s->stdio[0] : 0;
+    docker_exec_args(&p->cli, s, p->name, isatty(in), &argv, &envp);
+    static char *empty[] = {NULL};
+    struct exec_child c = {p->cli.path, argv.items, envp.len ? envp.items : empty, s->stdio,
+                           s->new_session};
+    pid_t pid = fork();
+    if (pid == 0)
+        exec_child_main(&c);
+    int rc = 0;
+    if (pid < 0)
+        rc = err_set(err, errno, "docker: fork: %s", strerror(errno));
+    else
+        b->pid = pid;
+    if (envp.items)
+        for (size_t i = 0; i < envp.len; i++)
+            explicit_bzero(envp.items[i], strlen(envp.items[i]));
+    strv_free(&argv);
+    strv_free(&envp);
+    return rc;
+}
+
+static int docker_launch(struct backend_bottle *b, struct bottle_err *err)
+{
+    struct docker_priv *p = b->priv;
+    if (!p)
+        return err_set(err, EINVAL, "docker: launch before prepare");
+    struct strv args = STRV_INIT;
+    run_args(p, &args);
+    p->created = true; /* a failed run may still leave the container: release removes it */
+    int rc = docker_cli_run(&p->cli, (const char *const *)args.items, false, NULL, err);
+    strv_free(&args);
+    if (p->seccomp_path) {
+        unlink(p->seccomp_path);
+        rmdir(p->tmpdir);
+    }
+    if (rc == 0)
+        rc = inspect_pid(p, err);
+    if (rc == 0)
+        rc = docker_cgroup_check_pid(p->init_pid, p->cgroup_parent, &p->leaf, err);
+    if (rc == 0)
+        rc = adopt_network(p, err);
+    if (rc == 0)
+        rc = start_agent(b, p, err);
+    return rc;
+}
+
+/* ---- wait, stop, release ---------------------------------------------------------- */
+
+static bool agent_exited(struct backend_bottle *b)
+{
+    if (b->exited)
+        return true;
+    siginfo_t si;
+    memset(&si, 0, sizeof(si));
+    if (waitid(P_PID, (id_t)b->pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0)
+        return errno == ECHILD;
+    return si.si_pid == b->pid;
+}
+
+static int docker_wait(struct backend_bottle *b, int *exit_code, struct bottle_err *err)
+{
+    struct docker_priv *p = b->priv;
+    if (b->exited) {
+        *exit_code = b->exit_code;
+        return 0;
+    }
+    if (b->pid <= 0)
+        return err_set(err, ECHILD, "docker: the agent was not started");
+    int st = 0;
+    pid_t r;
+    while ((r = waitpid(b->pid, &st, 0)) < 0 && errno == EINTR)
+        ;
+    if (r < 0)
+        return err_set(err, errno, "docker: waitpid: %s", strerror(errno));
+    b->exited = true;
+    if (p)
+        p->reaped = true;
+    b->exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    *exit_code = b->exit_code;
+    return 0;
+}
+
+/* Pids of the container's cgroup2 leaf. */
+static size_t leaf_pids(const struct docker_priv *p, pid_t *pids, size_t max)
+{
+    if (!p->leaf)
+        return 0;
+    char *path = xasprintf("%s%s/cgroup.procs", p->cgroup2_mount, p->leaf);
+    FILE *f = fopen(path, "re");
+    free(path);
+    size_t n = 0;
+    long v;
+    while (f && n < max && fscanf(f, "%ld", &v) == 1)
+        pids[n++] = (pid_t)v;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+static pid_t parent_of(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    char buf[512];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *close_paren = strrchr(buf, ')');
+    long ppid = 0;
+    if (!close_paren || sscanf(close_paren + 1, " %*c %ld", &ppid) != 1)
+        return 0;
+    return (pid_t)ppid;
+}
+
+/*
+ * Signals the exec'd agent: the processes of the container whose parent is
+ * outside it (the engine's shim), other than the container's own init.
+ */
+static void signal_agent(const struct docker_priv *p, int sig)
+{
+    pid_t pids[1024];
+    size_t n = leaf_pids(p, pids, 1024);
+    for (size_t i = 0; i < n; i++) {
+        if (pids[i] == p->init_pid)
+            continue;
+        pid_t parent = parent_of(pids[i]);
+        bool inside = false;
+        for (size_t j = 0; j < n && !inside; j++)
+            inside = pids[j] == parent;
+        if (!inside)
+            kill(pids[i], sig);
+    }
+}
+
+static void kill_container(const struct docker_priv *p)
+{
+    if (p->leaf) {
+        char *path = xasprintf("%s%s/cgroup.kill", p->cgroup2_mount, p->leaf);
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        free(path);
+        if (fd >= 0) {
+            ssize_t w = write(fd, "1", 1);
+            (void)w;
+            close(fd);
+        }
+    }
+    if (p->created) {
+        const char *args[] = {"kill", p->name, NULL};
+        struct bottle_err ignored = {0};
+        docker_cli_run(&p->cli, args, false, NULL, &ignored);
+    }
+}
+
+static int docker_stop(struct backend_bottle *b, int sig, int timeout_ms, struct bottle_err *err)
+{
+    struct docker_priv *p = b->priv;
+    if (!p || b->pid <= 0 || agent_exited(b))
+        return 0;
+    if (sig == SIGKILL) {
+        kill_container(p);
+        return 0;
+    }
+    signal_agent(p, sig);
+    for (int waited = 0; waited < timeout_ms; waited += 20) {
+        if (agent_exited(b))
+            return 0;
+        sleep_ms(20);
+    }
+    if (!agent_exited(b))
+        kill_container(p);
+    (void)err;
+    return 0;
+}
+
+static void docker_release(struct backend_bottle *b)
+{
+    struct docker_priv *p = b ? b->priv : NULL;
+    if (!p)
+        return;
+    if (b->pid > 0 && !p->reaped && !b->exited) {
+        kill_container(p);
+        kill(b->pid, SIGKILL);
+        while (waitpid(b->pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        p->reaped = true;
+    }
+    if (p->created && p->cli.path) {
+        const char *args[] = {"rm", "--force", "--volumes", p->name, NULL};
+        struct bottle_err ignored = {0};
+        docker_cli_run(&p->cli, args, false, NULL, &ignored);
+    }
+    if (p->cgroup_parent && p->created)
+        docker_cgroup_v1_cleanup(p->cgroup_parent);
+    if (p->seccomp_path)
+        unlink(p->seccomp_path);
+    if (p->tmpdir)
+        rmdir(p->tmpdir);
+    docker_cli_free(&p->cli);
+    free(p->image);
+    free(p->name);
+    free(p->cgroup_parent);
+    free(p->cgroup2_mount);
+    free(p->leaf);
+    free(p->tmpdir);
+    free(p->seccomp_path);
+    free(p);
+    b->priv = NULL;
+}
+
+const struct bottle_backend backend_docker = {
+    .name = "docker",
+    .probe = docker_probe,
+    .prepare = docker_prepare,
+    .launch = docker_launch,
+    .wait = docker_wait,
+    .stop = docker_stop,
+    .release = docker_release,
+};
+
+int docker_remove_slug(const char *slug, struct bottle_err *err)
+{
+    struct docker_cli cli;
+    struct bottle_err ignored = {0};
+    if (docker_cli_init(&cli, &ignored) < 0)
+        return 0;
+    char *name = xasprintf("%s%s", DOCKER_NAME_PREFIX, slug);
+    char *label = xasprintf("{{index .Config.Labels \"%s\"}}", DOCKER_LABEL_SLUG);
+    const char *inspect[] = {"container", "inspect", "--format", label, name, NULL};
+    struct buf out = BUF_INIT;
+    int rc = 0;
+    if (docker_cli_run(&cli, inspect, false, &out, &ignored) == 0 && out.data &&
+        strcmp(out.data, slug) == 0) {
+        const char *rm[] = {"rm", "--force", "--volumes", name, NULL};
+        rc = docker_cli_run(&cli, rm, false, NULL, err);
+    }
+    char *parent = xasprintf("/%s/%s/agent", CGROUP_BOTTLE_DIR, slug);
+    docker_cgroup_v1_cleanup(parent);
+    free(parent);
+    buf_free(&out);
+    free(label);
+    free(name);
+    docker_cli_free(&cli);
+    return rc;
+}

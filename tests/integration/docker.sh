@@ -1,0 +1,372 @@
+#!/bin/sh
+# The Docker backend against a real engine this test starts itself: a private
+# dockerd (own socket, data root, exec root and pid file, no bridge and no
+# iptables, so host networking is untouched) and an offline image built from
+# busybox-static plus a static probe. tests/helpers/docker_drive plays the
+# controller: it makes the bottle's cgroup, BPF policy and veth, a stand-in
+# sidecar on the veth's host address, and runs an agent script through
+# backend_docker. Checked from inside the agent and from a separate
+# `docker exec`: the sidecar is reachable; another host address, another port
+# and UDP get EPERM from the BPF policy; counters move; cutoff stops traffic
+# and restore brings it back; seccomp denies unshare and mount (and a run
+# without it shows the check can fail); the exit code passes through; and
+# nothing is left behind. dockerd is stopped on exit.
+. "$BOTTLE_SRC/tests/lib.sh"
+
+N=27
+plan $N
+
+skip_all() {
+    while [ "$T_N" -lt $N ]; do skip "docker: $1" kernel "$1"; done
+    exit 0
+}
+
+is_root || skip_all "needs root"
+for tool in dockerd docker busybox cc; do
+    command -v $tool >/dev/null 2>&1 || skip_all "$tool is not installed (scripts/setup)"
+done
+DRIVE=$BUILD/tests/helpers/docker_drive
+[ -x "$DRIVE" ] || skip_all "$DRIVE was not built"
+
+W=$T_TMP
+D=$W/d
+mkdir -p "$D"
+DPID=""
+cleanup() {
+    if [ -n "$DPID" ]; then
+        for c in $(docker ps -aq 2>/dev/null); do docker rm -f "$c" >/dev/null 2>&1; done
+        kill "$DPID" 2>/dev/null
+        i=0
+        while kill -0 "$DPID" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
+        kill -9 "$DPID" 2>/dev/null
+    fi
+    # Whatever the engine left mounted below our own directory.
+    grep -o " ${D}[^ ]*" /proc/self/mountinfo 2>/dev/null | sort -r | while read -r m; do
+        umount -l "$m" 2>/dev/null
+    done
+    rm -rf "$T_TMP"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+# ---- the engine ---------------------------------------------------------------------
+export DOCKER_HOST="unix://$D/docker.sock"
+unset DOCKER_CONTEXT
+dockerd --host "$DOCKER_HOST" --data-root "$D/data" --exec-root "$D/exec" \
+    --pidfile "$D/dockerd.pid" --bridge none --iptables=false --ip6tables=false \
+    --ip-masq=false --ip-forward=false --exec-opt native.cgroupdriver=cgroupfs \
+    --log-level warn >"$W/dockerd.log" 2>&1 &
+DPID=$!
+i=0
+until docker version >/dev/null 2>&1; do
+    i=$((i + 1))
+    if [ $i -gt 300 ] || ! kill -0 "$DPID" 2>/dev/null; then
+        fail "dockerd starts" "$(tail -n 5 "$W/dockerd.log")"
+        skip_all "no engine"
+    fi
+    sleep 0.1
+done
+ok "a private dockerd answers on its own socket"
+
+# ---- the offline images --------------------------------------------------------------
+R=$W/rootfs
+mkdir -p "$R/bin" "$R/sbin" "$R/usr/bin" "$R/usr/sbin" "$R/etc" "$R/tmp" "$R/proc" "$R/sys" \
+    "$R/dev" "$R/home"
+cp "$(command -v busybox)" "$R/bin/busybox"
+chroot "$R" /bin/busybox --install -s
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n' \
+    >"$R/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' >"$R/etc/group"
+chmod 1777 "$R/tmp"
+cc -static -O1 -o "$R/probe" "$BOTTLE_SRC/tests/fixtures/docker/probe.c"
+TAG=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
+BASE=bottle-test-base:$TAG
+if tar -C "$R" -c . | docker import -c 'CMD ["/bin/sh"]' - "$BASE" >/dev/null 2>"$W/err"; then
+    ok "busybox base image imported without a registry"
+else
+    fail "busybox base image imported" "$(cat "$W/err")"
+    skip_all "no image"
+fi
+mkdir -p "$W/ctx"
+printf 'FROM %s\nCOPY marker /marker\n' "$BASE" >"$W/ctx/Dockerfile"
+echo "built-$TAG" >"$W/ctx/marker"
+
+SLUG=dkt-$TAG
+WS=$W/ws
+mkdir -p "$WS"
+chmod 0777 "$WS"
+cat >"$WS/agent.sh" <<'AGENT'
+cd "$(dirname "$0")"
+. ./bottle.env
+wait_for() { i=0; while [ ! -e "$1" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done; }
+ask() { touch "ctl.$1"; wait_for "ctl.$1.done"; }
+{
+    echo "id=$(id -u):$(id -g)"
+    echo "cg=$(grep '^0::' /proc/self/cgroup | cut -d: -f3)"
+    echo "seccomp=$(awk '/^Seccomp:/{print $2}' /proc/self/status)"
+    echo "nnp=$(awk '/^NoNewPrivs:/{print $2}' /proc/self/status)"
+    echo "capeff=$(awk '/^CapEff:/{print $2}' /proc/self/status)"
+    echo "capbnd=$(awk '/^CapBnd:/{print $2}' /proc/self/status)"
+    echo "marker=$(cat /marker 2>/dev/null)"
+    echo "placeholder=$AGENT_PLACEHOLDER"
+    echo "proxy=$HTTP_PROXY"
+    echo "routes=$(ip route | tr '\n' ';')"
+    echo "allowed=$(/probe get "$SIDECAR")"
+    echo "altport=$(/probe get "$ALTPORT")"
+    echo "other=$(/probe get "$OTHER")"
+    echo "udp=$(/probe udp "$SIDECAR_IP:53")"
+    echo "udp_other=$(/probe udp "$OTHER")"
+    echo "unshare=$(/probe unshare user)"
+    echo "mount=$(/probe mount)"
+} >result
+/probe hold "$SIDECAR" >hold.out 2>&1 &
+sleep 0.5
+ask stats
+touch phase1
+wait_for go2
+ask cutoff-on
+echo "cutoff=$(/probe get "$SIDECAR")" >>result
+wait
+echo "hold=$(cat hold.out)" >>result
+ask cutoff-off
+echo "restored=$(/probe get "$SIDECAR")" >>result
+exit 7
+AGENT
+
+val() { sed -n "s/^$1=//p" "$2" | head -n1; }
+
+# The test's own view while the agent waits at phase1: a separate docker exec.
+(
+    i=0
+    while [ ! -e "$WS/phase1" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+    C=bottle-$SLUG
+    {
+        echo "allowed=$(docker exec "$C" /probe get "$(val SIDECAR "$WS/bottle.env")")"
+        echo "other=$(docker exec "$C" /probe get "$(val OTHER "$WS/bottle.env")")"
+        echo "udp=$(docker exec "$C" /probe udp "$(val OTHER "$WS/bottle.env")")"
+        echo "unshare=$(docker exec "$C" /probe unshare user)"
+        echo "id=$(docker exec "$C" id -u)"
+        echo "cg=$(docker exec "$C" grep '^0::' /proc/self/cgroup | cut -d: -f3)"
+        echo "init_cg=$(grep '^0::' /proc/"$(docker inspect -f '{{.State.Pid}}' "$C")"/cgroup | cut -d: -f3)"
+    } >"$W/exec.out" 2>&1
+    touch "$WS/go2"
+) &
+EXEC_PID=$!
+
+"$DRIVE" "$SLUG" "dockerfile=$W/ctx/Dockerfile" "$WS" -- sh "$WS/agent.sh" >"$W/drive.out" 2>"$W/drive.err"
+RC=$?
+wait $EXEC_PID
+RES=$WS/result
+diag() { echo "drive: $(tail -n 5 "$W/drive.err" | tr '\n' ' ')"; }
+
+if [ "$RC" -eq 7 ] && grep -q '^exit 7$' "$W/drive.out"; then
+    ok "the agent ran via docker exec and its exit code 7 passed through"
+else
+    fail "agent exit code" "rc=$RC" "$(diag)" "$(cat "$W/drive.out")"
+fi
+if docker image inspect "$(docker images --format '{{.Repository}}:{{.Tag}}' bottle-agent | head -n1)" \
+    >/dev/null 2>&1 && [ "$(val marker "$RES")" = "built-$TAG" ]; then
+    ok "the agent image was built from the Dockerfile and tagged by its hash"
+else
+    fail "image built from the Dockerfile" "marker=$(val marker "$RES")" "$(diag)"
+fi
+if [ "$(val id "$RES")" = "65534:65534" ] && [ "$(val capeff "$RES")" = "0000000000000000" ] &&
+    [ "$(val capbnd "$RES")" = "0000000000000000" ] && [ "$(val nnp "$RES")" = "1" ] &&
+    [ "$(val seccomp "$RES")" = "2" ]; then
+    ok "non-root, no capabilities, no_new_privs, seccomp filter"
+else
+    fail "confinement" "$(head -n 6 "$RES" 2>/dev/null | tr '\n' ' ')"
+fi
+case "$(val cg "$RES")" in
+/bottle/"$SLUG"/agent/?*) ok "the agent is in a cgroup below the bottle's agent cgroup" ;;
+*) fail "agent cgroup" "cg=$(val cg "$RES")" ;;
+esac
+if [ "$(val placeholder "$RES")" = "bottle-placeholder-0123" ] &&
+    [ "$(val proxy "$RES")" = "http://$(val SIDECAR "$WS/bottle.env")" ]; then
+    ok "the agent has exactly the environment given"
+else
+    fail "environment" "placeholder=$(val placeholder "$RES") proxy=$(val proxy "$RES")"
+fi
+ROUTES=$(val routes "$RES")
+if ! echo "$ROUTES" | grep -q default && echo "$ROUTES" | grep -q "$(val SIDECAR_IP "$WS/bottle.env" | sed 's/\.[0-9]*$//')"; then
+    ok "inside: only the veth's /30 route, no default route"
+else
+    fail "routes" "routes=$ROUTES"
+fi
+if [ "$(val allowed "$RES")" = "ok sidecar-ok" ]; then
+    ok "the stand-in sidecar on the veth's host address answers"
+else
+    fail "sidecar reachable" "allowed=$(val allowed "$RES")" "$(diag)"
+fi
+if [ "$(val other "$RES")" = "err EPERM" ]; then
+    ok "another host address: EPERM"
+else
+    fail "other host address" "other=$(val other "$RES")"
+fi
+if [ "$(val altport "$RES")" = "err EPERM" ]; then
+    ok "the sidecar's address on another port: EPERM"
+else
+    fail "other port" "altport=$(val altport "$RES")"
+fi
+if [ "$(val udp "$RES")" = "err EPERM" ] && [ "$(val udp_other "$RES")" = "err EPERM" ]; then
+    ok "UDP sends: EPERM"
+else
+    fail "udp" "udp=$(val udp "$RES") udp_other=$(val udp_other "$RES")"
+fi
+if [ "$(val unshare "$RES")" = "err EPERM" ] && [ "$(val mount "$RES")" = "err EPERM" ]; then
+    ok "seccomp: unshare(CLONE_NEWUSER) and mount get EPERM"
+else
+    fail "seccomp" "unshare=$(val unshare "$RES") mount=$(val mount "$RES")"
+fi
+S=$WS/stats.txt
+if [ "$(val connect_ok "$S")" -ge 1 ] 2>/dev/null && [ "$(val connect_deny "$S")" -ge 2 ] &&
+    [ "$(val sendmsg_deny "$S")" -ge 2 ] && [ "$(val tx_bytes "$S")" -gt 0 ]; then
+    ok "the pinned counters moved (connects allowed and denied, UDP denied, bytes out)"
+else
+    fail "counters" "$(tr '\n' ' ' <"$S" 2>/dev/null)"
+fi
+if [ "$(val cutoff "$RES")" = "err EPERM" ] && [ "$(val hold "$RES")" = "err ECONNABORTED" ]; then
+    ok "cutoff: new connections get EPERM, the established stream is aborted"
+else
+    fail "cutoff" "cutoff=$(val cutoff "$RES") hold=$(val hold "$RES")" "$(grep sockets "$W/drive.out")"
+fi
+if [ "$(val restored "$RES")" = "ok sidecar-ok" ]; then
+    ok "restore lets traffic through again"
+else
+    fail "restore" "restored=$(val restored "$RES")"
+fi
+
+E=$W/exec.out
+if [ "$(val allowed "$E")" = "ok sidecar-ok" ] && [ "$(val other "$E")" = "err EPERM" ] &&
+    [ "$(val udp "$E")" = "err EPERM" ]; then
+    ok "a separate docker exec: sidecar yes, other host address and UDP EPERM"
+else
+    fail "docker exec network" "$(tr '\n' ' ' <"$E")"
+fi
+if [ "$(val unshare "$E")" = "err EPERM" ] && [ "$(val id "$E")" = "65534" ]; then
+    ok "a separate docker exec: same user, seccomp denies unshare"
+else
+    fail "docker exec confinement" "$(tr '\n' ' ' <"$E")"
+fi
+CG=$(val cg "$E")
+case "$CG" in
+/bottle/"$SLUG"/agent/?*)
+    if [ "$CG" = "$(val init_cg "$E")" ]; then
+        ok "exec'd processes share the container's cgroup below the agent cgroup"
+    else
+        fail "exec cgroup" "cg=$CG init=$(val init_cg "$E")"
+    fi
+    ;;
+*) fail "exec cgroup" "cg=$CG" ;;
+esac
+
+# ---- teardown left nothing ------------------------------------------------------------
+# What is left of a bottle on the host: container, cgroups (v1 and v2), pins, links, netns.
+leftovers() {
+    slug=$1
+    shift
+    LEFT=""
+    [ -z "$(docker ps -aq --filter "label=dev.bottle.slug=$slug")" ] || LEFT="$LEFT container"
+    for m in $(awk '$9 == "cgroup" || $9 == "cgroup2" {print $5}' /proc/self/mountinfo); do
+        [ -e "$m/bottle/$slug" ] && LEFT="$LEFT cgroup:$m/bottle/$slug"
+    done
+    BPFFS=$(awk '$9 == "bpf" {print $5; exit}' /proc/self/mountinfo)
+    [ -n "$BPFFS" ] && [ -e "$BPFFS/bottle/$slug" ] && LEFT="$LEFT pins"
+    for l in "$@"; do ip link show "$l" >/dev/null 2>&1 && LEFT="$LEFT link:$l"; done
+    [ -e "/run/netns/bottle-$slug" ] && LEFT="$LEFT netns"
+    [ -e "/run/netns/bottle-$slug-o" ] && LEFT="$LEFT netns-other"
+    [ "$(docker network ls -q | wc -l)" -eq 2 ] ||
+        LEFT="$LEFT networks:$(docker network ls --format '{{.Name}}' | tr '\n' ,)"
+    echo "$LEFT"
+}
+LEFT=$(leftovers "$SLUG" "$(val HOST_IF "$WS/bottle.env")" "$(val OTHER_IF "$WS/bottle.env")")
+grep -q '^teardown clean$' "$W/drive.out" || LEFT="$LEFT driver-teardown"
+if [ -z "$LEFT" ]; then
+    ok "teardown: no container, network, cgroup (v1 or v2), pin, veth or netns left"
+else
+    fail "teardown" "left:$LEFT" "$(diag)"
+fi
+
+# ---- the same without seccomp: the check above can fail ----------------------------------
+SLUG2=dkt2-$TAG
+WS2=$W/ws2
+mkdir -p "$WS2"
+chmod 0777 "$WS2"
+# shellcheck disable=SC2016 # $1 is the agent script's own argument
+printf '/probe unshare user >"%s/unshare.out"\n/probe get "$1" >"%s/get.out"\nexit 0\n' \
+    "$WS2" "$WS2" >"$WS2/agent.sh"
+IMG=$(docker images --format '{{.Repository}}:{{.Tag}}' bottle-agent | head -n1)
+"$DRIVE" "$SLUG2" "dockerfile=$W/ctx/Dockerfile" "$WS2" --no-seccomp -- sh "$WS2/agent.sh" \
+    127.0.0.1:9 >"$W/drive2.out" 2>"$W/drive2.err"
+if [ "$(cat "$WS2/unshare.out" 2>/dev/null)" = "ok unshared" ] &&
+    [ "$(cat "$WS2/get.out" 2>/dev/null)" = "err ECONNREFUSED" ]; then
+    ok "control: without the profile unshare works; the bottle's own loopback is its own"
+else
+    fail "control run" "unshare=$(cat "$WS2/unshare.out" 2>/dev/null) get=$(cat "$WS2/get.out" 2>/dev/null)" \
+        "$(tail -n 3 "$W/drive2.err")"
+fi
+if grep -q '^exit 0$' "$W/drive2.out" && cat "$W/drive.out" "$W/drive.err" | grep -q 'COPY marker' &&
+    ! cat "$W/drive2.out" "$W/drive2.err" | grep -q 'COPY marker' && [ "$(docker images -q bottle-agent | sort -u | wc -l)" -eq 1 ]; then
+    ok "a second start reuses the image built for the same Dockerfile"
+else
+    fail "image reuse" "$(tail -n 2 "$W/drive2.out")" "images: $(docker images bottle-agent --format '{{.Tag}}')"
+fi
+
+# ---- stop forwards SIGTERM to the agent; a terminal gives it a TTY ---------------------------
+T0=$(date +%s)
+"$DRIVE" "dkt4-$TAG" "$IMG" "$WS2" --stop-after 1500 -- sleep 60 >"$W/drive4.out" 2>"$W/drive4.err"
+T1=$(date +%s)
+if grep -q '^exit 143$' "$W/drive4.out" && [ $((T1 - T0)) -lt 20 ] &&
+    grep -q '^teardown clean$' "$W/drive4.out"; then
+    ok "stop: SIGTERM reaches the exec'd agent, exit 143, nothing left"
+else
+    fail "stop" "$(tail -n 2 "$W/drive4.out") after $((T1 - T0))s" "$(tail -n 3 "$W/drive4.err")"
+fi
+printf '[ -t 0 ] && [ -t 1 ] && echo tty-yes || echo tty-no\n' >"$WS2/tty.sh"
+TTY_OUT=$(script -qec "$DRIVE dkt5-$TAG $IMG $WS2 -- sh $WS2/tty.sh" /dev/null 2>&1)
+NOTTY_OUT=$("$DRIVE" "dkt6-$TAG" "$IMG" "$WS2" -- sh "$WS2/tty.sh" </dev/null 2>&1)
+if echo "$TTY_OUT" | grep -q tty-yes && echo "$NOTTY_OUT" | grep -q tty-no; then
+    ok "a terminal on stdin gives the agent a TTY (docker exec -it); none without one"
+else
+    fail "tty" "with: $(echo "$TTY_OUT" | grep tty-)" "without: $(echo "$NOTTY_OUT" | grep tty-)"
+fi
+
+# ---- a crashed controller: cleanup by slug removes what it left ---------------------------
+SLUG7=dkt7-$TAG
+"$DRIVE" "$SLUG7" "$IMG" "$WS2" -- sleep 60 >"$W/drive7.out" 2>&1 &
+D7=$!
+i=0
+until docker top "bottle-$SLUG7" 2>/dev/null | grep -q 'sleep 60' || [ $i -gt 300 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+kill -9 "$D7"
+wait "$D7" 2>/dev/null
+BEFORE=$(leftovers "$SLUG7")
+"$DRIVE" --cleanup "$SLUG7" >"$W/cleanup.out" 2>&1
+AFTER=$(leftovers "$SLUG7" "$(val HOST_IF "$WS2/bottle.env")" "$(val OTHER_IF "$WS2/bottle.env")")
+if echo "$BEFORE" | grep -q container && [ -z "$AFTER" ] && grep -q '^cleanup clean$' "$W/cleanup.out"; then
+    ok "after a crash, cleanup by slug removes the container, cgroups, pins, veths and netns"
+else
+    fail "crash cleanup" "before:$BEFORE" "after:$AFTER" "$(cat "$W/cleanup.out")"
+fi
+
+# ---- no engine: a clear error --------------------------------------------------------------
+OUT=$(DOCKER_HOST="unix://$D/none.sock" "$DRIVE" "dkt3-$TAG" "$IMG" "$WS2" -- true 2>&1)
+if echo "$OUT" | grep -q "no Docker engine answers at DOCKER_HOST=unix://$D/none.sock" &&
+    echo "$OUT" | grep -q '^teardown clean$'; then
+    ok "no engine: a clear error naming DOCKER_HOST, and nothing left"
+else
+    fail "no engine" "$OUT"
+fi
+
+# ---- dockerd stops ----------------------------------------------------------------------------
+kill "$DPID"
+i=0
+while kill -0 "$DPID" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
+if ! kill -0 "$DPID" 2>/dev/null; then
+    ok "the private dockerd stopped"
+    DPID=""
+else
+    fail "dockerd stop" "still running"
+fi
