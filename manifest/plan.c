@@ -253,6 +253,17 @@ static int select_bottles(struct plan *p, const struct plan_options *o,
                         agent->file, agent->name);
 }
 
+/* path as written in a manifest: absolute as is, else relative to the manifest's directory. */
+static char *relative_to_file(const char *path, const char *file)
+{
+    if (path[0] == '/' || !file)
+        return xstrdup(path);
+    const char *slash = strrchr(file, '/');
+    if (!slash)
+        return xstrdup(path);
+    return xasprintf("%.*s/%s", (int)(slash - file), file, path);
+}
+
 int plan_build(const struct manifest_index *idx, const struct plan_options *o, struct plan *p,
                struct bottle_err *err)
 {
@@ -303,6 +314,8 @@ int plan_build(const struct manifest_index *idx, const struct plan_options *o, s
     p->canary_name = o->canary_name ? xstrdup(o->canary_name) : canary_name_random();
     p->backend = xstrdup(o->backend ? o->backend : "native");
     p->ledger_path = st.ledger_path ? xstrdup(st.ledger_path) : NULL;
+    if (bottle.provider_declared && bottle.provider.dockerfile)
+        p->dockerfile = relative_to_file(bottle.provider.dockerfile, bottle.file);
 
     if (o->cwd) {
         char real[PATH_MAX];
@@ -472,6 +485,7 @@ void plan_free(struct plan *p)
     free(p->canary_name);
     free(p->label);
     free(p->ledger_path);
+    free(p->dockerfile);
     strv_free(&p->warnings);
     memset(p, 0, sizeof(*p));
 }
@@ -526,6 +540,7 @@ cJSON *plan_to_json(const struct plan *p)
     json_add_str(sd, "policy", shutdown_policy_name(p->shutdown));
     json_add_str(sd, "scope", p->shutdown_scope);
     json_add_str(doc, "backend", p->backend);
+    json_add_str(doc, "dockerfile", p->dockerfile);
     cJSON *enf = cJSON_AddObjectToObject(doc, "enforcement");
     json_add_str(enf, "required", enforcement_tier_name(p->tier_required));
     json_add_str(enf, "required_scope", p->tier_required_scope);

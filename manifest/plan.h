@@ -73,6 +73,7 @@ struct plan {
     enum shutdown_policy shutdown;
     const char *shutdown_scope;
     char *backend;
+    char *dockerfile; /* agent_provider.dockerfile, absolute; NULL: none */
     enum enforcement_tier tier_required;
     const char *tier_required_scope;
     enum enforcement_tier tier_available;
