@@ -582,6 +582,8 @@ struct reserve_op {
     int64_t tokens;
     int64_t id;
     struct ledger_denial *denied;
+    const struct ledger_budget *given; /* ledger_reserve_in: these instead of the stored ones */
+    size_t n_given;
 };
 
 /* Checks one budget; fills the denial when the estimate does not fit. */
@@ -605,6 +607,16 @@ static int check_budget(struct ledger *l, struct reserve_op *op, enum ledger_sco
 /* Budgets come most specific first (agent, bottle, global): the first refusal is the one told. */
 static int check_budgets(struct ledger *l, struct reserve_op *op, struct bottle_err *err)
 {
+    if (op->given) {
+        for (size_t i = 0; i < op->n_given; i++) {
+            const struct ledger_budget *b = &op->given[i];
+            int rc = check_budget(l, op, b->scope, b->scope == LEDGER_SCOPE_GLOBAL ? "" : b->name,
+                                  b->limit_tokens, err);
+            if (rc != 0)
+                return rc;
+        }
+        return 0;
+    }
     sqlite3_stmt *s;
     int rc = stmt_get(l, ST_BUDGETS_FOR, &s, err);
     if (rc < 0)
@@ -676,7 +688,30 @@ int ledger_reserve(struct ledger *l, const struct ledger_subject *who, int64_t t
         return err_set_kind(err, ERR_KIND_USAGE, EINVAL, "ledger: cannot reserve %lld tokens",
                             (long long)tokens);
     struct ledger_denial scratch;
-    struct reserve_op op = {who, tokens, 0, denied ? denied : &scratch};
+    struct reserve_op op = {who, tokens, 0, denied ? denied : &scratch, NULL, 0};
+    rc = run_tx(l, reserve_body, &op, err);
+    if (rc == 0)
+        *id = op.id;
+    return rc;
+}
+
+int ledger_reserve_in(struct ledger *l, const struct ledger_subject *who, int64_t tokens,
+                      const struct ledger_budget *budgets, size_t n, int64_t *id,
+                      struct ledger_denial *denied, struct bottle_err *err)
+{
+    int rc = subject_check(who, err);
+    if (rc < 0)
+        return rc;
+    if (tokens < 0 || tokens > LEDGER_TOKENS_MAX)
+        return err_set_kind(err, ERR_KIND_USAGE, EINVAL, "ledger: cannot reserve %lld tokens",
+                            (long long)tokens);
+    for (size_t i = 0; i < n; i++)
+        if (!valid_scope(budgets[i].scope) || budgets[i].limit_tokens < 0 ||
+            (budgets[i].scope != LEDGER_SCOPE_GLOBAL && str_is_empty(budgets[i].name)))
+            return err_set_kind(err, ERR_KIND_USAGE, EINVAL, "ledger: budget %zu is not valid", i);
+    static const struct ledger_budget none;
+    struct ledger_denial scratch;
+    struct reserve_op op = {who, tokens, 0, denied ? denied : &scratch, n ? budgets : &none, n};
     rc = run_tx(l, reserve_body, &op, err);
     if (rc == 0)
         *id = op.id;

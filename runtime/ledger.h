@@ -145,6 +145,14 @@ int ledger_budget_remove(struct ledger *l, enum ledger_scope scope, const char *
 int ledger_reserve(struct ledger *l, const struct ledger_subject *who, int64_t tokens, int64_t *id,
                    struct ledger_denial *denied, struct bottle_err *err);
 /*
+ * Same, but checks exactly the n budgets given (the bottle's effective
+ * budgets from its plan) instead of the stored ones; their spending is
+ * still what the ledger holds for each scope. n 0: reserves without a check.
+ */
+int ledger_reserve_in(struct ledger *l, const struct ledger_subject *who, int64_t tokens,
+                      const struct ledger_budget *budgets, size_t n, int64_t *id,
+                      struct ledger_denial *denied, struct bottle_err *err);
+/*
  * Turns a reservation into a usage row attributed to the reservation's
  * subject. Charged: the usage's sum; when rec->complete is false, at least
  * the reservation. A released (stale) reservation can still be settled;

@@ -341,6 +341,42 @@ static void test_fit_at_each_scope(void **state)
     }
 }
 
+/* The bottle's own budgets decide; stored budgets of other scopes do not. */
+static void test_reserve_in_given_budgets(void **state)
+{
+    struct fixture *f = *state;
+    set_budget(f->l, LEDGER_SCOPE_GLOBAL, "", "claude", 10); /* ignored by reserve_in */
+    struct ledger_budget mine[] = {{LEDGER_SCOPE_BOTTLE, "b1", "claude", 1000}};
+    struct ledger_subject who = {"b1", "a", "claude"};
+    struct ledger_denial d;
+    struct bottle_err err = {0};
+    int64_t id = 0;
+    assert_int_equal(ledger_reserve_in(f->l, &who, 600, mine, 1, &id, &d, &err), 0);
+    settle_ok(f->l, id, 300, 300, true);
+    /* 600 spent of 1000: 500 does not fit, 400 does */
+    assert_int_equal(ledger_reserve_in(f->l, &who, 500, mine, 1, &id, &d, &err),
+                     LEDGER_DOES_NOT_FIT);
+    assert_int_equal(d.scope, LEDGER_SCOPE_BOTTLE);
+    assert_string_equal(d.name, "b1");
+    assert_int_equal(d.limit_tokens, 1000);
+    assert_int_equal(d.spent_tokens, 600);
+    assert_int_equal(d.left_tokens, 400);
+    assert_int_equal(ledger_reserve_in(f->l, &who, 400, mine, 1, &id, &d, &err), 0);
+    /* an agent-wide budget counts the agent's other bottles too */
+    struct ledger_budget agent[] = {{LEDGER_SCOPE_AGENT, "a", "claude", 1500}};
+    struct ledger_subject other = {"b2", "a", "claude"};
+    assert_int_equal(ledger_reserve_in(f->l, &other, 600, agent, 1, &id, &d, &err),
+                     LEDGER_DOES_NOT_FIT);
+    assert_int_equal(d.spent_tokens, 1000);
+    assert_int_equal(ledger_reserve_in(f->l, &other, 500, agent, 1, &id, &d, &err), 0);
+    /* no budgets: no check, still recorded as a reservation */
+    assert_int_equal(ledger_reserve_in(f->l, &other, 100000, NULL, 0, &id, &d, &err), 0);
+    assert_int_equal(spent(f->l, LEDGER_SCOPE_AGENT, "a", "claude"), 101500);
+    /* a named scope without a name is refused */
+    struct ledger_budget bad[] = {{LEDGER_SCOPE_BOTTLE, "", "claude", 5}};
+    assert_true(ledger_reserve_in(f->l, &who, 1, bad, 1, &id, &d, &err) < 0);
+}
+
 static void test_budget_update_and_remove(void **state)
 {
     struct fixture *f = *state;
@@ -584,6 +620,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_twice_is_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_is_refused, setup, teardown),
         cmocka_unit_test(test_open_reports_unusable_path),
+        cmocka_unit_test_setup_teardown(test_reserve_in_given_budgets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_default_path_uses_bottle_home, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reserve_settle_release_arithmetic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_incomplete_is_charged_the_reservation, setup,
