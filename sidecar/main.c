@@ -1,17 +1,15 @@
 /*
  * bottle-proxy — the bottle's egress sidecar. Reads its config and token
- * values, binds its listeners, confines itself (uid/gid, no capabilities,
- * no_new_privs, raised descriptor limit) and runs the event loop until
- * SIGTERM, after which it drains requests in flight.
+ * values, binds its listeners, confines itself (raised descriptor limit,
+ * uid/gid, no capabilities, no_new_privs, then its seccomp allowlist) and
+ * runs the event loop until SIGTERM, after which it drains requests in
+ * flight.
  */
 #include <errno.h>
-#include <grp.h>
-#include <linux/capability.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -20,12 +18,14 @@
 #include "common/log.h"
 #include "sidecar/ca.h"
 #include "sidecar/config.h"
+#include "sidecar/confine.h"
+#include "sidecar/conn.h"
 #include "sidecar/proxy.h"
 
 static void usage(FILE *out)
 {
     fprintf(out, "usage: bottle-proxy --config FILE [--token-fd N] [--uid UID --gid GID]\n"
-                 "                    [--port-file FILE] [--check]\n"
+                 "                    [--port-file FILE] [--check] [--no-seccomp]\n"
                  "       bottle-proxy --mint-ca DIR [--name NAME]\n"
                  "       bottle-proxy --version\n");
 }
@@ -50,32 +50,11 @@ static void raise_fd_limit(void)
     }
 }
 
-/* Drops to uid/gid (when given) and to no capabilities and no new privileges. */
-static int confine(long uid, long gid, struct bottle_err *err)
-{
-    if (geteuid() == 0)
-        for (int cap = 0; cap <= CAP_LAST_CAP; cap++)
-            prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
-    if (gid >= 0) {
-        if (setgroups(0, NULL) < 0 || setresgid((gid_t)gid, (gid_t)gid, (gid_t)gid) < 0)
-            return err_set(err, errno, "cannot switch to gid %ld: %s", gid, strerror(errno));
-    }
-    if (uid >= 0) {
-        if (setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) < 0)
-            return err_set(err, errno, "cannot switch to uid %ld: %s", uid, strerror(errno));
-        if (uid != 0 && setuid(0) == 0)
-            return err_set(err, EPERM, "uid 0 could be regained after dropping to %ld", uid);
-    }
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-        return err_set(err, errno, "cannot set no_new_privs: %s", strerror(errno));
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     const char *config_path = NULL, *port_file = NULL, *mint_dir = NULL, *name = "bottle CA";
     long token_fd = -1, uid = -1, gid = -1;
-    bool check_only = false;
+    bool check_only = false, seccomp = true;
     log_init("bottle-proxy");
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -88,6 +67,8 @@ int main(int argc, char **argv)
             return 0;
         } else if (strcmp(a, "--check") == 0) {
             check_only = true;
+        } else if (strcmp(a, "--no-seccomp") == 0) {
+            seccomp = false; /* debugging only: docs/sidecar.md, Confinement */
         } else if (v && strcmp(a, "--config") == 0) {
             config_path = v;
             i++;
@@ -156,12 +137,18 @@ int main(int argc, char **argv)
     struct proxy px;
     int rc = proxy_init(&px, config_path, cfg, &tokens, &err);
     if (rc == 0)
-        rc = confine(uid, gid, &err);
+        rc = confine_drop_privileges(uid, gid, &err);
     if (rc == 0 && port_file) {
         char text[64];
         int n = snprintf(text, sizeof(text), "%u %u\n", px.listen_port, px.control_port);
         rc = fs_write_atomic(port_file, text, (size_t)n, 0644, &err);
     }
+    /* Last step of the set-up: from here on only the allowlist's system calls. */
+    if (rc == 0 && seccomp)
+        rc = confine_apply(&err);
+    if (rc == 0)
+        logjson_event(&px, "confined", "seccomp", seccomp ? "allowlist" : "off (--no-seccomp)",
+                      NULL, NULL);
     if (rc < 0) {
         fprintf(stderr, "bottle-proxy: %s\n", err.msg);
         proxy_free(&px);
