@@ -1,0 +1,435 @@
+/*
+ * dlp_secrets — the known_secrets detector: every value the sidecar holds,
+ * found exactly or in an encoding (pass 1), with separators injected
+ * (pass 2), or in part (pass 3).
+ *
+ * The cost of a scan must not grow with the number of secrets, so no pass
+ * loops over them. Both tables are multi-pattern Rabin–Karp searches with
+ * one window length, 8 bytes: pass 1 enters each encoded variant under a
+ * run of its windows (the run least shared with other variants); passes 2
+ * and 3 enter every window of each secret's alphanumeric projection. The
+ * text is hashed every `step` bytes (a multiplicative hash of an unaligned
+ * 64-bit load: it recomputes rather than rolls, at the same cost), a bit
+ * filter of 16 bits per entry answers most checks, and only filter hits
+ * probe the table, compare keys and verify or extend the match. A window
+ * shared by more than DLP_WINDOW_SHARE secrets is public structure (a
+ * common prefix), not secret material, and is not entered again, so no key
+ * verifies more than that many entries. Work per byte is therefore
+ * constant in expectation whatever the number of secrets.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "sidecar/dlp_impl.h"
+
+/* Projected bytes scanned per block (passes 2 and 3). */
+#define PROJ_BLOCK ((size_t)64 << 10)
+
+/* ---- hashing and tables --------------------------------------------------- */
+
+static uint64_t load8(const char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* Multiplicative hashing: the high bits of the product depend on every key bit. */
+static uint64_t mix(uint64_t a)
+{
+    return a * 0x9e3779b97f4a7c15ull;
+}
+
+/* Slot index: the hash mixed once more (only filter hits get here), top bits. */
+static size_t slot_of(const struct dlp_wtable *t, uint64_t h)
+{
+    return (size_t)(((h ^ (h >> 29)) * 0xbf58476d1ce4e5b9ull) >> (64 - t->bits));
+}
+
+static unsigned log2_at_least(size_t n)
+{
+    unsigned b = 0;
+    while (((size_t)1 << b) < n)
+        b++;
+    return b;
+}
+
+static void wtable_init(struct dlp_wtable *t, size_t entries)
+{
+    t->bits = log2_at_least(entries * 2 + 16);
+    t->fbits = log2_at_least(entries * 16 + 4096);
+    t->slots = xcalloc((size_t)1 << t->bits, sizeof(*t->slots));
+    t->filter = xcalloc(((size_t)1 << t->fbits) / 64, sizeof(uint64_t));
+}
+
+static void wtable_free(struct dlp_wtable *t)
+{
+    free(t->slots);
+    free(t->filter);
+    memset(t, 0, sizeof(*t));
+}
+
+/* Number of entries already stored under this exact key. */
+static size_t wtable_count(const struct dlp_wtable *t, uint64_t key)
+{
+    size_t mask = ((size_t)1 << t->bits) - 1, n = 0;
+    for (size_t s = slot_of(t, mix(key)); t->slots[s].used; s = (s + 1) & mask)
+        n += t->slots[s].key == key;
+    return n;
+}
+
+static void wtable_put(struct dlp_wtable *t, uint64_t key, uint32_t id, uint32_t off)
+{
+    uint64_t h = mix(key);
+    size_t mask = ((size_t)1 << t->bits) - 1, s = slot_of(t, h);
+    while (t->slots[s].used)
+        s = (s + 1) & mask;
+    t->slots[s] = (struct dlp_wentry){key, id, off, 1};
+    uint64_t bit = h >> (64 - t->fbits);
+    t->filter[bit >> 6] |= (uint64_t)1 << (bit & 63);
+}
+
+/* ---- encodings ------------------------------------------------------------ */
+
+static const char b64_std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char b64_url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/*
+ * The base64 characters that depend only on s when s sits `align` bytes
+ * into a larger encoded blob: characters j with 6j >= 8*align and
+ * 6j + 6 <= 8*(align + n).
+ */
+static void b64_core(const char *s, size_t n, unsigned align, const char *alpha, struct buf *out)
+{
+    size_t total = align + n, first = (8 * align + 5) / 6, last = (8 * total) / 6;
+    for (size_t j = first; j < last; j++) {
+        size_t bit = 6 * j, v = 0;
+        for (size_t b = bit; b < bit + 6; b++) {
+            size_t byte = b / 8;
+            unsigned char c = byte < align ? 0 : (unsigned char)s[byte - align];
+            v = (v << 1) | ((c >> (7 - b % 8)) & 1);
+        }
+        buf_append_char(out, alpha[v]);
+    }
+}
+
+static void hex_encode(const char *s, size_t n, bool upper, struct buf *out)
+{
+    const char *d = upper ? "0123456789ABCDEF" : "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        buf_append_char(out, d[(unsigned char)s[i] >> 4]);
+        buf_append_char(out, d[(unsigned char)s[i] & 15]);
+    }
+}
+
+static void percent_encode(const char *s, size_t n, bool upper, struct buf *out)
+{
+    const char *d = upper ? "0123456789ABCDEF" : "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+            strchr("-._~", c)) {
+            buf_append_char(out, (char)c);
+        } else {
+            buf_append_char(out, '%');
+            buf_append_char(out, d[c >> 4]);
+            buf_append_char(out, d[c & 15]);
+        }
+    }
+}
+
+static void json_escape_slash(const char *s, size_t n, struct buf *out)
+{
+    size_t from = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n && s[i] != '/')
+            continue;
+        dlp_json_escape(s + from, i - from, out);
+        if (i < n)
+            buf_append_str(out, "\\/");
+        from = i + 1;
+    }
+}
+
+/* ---- building ------------------------------------------------------------- */
+
+/* Adds v unless it is shorter than a window or repeats a variant of the same secret. */
+static void add_variant(struct dlp_engine *e, size_t *cap, uint32_t secret, struct buf *v)
+{
+    size_t first = e->n_variants;
+    while (first > 0 && e->variants[first - 1].secret == secret)
+        first--;
+    if (v->len >= 8)
+        for (size_t i = first; i < e->n_variants; i++)
+            if (e->variants[i].len == v->len && memcmp(e->variants[i].text, v->data, v->len) == 0)
+                goto done;
+    if (v->len >= 8) {
+        if (e->n_variants == *cap) {
+            *cap = *cap ? *cap * 2 : 64;
+            e->variants = xrealloc(e->variants, *cap * sizeof(*e->variants));
+        }
+        e->variants[e->n_variants++] =
+            (struct dlp_variant){xstrndup(v->data, v->len), v->len, secret};
+        if (v->len > e->longest_variant)
+            e->longest_variant = v->len;
+    }
+done:
+    buf_reset(v);
+}
+
+static void add_variants(struct dlp_engine *e, size_t *cap, uint32_t id, const char *s, size_t n)
+{
+    struct buf v = BUF_INIT;
+    buf_append(&v, s, n);
+    add_variant(e, cap, id, &v);
+    for (unsigned a = 0; a < 3; a++) {
+        b64_core(s, n, a, b64_std, &v);
+        add_variant(e, cap, id, &v);
+        b64_core(s, n, a, b64_url, &v);
+        add_variant(e, cap, id, &v);
+    }
+    for (int upper = 0; upper < 2; upper++) {
+        hex_encode(s, n, upper, &v);
+        add_variant(e, cap, id, &v);
+        percent_encode(s, n, upper, &v);
+        add_variant(e, cap, id, &v);
+    }
+    dlp_json_escape(s, n, &v);
+    add_variant(e, cap, id, &v);
+    json_escape_slash(s, n, &v); /* writers that also escape '/' */
+    add_variant(e, cap, id, &v);
+    buf_free(&v);
+}
+
+/* The alphanumeric bytes of s, in order (branch-free: every byte is stored, few kept). */
+static char *project(const struct dlp_engine *e, const char *s, size_t n, size_t *out_len)
+{
+    char *p = xmalloc(n + 1);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        p[m] = (char)c;
+        m += (e->cls[c] & CC_ALNUM) != 0;
+    }
+    p[m] = 0;
+    *out_len = m;
+    return p;
+}
+
+/*
+ * The text is hashed every `step` bytes only (step = shortest pattern - 7,
+ * at most 4), so each pattern is entered under `step` consecutive windows:
+ * wherever it sits, one checked position falls on one of them.
+ */
+
+/* A variant: under its least-shared run of raw_step windows (shared prefixes stay cheap). */
+static void index_variant(struct dlp_engine *e, uint32_t id)
+{
+    const struct dlp_variant *v = &e->variants[id];
+    size_t last = v->len - 8 - (e->raw_step - 1), best = 0, best_n = (size_t)-1;
+    for (size_t off = 0; off <= last && best_n; off += last / 8 + 1) {
+        size_t c = wtable_count(&e->raw, load8(v->text + off));
+        if (c < best_n) {
+            best = off;
+            best_n = c;
+        }
+    }
+    for (size_t t = 0; t < e->raw_step; t++)
+        wtable_put(&e->raw, load8(v->text + best + t), id, (uint32_t)(best + t));
+}
+
+/* A projection: every window of a long one (partial matches), the first proj_step of a short one.
+ */
+static void index_projection(struct dlp_engine *e, uint32_t id)
+{
+    const struct dlp_secret *s = &e->secrets[id];
+    size_t last = s->proj_len < DLP_PARTIAL_MIN_LEN ? e->proj_step - 1 : s->proj_len - 8;
+    for (size_t k = 0; k <= last && k + 8 <= s->proj_len; k++) {
+        uint64_t key = load8(s->proj + k);
+        if (wtable_count(&e->proj, key) < DLP_WINDOW_SHARE)
+            wtable_put(&e->proj, key, id, (uint32_t)k);
+    }
+}
+
+static size_t step_for(size_t shortest)
+{
+    return shortest >= 11 ? 4 : shortest >= 8 ? shortest - 7 : 1;
+}
+
+int dlp_secrets_build(struct dlp_engine *e, const struct strv *secrets)
+{
+    size_t n = secrets ? secrets->len : 0, cap = 0, windows = 0;
+    e->secrets = xcalloc(n + 1, sizeof(*e->secrets));
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(secrets->items[i]);
+        if (len < DLP_SECRET_MIN_LEN) {
+            e->n_skipped++;
+            continue;
+        }
+        uint32_t id = (uint32_t)e->n_secrets++;
+        struct dlp_secret *s = &e->secrets[id];
+        s->proj = project(e, secrets->items[i], len, &s->proj_len);
+        if (s->proj_len > e->longest_proj)
+            e->longest_proj = s->proj_len;
+        windows += s->proj_len;
+        add_variants(e, &cap, id, secrets->items[i], len);
+    }
+    size_t shortest_variant = (size_t)-1, shortest_proj = (size_t)-1;
+    for (size_t v = 0; v < e->n_variants; v++)
+        shortest_variant =
+            e->variants[v].len < shortest_variant ? e->variants[v].len : shortest_variant;
+    for (size_t i = 0; i < e->n_secrets; i++)
+        if (e->secrets[i].proj_len >= 8 && e->secrets[i].proj_len < shortest_proj)
+            shortest_proj = e->secrets[i].proj_len;
+    e->raw_step = step_for(shortest_variant);
+    e->proj_step = step_for(shortest_proj);
+    wtable_init(&e->raw, e->n_variants * e->raw_step);
+    wtable_init(&e->proj, windows);
+    for (size_t v = 0; v < e->n_variants; v++)
+        index_variant(e, (uint32_t)v);
+    for (size_t i = 0; i < e->n_secrets; i++)
+        index_projection(e, (uint32_t)i);
+    return 0;
+}
+
+void dlp_secrets_free(struct dlp_engine *e)
+{
+    for (size_t i = 0; i < e->n_secrets; i++)
+        free(e->secrets[i].proj);
+    free(e->secrets);
+    for (size_t i = 0; i < e->n_variants; i++)
+        free(e->variants[i].text);
+    free(e->variants);
+    wtable_free(&e->raw);
+    wtable_free(&e->proj);
+}
+
+/* ---- pass 1 --------------------------------------------------------------- */
+
+/* Verifies the entries under the window at i; returns the end of a match (0: none). */
+static size_t probe_raw(const struct dlp_engine *e, const char *p, size_t len, size_t i,
+                        uint64_t k8, uint64_t h, struct dlp_hits *hits)
+{
+    const struct dlp_wtable *t = &e->raw;
+    size_t mask = ((size_t)1 << t->bits) - 1;
+    for (size_t s = slot_of(t, h); t->slots[s].used; s = (s + 1) & mask) {
+        const struct dlp_wentry *w = &t->slots[s];
+        hits->ops++;
+        if (w->key != k8 || i < w->off)
+            continue;
+        const struct dlp_variant *v = &e->variants[w->id];
+        size_t at = i - w->off;
+        if (at + v->len <= len && memcmp(p + at, v->text, v->len) == 0) {
+            dlp_hits_push(hits, DLP_RULE_KNOWN_SECRET, DLP_KIND_SECRET, at, v->len, (int)v->secret);
+            return at + v->len;
+        }
+    }
+    return 0;
+}
+
+void dlp_find_secret_values(const struct dlp_engine *e, const char *p, size_t len,
+                            struct dlp_hits *h)
+{
+    if (e->n_variants == 0 || len < 8)
+        return;
+    h->ops += len;
+    unsigned shift = 64 - e->raw.fbits;
+    size_t step = e->raw_step;
+    for (size_t i = 0; i + 8 <= len; i += step) {
+        uint64_t k8 = load8(p + i), x = mix(k8), bit = x >> shift;
+        if (!((e->raw.filter[bit >> 6] >> (bit & 63)) & 1))
+            continue;
+        size_t end = probe_raw(e, p, len, i, k8, x, h);
+        if (end)
+            i = end - step;
+    }
+}
+
+/* ---- passes 2 and 3 -------------------------------------------------------- */
+
+static bool secret_reported(const struct dlp_hits *h, int secret)
+{
+    for (size_t i = 0; i < h->n; i++)
+        if (h->items[i].secret == secret)
+            return true;
+    return false;
+}
+
+/*
+ * The text's projection q matches secret w->id's over its window at j:
+ * extends the match both ways. The whole projection is a fragment match;
+ * 12 characters or more a partial one.
+ */
+static void extend_window(const struct dlp_engine *e, const char *q, size_t m, size_t j,
+                          size_t base, const struct dlp_wentry *w, struct dlp_hits *h)
+{
+    const struct dlp_secret *s = &e->secrets[w->id];
+    if (secret_reported(h, (int)w->id))
+        return;
+    size_t left = 0, right = 0, k = w->off;
+    while (left < k && left < j && q[j - 1 - left] == s->proj[k - 1 - left])
+        left++;
+    while (k + 8 + right < s->proj_len && j + 8 + right < m &&
+           q[j + 8 + right] == s->proj[k + 8 + right])
+        right++;
+    size_t total = left + 8 + right;
+    h->ops += total;
+    size_t at = base + j - left;
+    if (total == s->proj_len)
+        dlp_hits_push(h, DLP_RULE_SECRET_FRAGMENT, DLP_KIND_FRAGMENT, at, total, (int)w->id);
+    else if (total >= DLP_PARTIAL_MIN_LEN)
+        dlp_hits_push(h, DLP_RULE_SECRET_PARTIAL, DLP_KIND_PARTIAL, at, total, (int)w->id);
+}
+
+/* Checks windows from, from + step, ... below to; returns the first position not checked. */
+static size_t scan_projection(const struct dlp_engine *e, const char *q, size_t from, size_t to,
+                              size_t m, size_t base, struct dlp_hits *h)
+{
+    const struct dlp_wtable *t = &e->proj;
+    unsigned shift = 64 - t->fbits;
+    size_t mask = ((size_t)1 << t->bits) - 1, j;
+    for (j = from; j < to && j + 8 <= m; j += e->proj_step) {
+        uint64_t key = load8(q + j), x = mix(key), bit = x >> shift;
+        if (!((t->filter[bit >> 6] >> (bit & 63)) & 1))
+            continue;
+        for (size_t s = slot_of(t, x); t->slots[s].used; s = (s + 1) & mask) {
+            h->ops++;
+            if (t->slots[s].key == key)
+                extend_window(e, q, m, j, base, &t->slots[s], h);
+        }
+    }
+    return j;
+}
+
+/*
+ * The projection is built and scanned in blocks, so a large body costs a
+ * fixed buffer: each block keeps the last 2 * longest projection bytes of
+ * the one before, enough to extend a window either way.
+ */
+void dlp_find_secret_fragments(const struct dlp_engine *e, const char *p, size_t len,
+                               struct dlp_hits *h)
+{
+    if (e->n_secrets == 0 || len < 8)
+        return;
+    size_t keep = 2 * e->longest_proj + 16, cap = PROJ_BLOCK + keep, m = 0, from = 0, base = 0;
+    char *q = xmalloc((len < cap ? len : cap) + 1); /* headers and names stay small */
+    h->ops += len;
+    for (size_t i = 0; i < len;) {
+        while (i < len && m < cap) {
+            unsigned char c = (unsigned char)p[i++];
+            q[m] = (char)c;
+            m += (e->cls[c] & CC_ALNUM) != 0;
+        }
+        if (i == len)
+            break;
+        size_t to = m - (e->longest_proj + 8); /* windows whose right side is all here */
+        size_t next = scan_projection(e, q, from, to, m, base, h);
+        memmove(q, q + m - keep, keep);
+        base += m - keep;
+        from = next - (m - keep);
+        m = keep;
+    }
+    h->ops += m;
+    scan_projection(e, q, from, m, m, base, h);
+    free(q);
+}

@@ -1,0 +1,131 @@
+/*
+ * dlp_stream — scanning a stream fed in pieces (WebSocket frames, bodies
+ * that are not held back). Each piece is scanned behind the last `overlap`
+ * bytes of what came before, so a match straddling pieces is whole in one
+ * scan; matches lying entirely in the old bytes were reported by the
+ * previous call and are skipped, and a (rule, offset) seen recently is not
+ * reported twice. Fragment and partial matches of a secret are reported
+ * once per stream.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sidecar/dlp_impl.h"
+
+#define STREAM_SEEN 32
+
+struct dlp_stream {
+    const struct dlp_engine *e;
+    enum dlp_direction dir;
+    unsigned detectors;
+    char location[64];
+    struct buf tail;     /* the last bytes already scanned */
+    uint64_t tail_start; /* stream offset of tail.data[0] */
+    size_t overlap;
+    struct {
+        const char *rule;
+        uint64_t start;
+    } seen[STREAM_SEEN];
+    size_t n_seen;
+    int *secrets; /* secrets with a fragment or partial match reported */
+    size_t n_secrets;
+};
+
+struct dlp_stream *dlp_stream_new(const struct dlp_engine *e, enum dlp_direction dir,
+                                  unsigned detectors, const char *location)
+{
+    struct dlp_stream *s = xcalloc(1, sizeof(*s));
+    s->e = e;
+    s->dir = dir;
+    s->detectors = detectors;
+    snprintf(s->location, sizeof(s->location), "%s", location ? location : "stream");
+    s->overlap = dlp_rules_longest();
+    if (e->longest_variant + 16 > s->overlap)
+        s->overlap = e->longest_variant + 16;
+    return s;
+}
+
+size_t dlp_stream_overlap(const struct dlp_stream *s)
+{
+    return s->overlap;
+}
+
+void dlp_stream_free(struct dlp_stream *s)
+{
+    if (!s)
+        return;
+    buf_free(&s->tail);
+    free(s->secrets);
+    free(s);
+}
+
+static bool seen_before(struct dlp_stream *s, const char *rule, uint64_t start)
+{
+    for (size_t i = 0; i < s->n_seen && i < STREAM_SEEN; i++)
+        if (s->seen[i].start == start && strcmp(s->seen[i].rule, rule) == 0)
+            return true;
+    s->seen[s->n_seen % STREAM_SEEN].rule = rule;
+    s->seen[s->n_seen % STREAM_SEEN].start = start;
+    s->n_seen++;
+    return false;
+}
+
+static bool secret_seen(struct dlp_stream *s, int secret)
+{
+    for (size_t i = 0; i < s->n_secrets; i++)
+        if (s->secrets[i] == secret)
+            return true;
+    s->secrets = xrealloc(s->secrets, (s->n_secrets + 1) * sizeof(*s->secrets));
+    s->secrets[s->n_secrets++] = secret;
+    return false;
+}
+
+/* Keeps the hits this piece completes; offsets become stream offsets. */
+static void keep_new(struct dlp_stream *s, struct dlp_hits *h, size_t old)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < h->n; i++) {
+        struct dlp_hit x = h->items[i];
+        bool projected = x.kind == DLP_KIND_FRAGMENT || x.kind == DLP_KIND_PARTIAL;
+        if (projected
+                ? secret_seen(s, x.secret)
+                : x.offset + x.length <= old || seen_before(s, x.rule, s->tail_start + x.offset))
+            continue;
+        if (projected)
+            x.offset = 0; /* no stream offset: the match is in the projection */
+        h->items[k++] = x;
+    }
+    h->n = k;
+}
+
+int dlp_stream_feed(struct dlp_stream *s, const char *p, size_t n, struct dlp_result *res)
+{
+    if (!s || (!p && n))
+        return -EINVAL;
+    size_t old = s->tail.len;
+    buf_append(&s->tail, p, n);
+    struct dlp_hits h = {0};
+    if (s->dir == DLP_INBOUND) {
+        if (s->detectors & DLP_IN_NAIVE_INJECTION)
+            dlp_find_injection(s->tail.data, s->tail.len, &h);
+    } else {
+        dlp_find_outbound(s->e, s->detectors, s->tail.data, s->tail.len, &h);
+    }
+    keep_new(s, &h, old);
+    for (size_t i = 0; i < h.n; i++)
+        if (h.items[i].kind != DLP_KIND_FRAGMENT && h.items[i].kind != DLP_KIND_PARTIAL)
+            h.items[i].offset += (size_t)s->tail_start;
+    dlp_emit(s->e, res, s->location, &h, 0);
+    dlp_hits_free(&h);
+    if (s->tail.len > s->overlap) {
+        size_t drop = s->tail.len - s->overlap;
+        memmove(s->tail.data, s->tail.data + drop, s->overlap);
+        s->tail.len = s->overlap;
+        s->tail.data[s->tail.len] = 0;
+        s->tail_start += drop;
+    }
+    return 0;
+}
