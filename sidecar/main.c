@@ -6,6 +6,7 @@
  * flight.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include "sidecar/config.h"
 #include "sidecar/confine.h"
 #include "sidecar/conn.h"
+#include "sidecar/hooks.h"
 #include "sidecar/proxy.h"
 
 static void usage(FILE *out)
@@ -48,6 +50,26 @@ static void raise_fd_limit(void)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
+}
+
+/*
+ * The path reloads read the config from: through a descriptor of its
+ * directory opened now, so the file stays reachable after the uid drop
+ * even when an ancestor directory (the 0700 state dir) is not.
+ */
+static char *reload_path_of(const char *config_path)
+{
+    const char *slash = strrchr(config_path, '/');
+    char *dir = slash ? xasprintf("%.*s", (int)(slash - config_path), config_path) : xstrdup(".");
+    if (!dir[0]) {
+        free(dir);
+        dir = xstrdup("/");
+    }
+    int fd = open(dir, O_PATH | O_DIRECTORY); /* kept open for the process's life */
+    free(dir);
+    if (fd < 0)
+        return xstrdup(config_path);
+    return xasprintf("/proc/self/fd/%d/%s", fd, slash ? slash + 1 : config_path);
 }
 
 int main(int argc, char **argv)
@@ -134,8 +156,14 @@ int main(int argc, char **argv)
         return 0;
     }
     raise_fd_limit();
+    /* Reloads happen after the uid drop, when the config's ancestors may be closed to us. */
+    char *reload_path = reload_path_of(config_path);
     struct proxy px;
-    int rc = proxy_init(&px, config_path, cfg, &tokens, &err);
+    struct hooks *hooks = NULL;
+    int rc = proxy_init(&px, reload_path, cfg, &tokens, &err);
+    free(reload_path);
+    if (rc == 0)
+        rc = hooks_install(&px, px.cfg, &tokens, &hooks, &err);
     if (rc == 0)
         rc = confine_drop_privileges(uid, gid, &err);
     if (rc == 0 && port_file) {
@@ -152,11 +180,13 @@ int main(int argc, char **argv)
     if (rc < 0) {
         fprintf(stderr, "bottle-proxy: %s\n", err.msg);
         proxy_free(&px);
+        hooks_free(hooks);
         config_tokens_free(&tokens);
         return err.kind == ERR_KIND_USAGE ? EXIT_USAGE : EXIT_RUNTIME;
     }
     rc = proxy_run(&px);
     proxy_free(&px);
+    hooks_free(hooks);
     config_tokens_free(&tokens);
     return rc < 0 ? EXIT_RUNTIME : 0;
 }

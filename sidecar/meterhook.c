@@ -1,0 +1,224 @@
+/* meterhook — see meterhook.h. */
+#include "sidecar/meterhook.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "runtime/ledger.h"
+#include "sidecar/meter.h"
+
+struct meterhook {
+    struct ledger *lg; /* NULL: metered requests are refused */
+};
+
+struct meter_exchange {
+    int64_t reservation;
+    enum meter_api api;
+    struct meter *meter;
+    int status;
+    char provider[64];
+    char request_id[128];
+};
+
+int meterhook_open(const struct config *cfg, struct meterhook **out, struct bottle_err *err)
+{
+    struct meterhook *mh = xcalloc(1, sizeof(*mh));
+    *out = mh;
+    if (!cfg->ledger)
+        return 0;
+    int rc = ledger_open(cfg->ledger, &mh->lg, err);
+    if (rc < 0) {
+        mh->lg = NULL;
+        return rc;
+    }
+    return 0;
+}
+
+void meterhook_close(struct meterhook *mh)
+{
+    if (!mh)
+        return;
+    ledger_close(mh->lg);
+    free(mh);
+}
+
+unsigned meterhook_wants(const struct proxy_request_view *v)
+{
+    return v->route && v->route->metered ? PROXY_WANT_REQUEST_BODY | PROXY_WANT_RESPONSE : 0;
+}
+
+/* The bottle's effective budget for provider as the ledger counts it; false when none. */
+static bool effective_budget(const struct config *cfg, const char *provider,
+                             struct ledger_budget *out)
+{
+    const struct config_budget *b = config_find_budget(cfg, provider);
+    if (!b)
+        return false;
+    out->provider = provider;
+    out->limit_tokens = (int64_t)b->tokens;
+    switch (b->scope) {
+    case CONFIG_BUDGET_GLOBAL:
+        out->scope = LEDGER_SCOPE_GLOBAL;
+        out->name = "";
+        break;
+    case CONFIG_BUDGET_AGENT:
+        out->scope = LEDGER_SCOPE_AGENT;
+        out->name = cfg->agent;
+        break;
+    default:
+        out->scope = LEDGER_SCOPE_BOTTLE;
+        out->name = cfg->bottle;
+        break;
+    }
+    return true;
+}
+
+static const char *scope_words(enum ledger_scope s)
+{
+    return s == LEDGER_SCOPE_GLOBAL  ? "for every bottle on this host"
+           : s == LEDGER_SCOPE_AGENT ? "for this agent"
+                                     : "for this bottle";
+}
+
+/* Tells the runtime a budget ran out (one JSON line; never blocks the proxy). */
+static void emit_exhausted(const struct config *cfg, const struct ledger_budget *b, int64_t spent)
+{
+    log_warn("token budget exhausted", "bottle", cfg->bottle, "provider", b->provider, "scope",
+             ledger_scope_name(b->scope), NULL);
+    if (cfg->events_fd < 0)
+        return;
+    char line[512];
+    int n = snprintf(line, sizeof(line),
+                     "{\"event\":\"budget_exhausted\",\"bottle\":\"%s\",\"provider\":\"%s\","
+                     "\"scope\":\"%s\",\"limit\":%" PRId64 ",\"spent\":%" PRId64 "}\n",
+                     cfg->bottle, b->provider, ledger_scope_name(b->scope), b->limit_tokens, spent);
+    if (n > 0 && (size_t)n < sizeof(line) && write(cfg->events_fd, line, (size_t)n) != n)
+        log_warn("cannot tell the runtime", "error", strerror(errno), NULL);
+}
+
+static void refuse(struct proxy_verdict *out, int status, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void refuse(struct proxy_verdict *out, int status, const char *reason, const char *fmt, ...)
+{
+    out->status = status;
+    out->reason = reason;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out->message, sizeof(out->message), fmt, ap);
+    va_end(ap);
+}
+
+int meterhook_admit(struct meterhook *mh, const struct config *cfg,
+                    const struct proxy_request_view *v, const char *body, size_t len,
+                    struct meter_exchange **xs, struct proxy_verdict *out)
+{
+    *xs = NULL;
+    const char *provider = v->route ? v->route->metered : NULL;
+    if (!provider)
+        return 0;
+    enum meter_api api = meter_api_for_path(v->req->path.ptr, v->req->path.len);
+    if (api == METER_API_NONE)
+        return 0; /* token counting, model lists: nothing is spent */
+    if (!mh || !mh->lg) {
+        refuse(out, 503, REASON_METERING_UNAVAILABLE,
+               "this route is metered and the sidecar has no ledger to account with");
+        return 0;
+    }
+    struct meter_estimate est;
+    struct bottle_err err = {0};
+    int64_t tokens;
+    if (meter_estimate_request(api, body, len, &est, &err) == 0)
+        tokens = est.total_tokens;
+    else /* not JSON the estimator reads: the upstream will refuse it; reserve generously */
+        tokens = (int64_t)(len / 4) + METER_DEFAULT_OUTPUT_TOKENS;
+    struct ledger_budget b;
+    bool has = effective_budget(cfg, provider, &b);
+    struct ledger_subject who = {cfg->bottle, cfg->agent, provider};
+    struct ledger_denial d;
+    int64_t id = 0;
+    int rc = ledger_reserve_in(mh->lg, &who, tokens, has ? &b : NULL, has ? 1 : 0, &id, &d, &err);
+    if (rc == LEDGER_DOES_NOT_FIT) {
+        refuse(out, 429, REASON_BUDGET_EXHAUSTED,
+               "%s token budget exhausted: %" PRId64 " of %" PRId64
+               " tokens left %s, this request needs about %" PRId64,
+               provider, d.left_tokens, d.limit_tokens, scope_words(d.scope), tokens);
+        emit_exhausted(cfg, &b, d.spent_tokens);
+        return 0;
+    }
+    if (rc < 0) {
+        log_warn("ledger reservation failed", "error", err.msg, NULL);
+        refuse(out, 503, REASON_METERING_UNAVAILABLE, "the ledger cannot account for this request");
+        return 0;
+    }
+    struct meter_exchange *x = xcalloc(1, sizeof(*x));
+    x->reservation = id;
+    x->api = api;
+    snprintf(x->provider, sizeof(x->provider), "%s", provider);
+    *xs = x;
+    return 0;
+}
+
+void meterhook_response_head(struct meter_exchange *x, const struct http_response *resp)
+{
+    if (!x)
+        return;
+    x->status = resp->status_code;
+    const struct http_header *ct = http_header_find(resp->headers, resp->n_headers, "Content-Type");
+    const struct http_header *ce =
+        http_header_find(resp->headers, resp->n_headers, "Content-Encoding");
+    const struct http_header *rid = http_header_find(resp->headers, resp->n_headers, "request-id");
+    if (!rid)
+        rid = http_header_find(resp->headers, resp->n_headers, "x-request-id");
+    if (rid)
+        snprintf(x->request_id, sizeof(x->request_id), "%.*s", (int)rid->value.len, rid->value.ptr);
+    meter_free(x->meter);
+    x->meter = meter_new(x->api, ct ? ct->value.ptr : NULL, ct ? ct->value.len : 0,
+                         ce ? ce->value.ptr : NULL, ce ? ce->value.len : 0);
+}
+
+void meterhook_response_data(struct meter_exchange *x, const char *p, size_t n)
+{
+    if (x && x->meter)
+        meter_feed(x->meter, p, n);
+}
+
+void meterhook_end(struct meterhook *mh, const struct config *cfg, struct meter_exchange *x,
+                   bool complete)
+{
+    if (!x)
+        return;
+    struct meter_result res;
+    memset(&res, 0, sizeof(res));
+    res.status = METER_INCOMPLETE;
+    if (x->meter)
+        meter_finish(x->meter, &res);
+    struct ledger_record rec;
+    memset(&rec, 0, sizeof(rec));
+    rec.model = res.model;
+    rec.request_id = x->request_id;
+    bool answered_error = x->status >= 400 && complete;
+    if (answered_error) {
+        rec.complete = true; /* the provider refused it: nothing was generated */
+    } else {
+        rec.complete = complete && res.status == METER_FOUND;
+        if (res.have_usage)
+            memcpy(&rec.usage, &res.usage, sizeof(rec.usage));
+    }
+    struct bottle_err err = {0};
+    if (mh && mh->lg && ledger_settle(mh->lg, x->reservation, &rec, &err) < 0)
+        log_warn("ledger settle failed; the reservation stays charged", "error", err.msg, NULL);
+    struct ledger_budget b;
+    int64_t spent = 0;
+    if (mh && mh->lg && effective_budget(cfg, x->provider, &b) &&
+        ledger_spent(mh->lg, b.scope, b.name, b.provider, &spent, &err) == 0 &&
+        spent >= b.limit_tokens)
+        emit_exhausted(cfg, &b, spent);
+    meter_free(x->meter);
+    free(x);
+}
