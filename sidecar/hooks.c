@@ -1,14 +1,18 @@
 /* hooks — see hooks.h. */
 #include "sidecar/hooks.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
+#include "sidecar/dlp.h"
 #include "sidecar/meterhook.h"
 
 struct hooks {
     struct proxy *px;
     struct meterhook *meter;
+    struct dlp_engine *dlp;
 };
 
 /* Per-exchange state of every check. */
@@ -20,16 +24,75 @@ static unsigned wants(void *ctx, const struct proxy_request_view *v, size_t *bod
 {
     struct hooks *h = ctx;
     unsigned w = meterhook_wants(v);
+    if (v->route && v->route->dlp.outbound && h->dlp)
+        w |= PROXY_WANT_REQUEST_BODY;
     if (w & PROXY_WANT_REQUEST_BODY)
         *body_limit = h->px->cfg->scan_limit;
     return w;
+}
+
+/* Headers the sidecar strips or replaces before forwarding are not the agent's to leak. */
+static bool stripped_header(const struct route *r, const struct http_header *hd)
+{
+    return http_slice_eq_ci(hd->name, "Authorization") ||
+           http_slice_eq_ci(hd->name, "Proxy-Authorization") ||
+           (r->auth.kind == AUTH_HEADER && r->auth.header &&
+            http_slice_eq_ci(hd->name, r->auth.header));
+}
+
+/*
+ * Outbound DLP over the whole request: refuses (out), passes, or hands back
+ * a redacted body. A match the policy would redact in the request head is
+ * refused: only bodies can be replaced.
+ */
+static void outbound_dlp(struct hooks *h, const struct proxy_request_view *v, const char *body,
+                         size_t len, struct buf *replacement, struct proxy_verdict *out)
+{
+    const struct http_request *req = v->req;
+    struct http_header *kept = xcalloc(req->n_headers + 1, sizeof(*kept));
+    size_t n = 0;
+    for (size_t i = 0; i < req->n_headers; i++)
+        if (!stripped_header(v->route, &req->headers[i]))
+            kept[n++] = req->headers[i];
+    struct dlp_request dr = {v->host, req->path.ptr, req->path.len, kept, n, NULL, body, len};
+    struct dlp_redacted red;
+    memset(&red, 0, sizeof(red));
+    struct dlp_verdict verdict;
+    memset(&verdict, 0, sizeof(verdict));
+    dlp_check_request(h->dlp, &v->route->dlp, &dr, &red, &verdict, NULL);
+    if (verdict.action == DLP_REDACT && (red.target || red.n_headers)) {
+        verdict.action = DLP_REFUSE;
+        verdict.status = 403;
+        verdict.reason = DLP_REASON_REDACT_FAILED;
+        size_t m = strlen(verdict.message);
+        snprintf(verdict.message + m, sizeof(verdict.message) - m,
+                 "; only a body can be redacted, this is in the request head");
+    }
+    if (verdict.action == DLP_REFUSE) {
+        out->status = verdict.status ? verdict.status : 403;
+        out->reason = verdict.reason ? verdict.reason : DLP_REASON_BLOCKED;
+        snprintf(out->message, sizeof(out->message), "%s", verdict.message);
+    } else if (verdict.action == DLP_REDACT && red.body_changed) {
+        buf_append(replacement, red.body.data, red.body.len);
+        log_info("outbound secrets redacted", "host", v->host, "what", verdict.message, NULL);
+    }
+    dlp_redacted_free(&red);
+    free(kept);
 }
 
 static int request_body(void *ctx, const struct proxy_request_view *v, void **xs, const char *body,
                         size_t len, struct buf *replacement, struct proxy_verdict *out)
 {
     struct hooks *h = ctx;
-    (void)replacement;
+    if (v->route && v->route->dlp.outbound && h->dlp) {
+        outbound_dlp(h, v, body, len, replacement, out);
+        if (out->reason)
+            return 0; /* refused for a leak: nothing is reserved */
+        if (replacement->len) {
+            body = replacement->data;
+            len = replacement->len;
+        }
+    }
     struct meter_exchange *mx = NULL;
     meterhook_admit(h->meter, h->px->cfg, v, body, len, &mx, out);
     if (mx) {
@@ -44,14 +107,16 @@ static void response_head(void *ctx, void *xs, const struct http_response *resp)
 {
     (void)ctx;
     struct hooks_exchange *x = xs;
-    meterhook_response_head(x->meter, resp);
+    if (x)
+        meterhook_response_head(x->meter, resp);
 }
 
 static int response_data(void *ctx, void *xs, const char *p, size_t n)
 {
     (void)ctx;
     struct hooks_exchange *x = xs;
-    meterhook_response_data(x->meter, p, n);
+    if (x)
+        meterhook_response_data(x->meter, p, n);
     return 0;
 }
 
@@ -59,17 +124,39 @@ static void exchange_end(void *ctx, void *xs, bool complete)
 {
     struct hooks *h = ctx;
     struct hooks_exchange *x = xs;
+    if (!x)
+        return;
     meterhook_end(h->meter, h->px->cfg, x->meter, complete);
     free(x);
+}
+
+/* Every value the agent must not send: the real tokens, the canary and the placeholders. */
+static int build_dlp(struct hooks *h, const struct config *cfg, const struct config_tokens *tokens,
+                     struct bottle_err *err)
+{
+    struct strv secrets = STRV_INIT;
+    for (size_t i = 0; tokens && i < tokens->len; i++)
+        if (tokens->items[i].value && tokens->items[i].value[0])
+            strv_push(&secrets, tokens->items[i].value);
+    for (size_t i = 0; i < cfg->n_secrets; i++)
+        strv_push(&secrets, cfg->secrets[i]);
+    struct dlp_config dc;
+    memset(&dc, 0, sizeof(dc));
+    h->dlp = dlp_engine_new(&dc, &secrets, err);
+    for (size_t i = 0; i < secrets.len; i++)
+        memset(secrets.items[i], 0, strlen(secrets.items[i]));
+    strv_free(&secrets);
+    return h->dlp ? 0 : -(err->code ? err->code : EINVAL);
 }
 
 int hooks_install(struct proxy *px, const struct config *cfg, const struct config_tokens *tokens,
                   struct hooks **out, struct bottle_err *err)
 {
-    (void)tokens;
     struct hooks *h = xcalloc(1, sizeof(*h));
     h->px = px;
-    int rc = meterhook_open(cfg, &h->meter, err);
+    int rc = build_dlp(h, cfg, tokens, err);
+    if (rc == 0)
+        rc = meterhook_open(cfg, &h->meter, err);
     if (rc < 0) {
         hooks_free(h);
         *out = NULL;
@@ -90,5 +177,6 @@ void hooks_free(struct hooks *h)
     if (!h)
         return;
     meterhook_close(h->meter);
+    dlp_engine_free(h->dlp);
     free(h);
 }
