@@ -1,0 +1,148 @@
+#!/bin/sh
+# Metering, budget admission and outbound DLP in bottle-proxy, against the fake
+# LLM upstream on loopback: recorded usage equals the upstream's ground truth
+# (JSON, SSE with several message_delta events, gzip, OpenAI chat and
+# responses), a budget that runs out refuses with a 429 in the provider's error
+# shape and tells the runtime, parallel requests never overshoot, an
+# interrupted stream is charged, and secrets in a request are blocked or
+# redacted before the upstream sees them.
+. "$BOTTLE_SRC/tests/lib.sh"
+. "$BOTTLE_SRC/tests/fixtures/sidecar_env.sh"
+
+N=14
+plan $N
+for tool in curl openssl python3; do
+    if ! command -v $tool >/dev/null; then
+        for i in $(seq $N); do skip "sidecar_meter $i" "" "$tool missing"; done
+        exit 0
+    fi
+done
+
+make_pki || { fail "test PKI"; exit 1; }
+: >"$W/llm.log"
+python3 "$FIX/fake_llm.py" --host 127.0.0.1 --port 0 --port-file "$W/llm.port" --log "$W/llm.log" \
+    --cert "$W/up.pem" --key "$W/up-key.pem" --input-tokens 11 --output-tokens 7 \
+    --cache-creation-input-tokens 3 --cache-read-input-tokens 5 &
+PIDS="$PIDS $!"
+wait_file "$W/llm.port" || { fail "fake LLM"; exit 1; }
+UP=$(cat "$W/llm.port")
+PLAIN=1
+CANARY=PURPLE_WALRUS_SECRET_$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
+DB="$W/ledger/bottle.db"
+
+start_metered() { # BUDGET DLP_POLICY
+    [ -n "${PROXY_PID:-}" ] && kill "$PROXY_PID" 2>/dev/null && wait "$PROXY_PID" 2>/dev/null
+    ROUTES='[{"host": "api.test:'$UP'", "metered": "claude",
+      "auth": {"scheme": "Bearer", "token_ref": "API_TOKEN"},
+      "dlp": {"outbound_on_match": "'$2'"}}]'
+    write_config "$W/cfg.json" "$ROUTES" ', "agent": "meter-agent", "ledger": "'$DB'",
+      "secrets": ["'$CANARY'"], "events_fd": 5,
+      "budgets": [{"provider": "claude", "tokens": '$1', "scope": "run", "source": "test"}]'
+    : >"$W/events"
+    rm -f "$W/px.port"
+    printf 'API_TOKEN=%s\n' "$TOKEN" >"$W/tokens"
+    "$BOTTLE_PROXY" --config "$W/cfg.json" --token-fd 3 --port-file "$W/px.port" 3<"$W/tokens" \
+        5>>"$W/events" 2>>"$W/proxy.log" &
+    PROXY_PID=$!
+    PIDS="$PIDS $PROXY_PID"
+    wait_file "$W/px.port" || return 1
+    PX=$(cut -d' ' -f1 "$W/px.port")
+}
+
+msg() { # FAKE_OPTS BODY_JSON
+    pcurl -H "X-Fake-LLM: $1" -H "Content-Type: application/json" -H "anthropic-version: 2023-06-01" \
+        --data "$2" "https://api.test:$UP/v1/messages"
+}
+sql() { python3 -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print("\n".join("|".join(str(x) for x in r) for r in c.execute(sys.argv[2])))' "$DB" "$1"; }
+last_usage() { sql "SELECT input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens, complete FROM usage ORDER BY id DESC LIMIT 1"; }
+REQ='{"model": "m", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}'
+SREQ='{"model": "m", "max_tokens": 100, "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
+
+start_metered 1000000 block || { fail "proxy start" "$(cat "$W/proxy.log")"; exit 1; }
+
+# 1: JSON usage recorded exactly
+out=$(msg "" "$REQ")
+u=$(last_usage)
+if echo "$out" | grep -q '"usage"' && [ "$u" = "11|7|3|5|1" ]; then ok "JSON response: usage recorded exactly (11/7/3/5)"; else fail "JSON usage" "$u" "$out" "$(tail -5 "$W/proxy.log")"; fi
+# 2: SSE with several cumulative message_delta events
+out=$(msg "message_deltas=4&output_tokens=40&input_tokens=21" "$SREQ")
+u=$(last_usage)
+if echo "$out" | grep -q message_stop && [ "$u" = "21|40|3|5|1" ]; then ok "SSE with 4 cumulative message_delta events: the last value kept, never summed"; else fail "SSE usage" "$u" "$out"; fi
+# 3: gzip-encoded SSE
+msg "gzip=force&output_tokens=33" "$SREQ" --compressed >"$W/gz.out"
+u=$(last_usage)
+if grep -q message_stop "$W/gz.out" && [ "$u" = "11|33|3|5|1" ]; then ok "gzip SSE metered through the encoding"; else fail "gzip usage" "$u"; fi
+# 4: OpenAI chat streaming with include_usage, and responses
+pcurl -H "Content-Type: application/json" -H "X-Fake-LLM: input_tokens=13&output_tokens=17&cache_read_input_tokens=0&cache_creation_input_tokens=0" \
+    --data '{"model": "m", "max_tokens": 50, "stream": true, "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "hi"}]}' \
+    "https://api.test:$UP/v1/chat/completions" >"$W/chat.out"
+u1=$(last_usage)
+pcurl -H "Content-Type: application/json" -H "X-Fake-LLM: input_tokens=19&output_tokens=23&cache_read_input_tokens=0&cache_creation_input_tokens=0" \
+    --data '{"model": "m", "max_output_tokens": 50, "stream": true, "input": "hi"}' \
+    "https://api.test:$UP/v1/responses" >"$W/resp.out"
+u2=$(last_usage)
+if [ "$u1" = "13|17|0|0|1" ] && [ "$u2" = "19|23|0|0|1" ]; then ok "OpenAI chat (final usage chunk) and responses (response.completed) metered"; else fail "openai usage" "$u1" "$u2" "$(tail -3 "$W/chat.out")"; fi
+# 5: an interrupted stream is recorded incomplete and charged at least the reservation
+msg "cut_after=2" "$SREQ" >/dev/null 2>&1
+r=$(sql "SELECT complete, charged_tokens >= 100 FROM usage ORDER BY id DESC LIMIT 1")
+if [ "$r" = "0|1" ]; then ok "interrupted stream: recorded incomplete, charged the reservation"; else fail "interrupted" "$r"; fi
+# 6: the agent's Authorization never reaches the upstream; the real token does
+if grep '"/v1/messages"' "$W/llm.log" | tail -1 | grep -q "Bearer $TOKEN"; then ok "metered route: the real token injected"; else fail "token" "$(tail -1 "$W/llm.log")"; fi
+
+# 7-8: a budget that runs out: 429 in the provider's error shape, the runtime told
+start_metered 150 block || { fail "proxy restart"; exit 1; }
+code=$(pcurl -o "$W/429.out" -w '%{http_code}' -H "Content-Type: application/json" --data "$REQ" "https://api.test:$UP/v1/messages")
+if [ "$code" = 429 ] && python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); e=d["error"]; assert d["type"]=="error" and e["type"] and "budget" in e["message"] and d["reason"]=="budget_exhausted"' "$W/429.out"; then
+    ok "exhausted budget: 429 budget_exhausted with an Anthropic/OpenAI-shaped error body"
+else fail "429" "$code" "$(cat "$W/429.out")"; fi
+if grep -q '"event":"budget_exhausted".*"provider":"claude"' "$W/events"; then ok "exhaustion reported on the events descriptor"; else fail "event" "$(cat "$W/events")"; fi
+
+# 9: 64 parallel streams against a budget smaller than their total never overshoot
+sql "DELETE FROM usage" >/dev/null; sql "DELETE FROM reservation" >/dev/null
+start_metered 3000 block || { fail "proxy restart"; exit 1; }
+i=0
+while [ $i -lt 64 ]; do
+    (pcurl -o "$W/par.$i" -w '%{http_code}\n' -H "Content-Type: application/json" -H "X-Fake-LLM: delay_ms=20&input_tokens=10&output_tokens=90&cache_read_input_tokens=0&cache_creation_input_tokens=0" \
+        --data "$SREQ" "https://api.test:$UP/v1/messages" >"$W/code.$i") &
+    i=$((i + 1))
+done
+wait_jobs=0
+while [ "$(ls "$W"/code.* 2>/dev/null | wc -l)" -lt 64 ] || grep -L . "$W"/code.* 2>/dev/null | grep -q .; do
+    sleep 0.2; wait_jobs=$((wait_jobs + 1)); [ $wait_jobs -gt 300 ] && break
+done
+okc=$(cat "$W"/code.* | grep -c '^200$')
+refused=$(cat "$W"/code.* | grep -c '^429$')
+charged=$(sql "SELECT coalesce(sum(charged_tokens),0) FROM usage")
+if [ $((okc + refused)) -eq 64 ] && [ "$refused" -gt 0 ] && [ "$charged" -le 3000 ]; then
+    ok "64 parallel streams, budget 3000: $okc admitted ($charged tokens charged, never over), $refused refused with 429"
+else fail "parallel" "ok=$okc refused=$refused charged=$charged"; fi
+
+# 10-13: outbound DLP
+start_metered 1000000 block || { fail "proxy restart"; exit 1; }
+before=$(wc -l <"$W/llm.log")
+code=$(pcurl -o "$W/dlp.out" -w '%{http_code}' -H "Content-Type: application/json" \
+    --data '{"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "the key is '$CANARY'"}]}' \
+    "https://api.test:$UP/v1/messages")
+after=$(wc -l <"$W/llm.log")
+if [ "$code" = 403 ] && grep -q dlp_blocked "$W/dlp.out" && [ "$before" = "$after" ] && ! grep -q "$CANARY" "$W/dlp.out" "$W/proxy.log"; then
+    ok "block: the canary in a body is refused (403 dlp_blocked) before the upstream; never echoed or logged"
+else fail "dlp block" "$code" "$(cat "$W/dlp.out")"; fi
+code=$(pcurl -o "$W/dlp2.out" -w '%{http_code}' "https://api.test:$UP/v1/models?k=$TOKEN")
+if [ "$code" = 403 ] && ! grep -q "$TOKEN" "$W/dlp2.out"; then ok "block: the real token in a query is refused"; else fail "dlp query" "$code" "$(cat "$W/dlp2.out")"; fi
+start_metered 1000000 redact || { fail "proxy restart"; exit 1; }
+code=$(pcurl -o "$W/dlp3.out" -w '%{http_code}' -H "Content-Type: application/json" \
+    --data '{"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "the key is '$CANARY'"}]}' \
+    "https://api.test:$UP/v1/messages")
+last=$(tail -1 "$W/llm.log")
+if [ "$code" = 200 ] && echo "$last" | grep -q 'REDACTED' && ! echo "$last" | grep -q "$CANARY"; then
+    ok "redact: the upstream receives the body with the canary replaced"
+else fail "dlp redact" "$code" "$last"; fi
+code=$(pcurl -o "$W/dlp4.out" -w '%{http_code}' -H "X-Debug: $CANARY" "https://api.test:$UP/v1/models")
+if [ "$code" = 403 ] && grep -q dlp_redaction_failed "$W/dlp4.out"; then ok "redact: a secret in a header cannot be redacted and is refused"; else fail "dlp head redact" "$code" "$(cat "$W/dlp4.out")"; fi
+
+# 14: a sidecar without a ledger refuses metered requests (fails closed)
+kill "$PROXY_PID" 2>/dev/null; wait "$PROXY_PID" 2>/dev/null
+write_config "$W/cfg2.json" '[{"host": "api.test:'$UP'", "metered": "claude", "auth": {"scheme": "Bearer", "token_ref": "API_TOKEN"}}]'
+start_proxy "$W/cfg2.json" || { fail "proxy start"; exit 1; }
+code=$(pcurl -o "$W/nol.out" -w '%{http_code}' -H "Content-Type: application/json" --data "$REQ" "https://api.test:$UP/v1/messages")
+if [ "$code" = 503 ] && grep -q metering_unavailable "$W/nol.out"; then ok "no ledger: metered requests refused (503 metering_unavailable)"; else fail "no ledger" "$code" "$(cat "$W/nol.out")"; fi
