@@ -20,6 +20,8 @@ static const struct command commands[] = {
     {"info", cmd_info, "show an agent or a bottle, resolved"},
     {"policy", cmd_policy, "ask the route matcher whether a request would pass"},
     {"stop", cmd_stop, "stop a running bottle and tear it down"},
+    {"freeze", cmd_freeze, "stop every process of a bottle where it is (thaw: resume)"},
+    {"thaw", cmd_thaw, "resume a frozen bottle"},
     {"cleanup", cmd_cleanup, "remove what crashed bottles left behind (--dry-run: list it)"},
     {"doctor", cmd_doctor, "report what this host can enforce"},
     {"usage", cmd_usage, "bytes, packets and connects of bottles, from the kernel counters"},

@@ -15,12 +15,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <netlink/netlink.h>
+#include <netlink/route/link.h>
+
 #include "common/buf.h"
 #include "common/fs.h"
+#include "common/json.h"
 #include "runtime/args.h"
 #include "runtime/bpf_policy.h"
 #include "runtime/cgroup.h"
 #include "runtime/cli.h"
+#include "runtime/control.h"
 #include "runtime/controller_internal.h"
 #include "runtime/netns.h"
 #include "runtime/state.h"
@@ -28,17 +33,47 @@
 static const char stop_help[] =
     "usage: bottle stop <slug> [--timeout SECONDS]\n"
     "\n"
-    "Asks the bottle's controller to stop the agent (SIGTERM, forwarded to the\n"
-    "agent) and tear the bottle down, and waits until it has (default 15 s).\n";
+    "Asks the bottle's controller, through its control socket, to stop the agent\n"
+    "(SIGTERM, then SIGKILL when it has not exited 2 s before the timeout) and\n"
+    "tear the bottle down, and waits until it has (default 15 s). Without the\n"
+    "socket, signals the controller's process, which forwards SIGTERM.\n";
 
 static const char cleanup_help[] =
-    "usage: bottle cleanup [--dry-run]\n"
+    "usage: bottle cleanup [--dry-run] [<slug>...]\n"
     "\n"
     "Removes what crashed bottles left behind: state directories nobody holds,\n"
     "cgroups under <cgroup2>/bottle/, BPF pins under <bpffs>/bottle/, network\n"
-    "namespaces /run/netns/bottle-* (and their veths), stale lock files and\n"
-    "control sockets. Running bottles are never touched. With --dry-run, only\n"
-    "lists what it would remove.\n";
+    "namespaces /run/netns/bottle-* (and their veths), host links bh-* whose\n"
+    "peer is in no bottle's namespace, stale lock files and control sockets.\n"
+    "Running bottles are never touched. With slugs, only those bottles (and\n"
+    "orphan links, which belong to none). With --dry-run, only lists what it\n"
+    "would remove.\n";
+
+/*
+ * Through the control socket: SIGTERM to the agent, SIGKILL after the grace
+ * period (most of the caller's timeout). Fails when no controller answers,
+ * and the caller falls back to signalling the controller's pid.
+ */
+static int ask_controller_to_stop(const char *slug, long timeout_s)
+{
+    struct bottle_err err = {0};
+    char *home = NULL;
+    if (state_home(&home, &err) < 0)
+        return -1;
+    char *path = control_socket_path(home, slug);
+    free(home);
+    cJSON *req = cJSON_CreateObject();
+    json_add_str(req, "cmd", "stop");
+    json_add_num(req, "timeout", timeout_s > 2 ? (double)(timeout_s - 2) : 0.0);
+    cJSON *resp = NULL;
+    int rc = control_request(path, req, 5000, &resp, &err);
+    free(path);
+    cJSON_Delete(req);
+    if (rc == 0 && !json_get_bool(resp, "ok", false))
+        rc = -1;
+    cJSON_Delete(resp);
+    return rc;
+}
 
 int cmd_stop(int argc, char **argv)
 {
@@ -74,7 +109,7 @@ int cmd_stop(int argc, char **argv)
         err_set_kind(&err, ERR_KIND_USAGE, ENOENT, "no running bottle '%s'", slug);
         return cli_fail(&err);
     }
-    if (kill((pid_t)pid, SIGTERM) < 0) {
+    if (ask_controller_to_stop(slug, timeout_s) < 0 && kill((pid_t)pid, SIGTERM) < 0) {
         err_set(&err, errno, "cannot signal the controller of '%s' (pid %ld): %s", slug, pid,
                 strerror(errno));
         return cli_fail(&err);
@@ -195,6 +230,112 @@ static int cleanup_slug(const char *home, const char *slug, bool has_state, bool
     return failures ? -1 : 0;
 }
 
+/* ---- orphan veths ------------------------------------------------------------------- */
+
+/* Names of the links in the namespace at path that start with prefix. */
+static void links_in(int netns_fd, const char *prefix, struct strv *out)
+{
+    struct nl_sock *sk = NULL;
+    struct bottle_err ignored = {0};
+    if (netns_fd >= 0) {
+        if (netns_route_socket(netns_fd, &sk, &ignored) < 0)
+            return;
+    } else {
+        sk = nl_socket_alloc();
+        if (!sk || nl_connect(sk, NETLINK_ROUTE) < 0) {
+            if (sk)
+                nl_socket_free(sk);
+            return;
+        }
+    }
+    struct nl_cache *cache = NULL;
+    if (rtnl_link_alloc_cache(sk, AF_UNSPEC, &cache) == 0) {
+        for (struct nl_object *o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
+            const char *name = rtnl_link_get_name((struct rtnl_link *)o);
+            const char *type = rtnl_link_get_type((struct rtnl_link *)o);
+            if (name && str_starts_with(name, prefix) && type && !strcmp(type, "veth"))
+                strv_push(out, name);
+        }
+        nl_cache_free(cache);
+    }
+    nl_socket_free(sk);
+}
+
+/*
+ * Host-side veths (bh-<slot>) whose peer (bb-<slot>) is in no bottle's
+ * network namespace: what a bottle leaves when its namespace file went away
+ * before its links did. A bottle's veth is created with its peer already in
+ * the bottle's namespace, under the pool lock, so holding that lock while
+ * looking means a starting bottle's link is never taken for an orphan.
+ */
+static int cleanup_orphan_links(bool dry_run)
+{
+    int lock = open(NETNS_LOCK_PATH, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (lock >= 0 && flock(lock, LOCK_EX) < 0) {
+        close(lock);
+        lock = -1;
+    }
+    struct strv host = STRV_INIT, guests = STRV_INIT, slugs = STRV_INIT;
+    struct bottle_err e = {0};
+    links_in(-1, NETNS_HOST_IF_PREFIX, &host);
+    if (host.len)
+        netns_list_slugs(&slugs, &e);
+    for (size_t i = 0; i < slugs.len; i++) {
+        char *path = netns_path_for(slugs.items[i]);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        free(path);
+        if (fd >= 0) {
+            links_in(fd, NETNS_GUEST_IF_PREFIX, &guests);
+            close(fd);
+        }
+    }
+    int failures = 0;
+    struct nl_sock *sk = NULL;
+    for (size_t i = 0; i < host.len; i++) {
+        const char *name = host.items[i];
+        char *peer = xasprintf("%s%s", NETNS_GUEST_IF_PREFIX, name + strlen(NETNS_HOST_IF_PREFIX));
+        bool owned = strv_contains(&guests, peer);
+        free(peer);
+        if (owned)
+            continue;
+        printf("%sorphan link %s\n", dry_run ? "would remove " : "removing ", name);
+        if (dry_run)
+            continue;
+        if (!sk) {
+            sk = nl_socket_alloc();
+            if (sk && nl_connect(sk, NETLINK_ROUTE) < 0) {
+                nl_socket_free(sk);
+                sk = NULL;
+            }
+        }
+        struct rtnl_link *link = NULL;
+        int rc = sk ? rtnl_link_get_kernel(sk, 0, name, &link) : -NLE_NOMEM;
+        if (rc == 0) {
+            rc = rtnl_link_delete(sk, link);
+            rtnl_link_put(link);
+        }
+        if (rc < 0 && rc != -NLE_OBJ_NOTFOUND && rc != -NLE_NODEV) {
+            failures++;
+            fprintf(stderr, "bottle: cleanup: cannot delete link %s: %s\n", name, nl_geterror(rc));
+        }
+    }
+    if (sk)
+        nl_socket_free(sk);
+    size_t found = 0;
+    for (size_t i = 0; i < host.len; i++) {
+        char *peer =
+            xasprintf("%s%s", NETNS_GUEST_IF_PREFIX, host.items[i] + strlen(NETNS_HOST_IF_PREFIX));
+        found += !strv_contains(&guests, peer);
+        free(peer);
+    }
+    strv_free(&host);
+    strv_free(&guests);
+    strv_free(&slugs);
+    if (lock >= 0)
+        close(lock);
+    return failures ? -1 : (int)found;
+}
+
 int cmd_cleanup(int argc, char **argv)
 {
     if (cli_wants_help(argc, argv)) {
@@ -202,15 +343,19 @@ int cmd_cleanup(int argc, char **argv)
         return 0;
     }
     bool dry_run = false;
+    struct strv only = STRV_INIT;
     struct args a;
     args_init(&a, argc, argv);
     int kind;
     while ((kind = args_next(&a)) != 0) {
-        if (args_is(&a, "--dry-run")) {
+        if (kind == 2 && state_slug_valid(a.cur)) {
+            strv_push(&only, a.cur);
+        } else if (args_is(&a, "--dry-run")) {
             if (!args_no_value(&a))
                 return EXIT_USAGE;
             dry_run = true;
         } else {
+            strv_free(&only);
             return cli_usage_error("cleanup", "unexpected argument '%s'", a.cur);
         }
     }
@@ -239,9 +384,14 @@ int cmd_cleanup(int argc, char **argv)
     size_t found = 0;
     for (size_t i = 0; i < slugs.len; i++) {
         const char *slug = slugs.items[i];
-        /* Only the controller's own lock counts: the state lock may be held by an orphaned init. */
-        if (controller_slug_live(slug))
+        if (only.len && !strv_contains(&only, slug))
             continue;
+        /* Only the controller's own lock counts: the state lock may be held by an orphaned init. */
+        if (controller_slug_live(slug)) {
+            if (only.len)
+                printf("%s: running; left alone\n", slug);
+            continue;
+        }
         found++;
         if (cleanup_slug(home, slug, strv_contains(&states, slug), dry_run) < 0)
             failures++;
@@ -251,8 +401,14 @@ int cmd_cleanup(int argc, char **argv)
             free(lock);
         }
     }
+    int links = cleanup_orphan_links(dry_run);
+    if (links < 0)
+        failures++;
+    else
+        found += (size_t)links;
     if (found == 0)
         printf("bottle: nothing to clean up\n");
+    strv_free(&only);
     strv_free(&slugs);
     strv_free(&states);
     free(state_dir);

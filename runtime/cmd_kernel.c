@@ -17,8 +17,11 @@
 #include <unistd.h>
 
 #include "common/json.h"
+#include "common/log.h"
 #include "runtime/bpf_policy.h"
 #include "runtime/cgroup.h"
+#include "runtime/control.h"
+#include "runtime/state.h"
 
 static const char usage_help[] =
     "usage: bottle usage [<bottle>] [--json] [--watch]\n"
@@ -115,6 +118,22 @@ static int read_bottle(const char *slug, struct bottle_stats *s, bool *cutoff,
         rc = bpf_policy_cutoff_state(p, cutoff, err);
     bpf_policy_close(p);
     return rc;
+}
+
+int kernel_usage_json(const char *slug, cJSON *obj, struct bottle_err *err)
+{
+    struct bottle_stats s;
+    bool cutoff = false, kill = false;
+    int rc = read_bottle(slug, &s, &cutoff, err);
+    if (rc == 0)
+        rc = bpf_policy_kill_switch(&kill, err);
+    if (rc < 0)
+        return rc;
+    for (size_t f = 0; f < sizeof(stat_fields) / sizeof(stat_fields[0]); f++)
+        json_add_num(obj, stat_fields[f].key, (double)stat_value(&s, f));
+    json_add_bool(obj, "cut_off", cutoff);
+    json_add_bool(obj, "kill_switch", kill);
+    return 0;
 }
 
 static int usage_once(const struct strv *slugs, bool json)
@@ -258,25 +277,83 @@ static int abort_connections(const char *slug, struct bottle_err *err)
     return rc < 0 ? rc : (int)total;
 }
 
+int kernel_cutoff(const char *slug, bool restore, int *aborted, struct bottle_err *err)
+{
+    *aborted = 0;
+    int rc = bpf_policy_set_cutoff(slug, !restore, err);
+    if (rc < 0 || restore)
+        return rc;
+    struct bottle_err e;
+    err_clear(&e);
+    int n = abort_connections(slug, &e);
+    if (n >= 0) {
+        *aborted = n;
+        return 0;
+    }
+    *aborted = -1;
+    if (e.code == ENOTSUP) {
+        *err = e; /* for the message; the cutoff itself holds */
+        return 0;
+    }
+    *err = e;
+    return -(e.code ? e.code : EIO);
+}
+
+static void print_cutoff(const char *slug, bool restore, int aborted, const char *why)
+{
+    if (restore)
+        printf("bottle %s: traffic restored\n", slug);
+    else if (aborted < 0)
+        printf("bottle %s: cut off; new connections are refused\n", slug);
+    else
+        printf("bottle %s: cut off; new connections are refused, %d established aborted\n", slug,
+               aborted);
+    if (!restore && aborted < 0)
+        fprintf(stderr, "bottle: %s: established connections stall instead of aborting: %s\n", slug,
+                why && *why ? why : "socket destroy unavailable");
+}
+
+/* Through the controller when one serves the bottle (it logs the action), else directly. */
 static int cutoff_one(const char *slug, bool restore)
 {
     struct bottle_err err;
     err_clear(&err);
-    if (bpf_policy_set_cutoff(slug, !restore, &err) < 0)
+    char *home = NULL;
+    if (state_home(&home, &err) == 0) {
+        char *path = control_socket_path(home, slug);
+        cJSON *req = cJSON_CreateObject();
+        json_add_str(req, "cmd", "cutoff");
+        if (restore)
+            json_add_bool(req, "restore", true);
+        cJSON *resp = NULL;
+        struct bottle_err cerr;
+        err_clear(&cerr);
+        int rc = access(path, F_OK) == 0 ? control_request(path, req, 10000, &resp, &cerr) : -1;
+        cJSON_Delete(req);
+        free(path);
+        free(home);
+        if (rc == 0) {
+            int code = 0;
+            if (json_get_bool(resp, "ok", false)) {
+                print_cutoff(slug, restore, (int)json_get_num(resp, "aborted", -1),
+                             json_get_str(resp, "warning"));
+            } else {
+                fprintf(stderr, "bottle: %s: %s\n", slug,
+                        json_get_str(resp, "error") ? json_get_str(resp, "error") : "refused");
+                code = EXIT_RUNTIME;
+            }
+            cJSON_Delete(resp);
+            return code;
+        }
+    }
+    err_clear(&err);
+    int aborted = 0;
+    int rc = kernel_cutoff(slug, restore, &aborted, &err);
+    if (rc < 0 && aborted == 0)
         return fail(&err);
-    if (restore) {
-        printf("bottle %s: traffic restored\n", slug);
-        return 0;
-    }
-    int n = abort_connections(slug, &err);
-    if (n < 0) {
-        printf("bottle %s: cut off; new connections are refused\n", slug);
-        fprintf(stderr, "bottle: %s: established connections stall instead of aborting: %s\n", slug,
-                err.msg);
-        return err.code == ENOTSUP ? 0 : err_exit_code(&err);
-    }
-    printf("bottle %s: cut off; new connections are refused, %d established aborted\n", slug, n);
-    return 0;
+    log_info(restore ? "cutoff restored" : "cutoff", "slug", slug, "via", "pins", NULL);
+    print_cutoff(slug, restore, aborted, err.msg);
+    return rc < 0 ? err_exit_code(&err) : 0;
 }
 
 int cmd_cutoff(int argc, char **argv)
@@ -326,6 +403,75 @@ int cmd_cutoff(int argc, char **argv)
            slugs.len, aborted);
     strv_free(&slugs);
     return 0;
+}
+
+/* ---- freeze, thaw ---------------------------------------------------------------------- */
+
+static const char freeze_help[] =
+    "usage: bottle freeze <bottle>\n"
+    "       bottle thaw <bottle>\n"
+    "\n"
+    "freeze stops every process of the bottle's agent where it is (cgroup.freeze):\n"
+    "nothing runs, nothing is lost, the sidecar stays up. thaw lets it continue.\n"
+    "Goes through the bottle's controller when it runs, else acts on the cgroup.\n";
+
+static int freeze_or_thaw(int argc, char **argv, bool freeze)
+{
+    const char *cmd = freeze ? "freeze" : "thaw", *slug = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(freeze_help, stdout);
+            return 0;
+        } else if (argv[i][0] == '-') {
+            return usage_error(cmd, "unknown option '%s'", argv[i]);
+        } else if (!slug) {
+            slug = argv[i];
+        } else {
+            return usage_error(cmd, "unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (!slug)
+        return usage_error(cmd, "%s", "name the bottle");
+    if (!cgroup_slug_valid(slug))
+        return usage_error(cmd, "'%s' is not a bottle name", slug);
+    struct bottle_err err;
+    err_clear(&err);
+    char *home = NULL;
+    if (state_home(&home, &err) < 0)
+        return fail(&err);
+    char *path = control_socket_path(home, slug);
+    bool have_socket = access(path, F_OK) == 0;
+    free(path);
+    int rc = have_socket ? control_simple(home, slug, cmd, 10000, NULL, &err) : -ENOENT;
+    free(home);
+    if (rc == 0) {
+        printf("bottle %s: %s\n", slug, freeze ? "frozen" : "thawed");
+        return 0;
+    }
+    if (rc != -ENOENT && rc != -ECONNREFUSED)
+        return fail(&err);
+    /* No controller: act on the cgroup itself, as `bottle cutoff` acts on the pins. */
+    err_clear(&err);
+    struct cgroup_bottle cg;
+    if (cgroup_bottle_open(slug, &cg, &err) < 0)
+        return fail(&err);
+    rc = freeze ? cgroup_freeze(cg.agent_fd, 5000, &err) : cgroup_thaw(cg.agent_fd, 5000, &err);
+    cgroup_bottle_close(&cg);
+    if (rc < 0)
+        return fail(&err);
+    log_info(freeze ? "frozen" : "thawed", "slug", slug, "via", "cgroup", NULL);
+    printf("bottle %s: %s\n", slug, freeze ? "frozen" : "thawed");
+    return 0;
+}
+
+int cmd_freeze(int argc, char **argv)
+{
+    return freeze_or_thaw(argc, argv, true);
+}
+
+int cmd_thaw(int argc, char **argv)
+{
+    return freeze_or_thaw(argc, argv, false);
 }
 
 /* ---- events ------------------------------------------------------------------------------ */

@@ -1,8 +1,13 @@
 /*
  * cmd_kernel — the kernel layer's subcommands: `bottle usage`, `bottle
- * cutoff`, `bottle events`, and the kernel section of `bottle doctor`.
+ * cutoff`, `bottle events`, `bottle freeze`/`thaw`, and the kernel section
+ * of `bottle doctor`, plus the helpers the controller's control socket
+ * shares with them.
  *
- * They work without a live controller, from the pins under <bpffs>/bottle/.
+ * They work without a live controller, from the pins under <bpffs>/bottle/
+ * and the bottle's cgroup; cutoff, freeze and thaw go through the bottle's
+ * control socket when its controller serves one, so the action is logged
+ * there.
  * Each takes argv with argv[0] = the subcommand name, prints errors once as
  * "bottle: <message>" on stderr, and returns the process exit code (0 ok,
  * 1 runtime failure, 2 usage error, 3 refused).
@@ -12,11 +17,28 @@
 
 #include <cjson/cJSON.h>
 
+#include <stdbool.h>
+
 #include "common/buf.h"
+#include "common/err.h"
 
 int cmd_usage(int argc, char **argv);
 int cmd_cutoff(int argc, char **argv);
 int cmd_events(int argc, char **argv);
+int cmd_freeze(int argc, char **argv);
+int cmd_thaw(int argc, char **argv);
+
+/*
+ * A bottle's kernel counters from its pins, added to obj under the keys
+ * `bottle usage --json` uses, plus "cut_off" and "kill_switch".
+ */
+int kernel_usage_json(const char *slug, cJSON *obj, struct bottle_err *err);
+/*
+ * Sets (or with restore clears) the bottle's cutoff flag, then aborts its
+ * established connections: *aborted is how many, or -1 when socket destroy
+ * is unavailable (err then says why and 0 is returned: the flag holds).
+ */
+int kernel_cutoff(const char *slug, bool restore, int *aborted, struct bottle_err *err);
 
 /*
  * Which policy programs load and attach on this host and whether socket

@@ -1,12 +1,16 @@
 /*
  * `bottle list`, `bottle info` and `bottle policy test`: read-only views of
- * the manifests, through the same resolution and matcher as `bottle start`.
+ * the manifests, through the same resolution and matcher as `bottle start`,
+ * and of the bottles that run (`list active`: state directories, the
+ * controllers' locks and their control sockets).
  */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include "common/fs.h"
 #include "common/json.h"
@@ -14,6 +18,9 @@
 #include "manifest/route.h"
 #include "runtime/args.h"
 #include "runtime/cli.h"
+#include "runtime/control.h"
+#include "runtime/controller_internal.h"
+#include "runtime/state.h"
 
 /* ---- list ------------------------------------------------------------------ */
 
@@ -24,7 +31,10 @@ static const char list_help[] =
     "available: the agents and bottles found in ./.bottle/ and $BOTTLE_HOME (default\n"
     "~/.bottle), with the file that defines each (the project directory wins).\n"
     "Files are not parsed here: a broken file is listed and fails only when used.\n"
-    "active: bottles with a state directory under $BOTTLE_HOME/state/.\n";
+    "active: bottles with a state directory under $BOTTLE_HOME/state/: slug, agent,\n"
+    "backend, enforcement tier, when it started (local time) and its state:\n"
+    "running, frozen, cut_off (from the bottle's controller), starting, or stale\n"
+    "when no controller holds it any more (`bottle cleanup` removes it).\n";
 
 static void list_names(const struct manifest_index *idx, bool agents, bool json, cJSON *doc)
 {
@@ -54,6 +64,74 @@ static void list_names(const struct manifest_index *idx, bool agents, bool json,
     strv_free(&names);
 }
 
+struct active_row {
+    char *slug, *agent, *backend, *tier, *state;
+    time_t started;
+};
+
+static char *dup_or(const char *s, const char *dflt)
+{
+    return xstrdup(s && *s ? s : dflt);
+}
+
+/* What plan.json says, for a bottle whose controller does not answer. */
+static void row_from_state(const char *dir, struct active_row *r)
+{
+    struct buf b = BUF_INIT;
+    struct bottle_err ignored = {0};
+    char *plan = fs_join(dir, "plan.json");
+    cJSON *doc = NULL;
+    if (fs_read_file(plan, 4u << 20, &b, &ignored) == 0)
+        doc = cJSON_ParseWithLength(b.data ? b.data : "", b.len);
+    free(plan);
+    buf_free(&b);
+    r->agent = dup_or(json_get_str(cJSON_GetObjectItemCaseSensitive(doc, "agent"), "name"), "?");
+    r->backend = dup_or(json_get_str(doc, "backend"), "?");
+    r->tier = dup_or(
+        json_get_str(cJSON_GetObjectItemCaseSensitive(doc, "enforcement"), "available"), "?");
+    cJSON_Delete(doc);
+    char *pid = fs_join(dir, CONTROLLER_PID_FILE);
+    struct stat sb;
+    r->started = stat(pid, &sb) == 0 ? sb.st_mtime : stat(dir, &sb) == 0 ? sb.st_mtime : 0;
+    free(pid);
+}
+
+static void active_row(const char *home, const char *state_dir, const char *slug,
+                       struct active_row *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->slug = xstrdup(slug);
+    char *dir = fs_join(state_dir, slug);
+    bool live = controller_slug_live(slug);
+    cJSON *st = NULL;
+    struct bottle_err err = {0};
+    if (live && control_simple(home, slug, "status", 2000, &st, &err) == 0) {
+        r->agent = dup_or(json_get_str(st, "agent"), "?");
+        r->backend = dup_or(json_get_str(st, "backend"), "?");
+        r->tier = dup_or(json_get_str(st, "tier"), "?");
+        r->state = dup_or(json_get_str(st, "state"), "running");
+        struct tm tm;
+        memset(&tm, 0, sizeof(tm));
+        const char *started = json_get_str(st, "started");
+        r->started = started && strptime(started, "%Y-%m-%dT%H:%M:%SZ", &tm) ? timegm(&tm) : 0;
+        cJSON_Delete(st);
+    } else {
+        row_from_state(dir, r);
+        /* A live controller that does not answer yet is still starting its bottle. */
+        r->state = xstrdup(live ? "starting" : "stale");
+    }
+    free(dir);
+}
+
+static void active_row_free(struct active_row *r)
+{
+    free(r->slug);
+    free(r->agent);
+    free(r->backend);
+    free(r->tier);
+    free(r->state);
+}
+
 static int list_active(const struct manifest_index *idx, bool json)
 {
     char *state = fs_join(idx->home_dir, "state");
@@ -62,7 +140,7 @@ static int list_active(const struct manifest_index *idx, bool json)
     if (d) {
         struct dirent *de;
         while ((de = readdir(d)) != NULL) {
-            if (de->d_name[0] == '.')
+            if (de->d_name[0] == '.' || !state_slug_valid(de->d_name))
                 continue;
             char *p = fs_join(state, de->d_name);
             if (fs_is_dir(p))
@@ -71,21 +149,45 @@ static int list_active(const struct manifest_index *idx, bool json)
         }
         closedir(d);
     }
-    free(state);
     qsort(slugs.items, slugs.len, sizeof(char *), (int (*)(const void *, const void *))strcmp);
+    cJSON *doc = json ? cJSON_CreateObject() : NULL;
+    cJSON *arr = doc ? cJSON_AddArrayToObject(doc, "active") : NULL;
+    if (!json && slugs.len == 0)
+        printf("no active bottles\n");
+    else if (!json)
+        printf("%-28s %-14s %-8s %-12s %-19s %s\n", "SLUG", "AGENT", "BACKEND", "TIER", "STARTED",
+               "STATE");
+    for (size_t i = 0; i < slugs.len; i++) {
+        struct active_row r;
+        active_row(idx->home_dir, state, slugs.items[i], &r);
+        char local[32] = "-", utc[32] = "";
+        struct tm tm;
+        if (r.started) {
+            strftime(local, sizeof(local), "%Y-%m-%d %H:%M:%S", localtime_r(&r.started, &tm));
+            strftime(utc, sizeof(utc), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&r.started, &tm));
+        }
+        if (json) {
+            cJSON *o = cJSON_CreateObject();
+            json_add_str(o, "slug", r.slug);
+            json_add_str(o, "agent", r.agent);
+            json_add_str(o, "backend", r.backend);
+            json_add_str(o, "tier", r.tier);
+            json_add_str(o, "started", utc[0] ? utc : NULL);
+            json_add_str(o, "state", r.state);
+            cJSON_AddItemToArray(arr, o);
+        } else {
+            printf("%-28s %-14s %-8s %-12s %-19s %s\n", r.slug, r.agent, r.backend, r.tier, local,
+                   r.state);
+        }
+        active_row_free(&r);
+    }
     if (json) {
-        cJSON *doc = cJSON_CreateObject();
-        json_add_str_array(doc, "active", slugs.items, slugs.len);
         char *t = json_to_text(doc, true);
         fputs(t, stdout);
         free(t);
         cJSON_Delete(doc);
-    } else if (slugs.len == 0) {
-        printf("no active bottles\n");
-    } else {
-        for (size_t i = 0; i < slugs.len; i++)
-            printf("%s\n", slugs.items[i]);
     }
+    free(state);
     strv_free(&slugs);
     return 0;
 }

@@ -572,35 +572,6 @@ static int step_agent(struct controller *c, struct bottle_err *err)
     return rc;
 }
 
-/* Waits for the agent, forwarding SIGINT/SIGTERM/SIGHUP; notices a dead sidecar. */
-static int wait_agent(struct controller *c, const sigset_t *sigs, int *exit_code,
-                      struct bottle_err *err)
-{
-    bool told = false;
-    while (!child_exited(c->agent_pid)) {
-        struct timespec ts = {0, 100 * 1000 * 1000};
-        siginfo_t si;
-        int sig = sigtimedwait(sigs, &si, &ts);
-        if (sig > 0) {
-            char name[16];
-            snprintf(name, sizeof(name), "%d", sig);
-            log_info("forwarding signal to the agent", "slug", c->st.slug, "signal", name, NULL);
-            struct bottle_err ignored = {0};
-            native_stop(c->agent_pid, sig, 5000, &ignored);
-        }
-        if (!told && c->proxy_pid > 0 && child_exited(c->proxy_pid)) {
-            waitpid(c->proxy_pid, NULL, 0);
-            c->proxy_pid = 0;
-            told = true;
-            fprintf(stderr, "bottle: %s: the sidecar exited; the bottle has no egress now\n",
-                    c->st.slug);
-        }
-    }
-    int rc = native_wait(c->agent_pid, exit_code, err);
-    c->agent_pid = 0;
-    return rc;
-}
-
 /* ---- teardown ------------------------------------------------------------------------ */
 
 static void note(struct bottle_err *first, const struct bottle_err *e, const char *what)
@@ -615,6 +586,10 @@ static void note(struct bottle_err *first, const struct bottle_err *e, const cha
 int controller_teardown(struct controller *c, bool keep_state, struct bottle_err *err)
 {
     struct bottle_err first = {0}, e = {0};
+    if (c->have_control) {
+        control_server_close(&c->control); /* no operator acts on a bottle going away */
+        c->have_control = false;
+    }
     if (c->agent_pid > 0) {
         native_stop(c->agent_pid, SIGKILL, 0, &e);
         waitpid(c->agent_pid, NULL, 0);
@@ -695,6 +670,8 @@ int controller_start(const struct plan *plan, const struct controller_options *o
     c.live_fd = -1;
     c.cg.agent_fd = c.cg.proxy_fd = -1;
     c.nb.fd = -1;
+    c.control.listen_fd = -1;
+    c.started = time(NULL);
     *agent_exit = 0;
 
     sigset_t sigs, old;
@@ -729,12 +706,20 @@ int controller_start(const struct plan *plan, const struct controller_options *o
     if (rc == 0 && (rc = interrupted(&sigs, err)) == 0)
         rc = step_sidecar(&c, err);
     if (rc == 0 && (rc = interrupted(&sigs, err)) == 0)
+        rc = controller_control_open(&c, err);
+    if (rc == 0 && (rc = interrupted(&sigs, err)) == 0)
         rc = step_agent(&c, err);
     bool ran = rc == 0;
-    if (ran)
-        rc = wait_agent(&c, &sigs, agent_exit, err);
-    /* A start failure says what failed; the state would only repeat it. */
-    bool keep = ran && (rc < 0 || *agent_exit != 0);
+    if (ran) {
+        controller_audit(&c, "start", getuid(), "running");
+        rc = controller_serve(&c, &sigs, agent_exit, err);
+    }
+    /*
+     * A start failure says what failed; the state would only repeat it. An
+     * agent that failed on its own keeps its state for a post-mortem; one an
+     * operator ended (signal, stop, kill) does not.
+     */
+    bool keep = ran && (rc < 0 || (*agent_exit != 0 && !c.operator_ended));
     if (rc < 0 && !ran)
         err_prefix(err, "%s", c.st.slug ? c.st.slug : "start");
     struct bottle_err td = {0};

@@ -18,8 +18,9 @@
  *
  * Liveness. A running controller holds an flock on /run/bottle/live/<slug>.lock
  * (a POSIX record lock, host-wide, whatever $BOTTLE_HOME) and on
- * $BOTTLE_HOME/run/<slug>.lock;
- * `bottle cleanup` only touches slugs whose host-wide lock nobody holds.
+ * $BOTTLE_HOME/run/<slug>.lock, and serves $BOTTLE_HOME/run/<slug>.sock
+ * (control.h); `bottle cleanup` only touches slugs whose host-wide lock
+ * nobody holds.
  *
  * Never called from a multi-threaded process: the sidecar and the agent are
  * forked (clone3) from the calling thread.

@@ -8,15 +8,22 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <signal.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "runtime/cgroup.h"
+#include "runtime/control.h"
 #include "runtime/controller.h"
 #include "runtime/netns.h"
 #include "runtime/state.h"
 
 /* In the state directory: the controller's pid, for `bottle stop`. */
 #define CONTROLLER_PID_FILE "controller.pid"
+/* In the state directory: one line per operator action (control socket, signals). */
+#define CONTROLLER_ACTIONS_LOG "actions.log"
+/* How long a forwarded SIGINT/SIGTERM/SIGHUP or a stop waits before SIGKILL. */
+#define CONTROLLER_STOP_GRACE_MS 5000
 /* Longest token value passed to the sidecar (its own limit). */
 #define CONTROLLER_TOKEN_MAX 8192
 
@@ -41,7 +48,24 @@ struct controller {
     uint16_t proxy_port;
     pid_t proxy_pid;
     pid_t agent_pid;
+    time_t started;
+    struct control_server control;
+    bool have_control;
+    long long kill_at_ms; /* CLOCK_MONOTONIC deadline to SIGKILL the bottle; 0: none */
+    bool operator_ended;  /* a signal, stop or kill ended the agent: no state to keep */
 };
+
+/* Opens the bottle's control socket (c->control); see control.h. */
+int controller_control_open(struct controller *c, struct bottle_err *err);
+/*
+ * The run step: waits for the agent while serving the control socket,
+ * forwarding the signals in sigs (blocked by the caller) and noticing a dead
+ * sidecar. The agent's exit code in *exit_code (128 + signal when killed).
+ */
+int controller_serve(struct controller *c, const sigset_t *sigs, int *exit_code,
+                     struct bottle_err *err);
+/* Appends one line to the state directory's actions log and logs it. */
+void controller_audit(const struct controller *c, const char *action, uid_t by, const char *result);
 
 /* Undoes whatever c holds, every step even after a failure; first error in err. */
 int controller_teardown(struct controller *c, bool keep_state, struct bottle_err *err);
