@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "runtime/budget.h"
+#include "runtime/cmd_dashboard.h"
 #include "runtime/cmd_kernel.h"
 #include "runtime/controller.h"
 
@@ -27,6 +29,8 @@ static const struct command commands[] = {
     {"usage", cmd_usage, "bytes, packets and connects of bottles, from the kernel counters"},
     {"cutoff", cmd_cutoff, "cut a bottle's network off at once (or --restore it)"},
     {"events", cmd_events, "denied connection attempts of a bottle"},
+    {"budget", cmd_budget, "token budgets of bottles: limit, where declared, spent, left"},
+    {"dashboard", cmd_dashboard, "live view of every bottle's usage and state, with actions"},
 };
 
 static void print_main_help(FILE *f)

@@ -12,7 +12,9 @@
 #include <unistd.h>
 
 #include "runtime/cmd_dashboard.h"
+#include "common/fs.h"
 #include "runtime/dashboard.h"
+#include "runtime/ledger.h"
 #include "runtime/state.h"
 
 #define REFRESH_MS 1000
@@ -37,12 +39,31 @@ static const char dashboard_help[] =
     "\n"
     "Reading the kernel counters and acting on a bottle need root.\n";
 
-static dash_tokens_fn tokens_source;
+static struct ledger *dash_ledger;
 
-void cmd_dashboard_set_tokens(dash_tokens_fn fn)
+/* This bottle's spent tokens (settled plus reserved) from the host's ledger. */
+static int ledger_tokens(const char *home, const char *slug, const char *agent,
+                         const char *provider, uint64_t *used)
 {
-    tokens_source = fn;
+    (void)agent;
+    if (!dash_ledger) {
+        char *db = fs_join(home, LEDGER_FILE);
+        struct bottle_err err = {0};
+        if (access(db, F_OK) == 0 && ledger_open(db, &dash_ledger, &err) < 0)
+            dash_ledger = NULL;
+        free(db);
+        if (!dash_ledger)
+            return -ENOENT;
+    }
+    int64_t spent = 0;
+    struct bottle_err err = {0};
+    int rc = ledger_spent(dash_ledger, LEDGER_SCOPE_BOTTLE, slug, provider, &spent, &err);
+    if (rc == 0)
+        *used = spent > 0 ? (uint64_t)spent : 0;
+    return rc;
 }
+
+static dash_tokens_fn tokens_source = ledger_tokens;
 
 static void draw(const struct dash_model *m)
 {
@@ -191,5 +212,7 @@ int cmd_dashboard(int argc, char **argv)
         rc = run_tui(home);
     }
     free(home);
+    ledger_close(dash_ledger);
+    dash_ledger = NULL;
     return rc;
 }

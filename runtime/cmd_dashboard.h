@@ -8,7 +8,5 @@
 #include "runtime/dashboard.h"
 
 int cmd_dashboard(int argc, char **argv);
-/* Where token usage comes from (the ledger); unset: tokens show 0. */
-void cmd_dashboard_set_tokens(dash_tokens_fn fn);
 
 #endif

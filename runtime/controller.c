@@ -28,6 +28,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "runtime/bpf_policy.h"
+#include "runtime/budget.h"
 #include "runtime/cgroup.h"
 #include "runtime/controller_internal.h"
 #include "runtime/netns.h"
@@ -227,6 +228,22 @@ static int step_files(struct controller *c, struct bottle_err *err)
     return rc;
 }
 
+/* The canary's and the placeholders' values: made before the sidecar, which must know them. */
+static void make_secret_env(struct controller *c)
+{
+    for (size_t i = 0; i < c->plan->n_env; i++) {
+        const struct plan_env *e = &c->plan->env[i];
+        char hex[41];
+        if (e->source == ENV_SRC_CANARY) {
+            random_hex(hex, 20);
+            strv_push_owned(&c->secret_env, xasprintf("%s=%s", e->name, hex));
+        } else if (e->secret) {
+            random_hex(hex, 16);
+            strv_push_owned(&c->secret_env, xasprintf("%s=bottle-placeholder-%s", e->name, hex));
+        }
+    }
+}
+
 /* ---- sidecar ------------------------------------------------------------------------- */
 
 static char *proxy_listen_text(const struct controller *c)
@@ -236,6 +253,25 @@ static char *proxy_listen_text(const struct controller *c)
     return xasprintf("%s:%u", ip, (unsigned)c->proxy_port);
 }
 
+/* The plan's effective budgets, with whose usage counts against each (docs/budgets.md). */
+static void add_budgets(const struct controller *c, cJSON *root)
+{
+    cJSON *list = cJSON_AddArrayToObject(root, "budgets");
+    for (size_t i = 0; i < c->plan->n_budgets; i++) {
+        const struct plan_budget *b = &c->plan->budgets[i];
+        enum ledger_scope ls = budget_counting_scope(b->scope);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "provider", b->provider);
+        cJSON_AddNumberToObject(o, "tokens", (double)b->tokens);
+        cJSON_AddStringToObject(o, "scope",
+                                ls == LEDGER_SCOPE_GLOBAL  ? "global"
+                                : ls == LEDGER_SCOPE_AGENT ? "agent"
+                                                           : "run");
+        cJSON_AddStringToObject(o, "source", b->source ? b->source : b->scope);
+        cJSON_AddItemToArray(list, o);
+    }
+}
+
 static int write_proxy_config(struct controller *c, struct bottle_err *err)
 {
     cJSON *root = cJSON_CreateObject();
@@ -243,8 +279,16 @@ static int write_proxy_config(struct controller *c, struct bottle_err *err)
     cJSON_AddStringToObject(root, "listen", listen);
     free(listen);
     cJSON_AddStringToObject(root, "bottle", c->st.slug);
-    if (c->plan->ledger_path)
-        cJSON_AddStringToObject(root, "ledger", c->plan->ledger_path);
+    cJSON_AddStringToObject(root, "agent", c->plan->agent_name);
+    cJSON_AddStringToObject(root, "ledger", c->ledger_path);
+    cJSON_AddNumberToObject(root, "events_fd", CONTROLLER_EVENTS_FD);
+    add_budgets(c, root);
+    cJSON *secrets = cJSON_AddArrayToObject(root, "secrets");
+    for (size_t i = 0; i < c->secret_env.len; i++) {
+        const char *eq = strchr(c->secret_env.items[i], '=');
+        if (eq && strlen(eq + 1) >= 8)
+            cJSON_AddItemToArray(secrets, cJSON_CreateString(eq + 1));
+    }
     cJSON *tls = cJSON_AddObjectToObject(root, "tls");
     char *p = fs_join(c->ca_dir, "ca.pem");
     cJSON_AddStringToObject(tls, "ca_cert", p);
@@ -305,6 +349,7 @@ struct proxy_child {
     int token_fd;
     int log_fd;
     int null_fd;
+    int events_fd;
 };
 
 /* Runs in the clone3 child, already in the proxy cgroup: stdio, fd 3 = tokens, exec. */
@@ -319,10 +364,11 @@ static int proxy_child_main(void *arg)
     sigprocmask(SIG_SETMASK, &none, NULL);
     setsid(); /* out of the terminal's process group: Ctrl-C is the controller's to handle */
     int t = fcntl(pc->token_fd, F_DUPFD, 16);
-    if (t < 0 || dup2(pc->null_fd, 0) < 0 || dup2(pc->log_fd, 1) < 0 || dup2(pc->log_fd, 2) < 0 ||
-        dup2(t, 3) < 0)
+    int e = fcntl(pc->events_fd, F_DUPFD, 16);
+    if (t < 0 || e < 0 || dup2(pc->null_fd, 0) < 0 || dup2(pc->log_fd, 1) < 0 ||
+        dup2(pc->log_fd, 2) < 0 || dup2(t, 3) < 0 || dup2(e, CONTROLLER_EVENTS_FD) < 0)
         _exit(126);
-    syscall(SYS_close_range, 4u, ~0u, 0u);
+    syscall(SYS_close_range, (unsigned)CONTROLLER_EVENTS_FD + 1, ~0u, 0u);
     execv(pc->bin, pc->argv);
     dprintf(2, "bottle: cannot run the sidecar %s: %s\n", pc->bin, strerror(errno));
     _exit(127);
@@ -407,6 +453,7 @@ static int write_tokens(const struct plan *plan, int fd, struct bottle_err *err)
 static int step_sidecar(struct controller *c, struct bottle_err *err)
 {
     c->proxy_port = CONTROLLER_PROXY_PORT;
+    make_secret_env(c);
     int rc = write_proxy_config(c, err);
     if (rc < 0)
         return rc;
@@ -416,11 +463,13 @@ static int step_sidecar(struct controller *c, struct bottle_err *err)
                        "cannot find the sidecar 'bottle-proxy' next to bottle, on PATH or in $%s",
                        CONTROLLER_PROXY_ENV);
     c->log_path = fs_join(c->st.path, "proxy.log");
-    int pipefd[2] = {-1, -1};
+    int pipefd[2] = {-1, -1}, evfd[2] = {-1, -1};
     int log_fd = open(c->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
     int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (log_fd < 0 || null_fd < 0 || pipe2(pipefd, O_CLOEXEC) < 0)
+    if (log_fd < 0 || null_fd < 0 || pipe2(pipefd, O_CLOEXEC) < 0 ||
+        pipe2(evfd, O_CLOEXEC | O_NONBLOCK) < 0)
         rc = err_set(err, errno, "cannot prepare the sidecar's descriptors: %s", strerror(errno));
+    c->events_fd = evfd[0];
     /* Tokens are small: they fit the pipe, so write them all before the child starts. */
     if (rc == 0)
         rc = write_tokens(c->plan, pipefd[1], err);
@@ -431,7 +480,7 @@ static int step_sidecar(struct controller *c, struct bottle_err *err)
     snprintf(gid, sizeof(gid), "%u", (unsigned)c->proxy_gid);
     char *argv[] = {bin,     "--config", c->config_path, "--token-fd", "3",
                     "--uid", uid,        "--gid",        gid,          NULL};
-    struct proxy_child pc = {bin, argv, pipefd[0], log_fd, null_fd};
+    struct proxy_child pc = {bin, argv, pipefd[0], log_fd, null_fd, evfd[1]};
     if (rc == 0) {
         pid_t pid = cgroup_spawn_into(c->cg.proxy_fd, 0, proxy_child_main, &pc, err);
         if (pid < 0)
@@ -441,6 +490,8 @@ static int step_sidecar(struct controller *c, struct bottle_err *err)
     }
     if (pipefd[0] >= 0)
         close(pipefd[0]);
+    if (evfd[1] >= 0)
+        close(evfd[1]);
     if (log_fd >= 0)
         close(log_fd);
     if (null_fd >= 0)
@@ -523,15 +574,12 @@ static char *runtime_value(const struct controller *c, const char *name)
 static int agent_env(const struct controller *c, struct strv *env, struct bottle_err *err)
 {
     struct strv values = STRV_INIT;
+    for (size_t i = 0; i < c->secret_env.len; i++)
+        strv_push(&values, c->secret_env.items[i]);
     for (size_t i = 0; i < c->plan->n_env; i++) {
         const struct plan_env *e = &c->plan->env[i];
-        char hex[41];
-        if (e->source == ENV_SRC_CANARY) {
-            random_hex(hex, 20);
-            strv_push_owned(&values, xasprintf("%s=%s", e->name, hex));
-        } else if (e->secret) {
-            random_hex(hex, 16);
-            strv_push_owned(&values, xasprintf("%s=bottle-placeholder-%s", e->name, hex));
+        if (e->source == ENV_SRC_CANARY || e->secret) {
+            continue;
         } else if (e->source == ENV_SRC_RUNTIME && !e->value) {
             char *v = runtime_value(c, e->name);
             if (v)
@@ -602,6 +650,13 @@ int controller_teardown(struct controller *c, bool keep_state, struct bottle_err
         note(&first, &e, "cgroup kill");
     }
     stop_sidecar(c);
+    if (c->events_fd >= 0) {
+        controller_on_events(c); /* what the sidecar said last */
+        if (c->events_fd >= 0)
+            close(c->events_fd);
+        c->events_fd = -1;
+    }
+    controller_ledger_final(c);
     if (c->have_bpf) {
         memset(&e, 0, sizeof(e));
         bpf_policy_destroy(c->st.slug, &e);
@@ -635,6 +690,14 @@ int controller_teardown(struct controller *c, bool keep_state, struct bottle_err
         state_remove(&c->st, &e);
         note(&first, &e, "state");
     }
+    for (size_t i = 0; i < c->secret_env.len; i++)
+        explicit_bzero(c->secret_env.items[i], strlen(c->secret_env.items[i]));
+    strv_free(&c->secret_env);
+    buf_free(&c->events_buf);
+    ledger_close(c->ledger);
+    c->ledger = NULL;
+    free(c->ledger_path);
+    c->ledger_path = NULL;
     free(c->bottle_dir);
     free(c->proxy_dir);
     free(c->ca_dir);
@@ -671,6 +734,7 @@ int controller_start(const struct plan *plan, const struct controller_options *o
     c.cg.agent_fd = c.cg.proxy_fd = -1;
     c.nb.fd = -1;
     c.control.listen_fd = -1;
+    c.events_fd = -1;
     c.started = time(NULL);
     *agent_exit = 0;
 
@@ -688,6 +752,8 @@ int controller_start(const struct plan *plan, const struct controller_options *o
     }
     printf("bottle: %s\n", c.st.slug);
     fflush(stdout);
+    c.ledger_path =
+        plan->ledger_path ? xstrdup(plan->ledger_path) : fs_join(c.st.home, LEDGER_FILE);
     rc = controller_live_lock(c.st.slug, err);
     if (rc >= 0) {
         c.live_fd = rc;

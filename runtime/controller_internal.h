@@ -12,9 +12,11 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "common/buf.h"
 #include "runtime/cgroup.h"
 #include "runtime/control.h"
 #include "runtime/controller.h"
+#include "runtime/ledger.h"
 #include "runtime/netns.h"
 #include "runtime/state.h"
 
@@ -51,9 +53,25 @@ struct controller {
     time_t started;
     struct control_server control;
     bool have_control;
-    long long kill_at_ms; /* CLOCK_MONOTONIC deadline to SIGKILL the bottle; 0: none */
-    bool operator_ended;  /* a signal, stop or kill ended the agent: no state to keep */
+    long long kill_at_ms;   /* CLOCK_MONOTONIC deadline to SIGKILL the bottle; 0: none */
+    bool operator_ended;    /* a signal, stop or kill ended the agent: no state to keep */
+    struct strv secret_env; /* "NAME=value" of the canary and the placeholders, made at start */
+    char *ledger_path;      /* the host's ledger (settings `ledger`, else $BOTTLE_HOME/bottle.db) */
+    struct ledger *ledger;  /* opened on first audit; NULL when it cannot be */
+    int events_fd;          /* read end of the sidecar's events pipe; -1: none */
+    struct buf events_buf;  /* a partial event line */
 };
+
+/* In the sidecar: the descriptor its budget events are written to. */
+#define CONTROLLER_EVENTS_FD 4
+
+/* Reads the sidecar's events and applies the bottle's shutdown policy on budget exhaustion. */
+void controller_on_events(struct controller *c);
+/* Records an enforcement action in the ledger's audit table (best effort, logged on failure). */
+void controller_ledger_audit(struct controller *c, const char *action, const char *policy,
+                             const char *reason, const char *who);
+/* Writes the bottle's final kernel counters to the ledger (teardown). */
+void controller_ledger_final(struct controller *c);
 
 /* Opens the bottle's control socket (c->control); see control.h. */
 int controller_control_open(struct controller *c, struct bottle_err *err);
@@ -65,7 +83,7 @@ int controller_control_open(struct controller *c, struct bottle_err *err);
 int controller_serve(struct controller *c, const sigset_t *sigs, int *exit_code,
                      struct bottle_err *err);
 /* Appends one line to the state directory's actions log and logs it. */
-void controller_audit(const struct controller *c, const char *action, uid_t by, const char *result);
+void controller_audit(struct controller *c, const char *action, uid_t by, const char *result);
 
 /* Undoes whatever c holds, every step even after a failure; first error in err. */
 int controller_teardown(struct controller *c, bool keep_state, struct bottle_err *err);

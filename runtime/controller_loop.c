@@ -58,7 +58,7 @@ static int pidfd_for(pid_t pid)
 #endif
 }
 
-void controller_audit(const struct controller *c, const char *action, uid_t by, const char *result)
+void controller_audit(struct controller *c, const char *action, uid_t by, const char *result)
 {
     char ts[32], uid[16];
     time_t now = time(NULL);
@@ -223,6 +223,11 @@ static int control_handler(void *ctx, const char *cmd, const cJSON *req, cJSON *
                        cmd);
     }
     controller_audit(c, action, peer_uid, rc == 0 ? "ok" : err->msg);
+    if (rc == 0) {
+        char who[32];
+        snprintf(who, sizeof(who), "operator:%u", (unsigned)peer_uid);
+        controller_ledger_audit(c, action, "operator", "control socket", who);
+    }
     return rc;
 }
 
@@ -237,7 +242,14 @@ int controller_control_open(struct controller *c, struct bottle_err *err)
 
 /* ---- the loop ------------------------------------------------------------------------ */
 
-enum { FD_SIGNAL, FD_AGENT, FD_SIDECAR, FD_CONTROL, FD_MAX = FD_CONTROL + CONTROL_POLLFDS_MAX };
+enum {
+    FD_SIGNAL,
+    FD_AGENT,
+    FD_SIDECAR,
+    FD_EVENTS,
+    FD_CONTROL,
+    FD_MAX = FD_CONTROL + CONTROL_POLLFDS_MAX
+};
 
 static void on_signal(struct controller *c, int sfd)
 {
@@ -273,6 +285,7 @@ int controller_serve(struct controller *c, const sigset_t *sigs, int *exit_code,
         fds[FD_SIGNAL] = (struct pollfd){.fd = sfd, .events = POLLIN};
         fds[FD_AGENT] = (struct pollfd){.fd = agent_fd, .events = POLLIN};
         fds[FD_SIDECAR] = (struct pollfd){.fd = c->proxy_pid > 0 ? proxy_fd : -1, .events = POLLIN};
+        fds[FD_EVENTS] = (struct pollfd){.fd = c->events_fd, .events = POLLIN};
         size_t n = FD_CONTROL;
         if (c->have_control)
             n += control_server_pollfds(&c->control, fds + FD_CONTROL);
@@ -291,6 +304,8 @@ int controller_serve(struct controller *c, const sigset_t *sigs, int *exit_code,
             break;
         if (r > 0 && fds[FD_SIGNAL].revents)
             on_signal(c, sfd);
+        if (r > 0 && fds[FD_EVENTS].revents && c->events_fd >= 0)
+            controller_on_events(c);
         if (c->proxy_pid > 0 &&
             (proxy_fd < 0 ? exited(c->proxy_pid) : (r > 0 && fds[FD_SIDECAR].revents)))
             on_sidecar_exit(c);

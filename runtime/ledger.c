@@ -29,7 +29,7 @@
 #include "common/fs.h"
 #include "runtime/state.h"
 
-#define LEDGER_SCHEMA_VERSION 1
+#define LEDGER_SCHEMA_VERSION 2
 #define BACKOFF_MIN_US        50
 #define BACKOFF_MAX_US        5000
 
@@ -134,6 +134,11 @@ static const char *const migrations[LEDGER_SCHEMA_VERSION] = {
     " bottle TEXT NOT NULL, action TEXT NOT NULL, policy TEXT NOT NULL,"
     " reason TEXT NOT NULL, who TEXT NOT NULL);"
     "CREATE INDEX audit_by_bottle ON audit(bottle, id);",
+    "CREATE TABLE kernel_final ("
+    " bottle TEXT PRIMARY KEY,"
+    " agent TEXT NOT NULL,"
+    " at INTEGER NOT NULL,"
+    " counters TEXT NOT NULL);",
 };
 
 struct ledger {
@@ -1045,4 +1050,72 @@ void ledger_audit_free(struct ledger_audit_entry *entries, size_t n)
         free(entries[i].who);
     }
     free(entries);
+}
+
+/* ---- final kernel counters -------------------------------------------------- */
+
+struct kernel_op {
+    const char *bottle, *agent, *counters;
+    char *out;
+};
+
+static int kernel_sql(struct ledger *l, const char *sql, sqlite3_stmt **s, struct bottle_err *err)
+{
+    int rc = sqlite3_prepare_v2(l->db, sql, -1, s, NULL);
+    if (rc == SQLITE_OK)
+        return 0;
+    return is_busy(rc) ? -EAGAIN : db_fail(l, rc, err, "prepare");
+}
+
+static int kernel_put_body(struct ledger *l, void *arg, struct bottle_err *err)
+{
+    struct kernel_op *op = arg;
+    sqlite3_stmt *s;
+    int rc = kernel_sql(l,
+                        "INSERT OR REPLACE INTO kernel_final (bottle, agent, at, counters) "
+                        "VALUES (?1, ?2, ?3, ?4)",
+                        &s, err);
+    if (rc < 0)
+        return rc;
+    bind_text(s, 1, op->bottle);
+    bind_text(s, 2, op->agent);
+    sqlite3_bind_int64(s, 3, now_s());
+    bind_text(s, 4, op->counters);
+    rc = step(l, s, err);
+    sqlite3_finalize(s);
+    return rc < 0 ? rc : 0;
+}
+
+int ledger_kernel_put(struct ledger *l, const char *bottle, const char *agent, const char *counters,
+                      struct bottle_err *err)
+{
+    if (str_is_empty(bottle) || str_is_empty(counters))
+        return err_set_kind(err, ERR_KIND_USAGE, EINVAL, "ledger: kernel counters need a bottle");
+    struct kernel_op op = {bottle, agent, counters, NULL};
+    return run_tx(l, kernel_put_body, &op, err);
+}
+
+static int kernel_get_body(struct ledger *l, void *arg, struct bottle_err *err)
+{
+    struct kernel_op *op = arg;
+    sqlite3_stmt *s;
+    int rc = kernel_sql(l, "SELECT counters FROM kernel_final WHERE bottle = ?1", &s, err);
+    if (rc < 0)
+        return rc;
+    bind_text(s, 1, op->bottle);
+    rc = step(l, s, err);
+    free(op->out);
+    op->out = rc == SQLITE_ROW ? column_dup(s, 0) : NULL;
+    sqlite3_finalize(s);
+    return rc < 0 ? rc : 0;
+}
+
+int ledger_kernel_get(struct ledger *l, const char *bottle, char **counters, struct bottle_err *err)
+{
+    struct kernel_op op = {bottle, NULL, NULL, NULL};
+    int rc = run_read(l, kernel_get_body, &op, err);
+    *counters = rc == 0 ? op.out : NULL;
+    if (rc < 0)
+        free(op.out);
+    return rc < 0 ? rc : op.out ? 0 : -ENOENT;
 }

@@ -183,4 +183,14 @@ void ledger_audit_free(struct ledger_audit_entry *entries, size_t n);
 
 const char *ledger_scope_name(enum ledger_scope scope);
 
+/*
+ * A finished bottle's last kernel counters (a JSON object as `bottle usage
+ * --json` prints them), kept so usage answers after the bottle is gone.
+ * get: -ENOENT when none were kept; *counters is allocated.
+ */
+int ledger_kernel_put(struct ledger *l, const char *bottle, const char *agent, const char *counters,
+                      struct bottle_err *err);
+int ledger_kernel_get(struct ledger *l, const char *bottle, char **counters,
+                      struct bottle_err *err);
+
 #endif

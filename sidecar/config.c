@@ -92,7 +92,8 @@ int config_tokens_read_fd(int fd, struct config_tokens *out, struct bottle_err *
         out->items[out->len].value = xstrndup(eq + 1, n - (size_t)(eq - s) - 1);
         out->len++;
     }
-    explicit_bzero(b.data, b.cap);
+    if (b.data)
+        explicit_bzero(b.data, b.cap);
     buf_free(&b);
     if (rc < 0)
         config_tokens_free(out);

@@ -49,7 +49,7 @@ sleep 0.3
 
 CG2=$(awk '$9 == "cgroup2" {print $5; exit}' /proc/self/mountinfo)
 frozen() { grep -q '^frozen 1' "$CG2/bottle/$LABEL/agent/cgroup.events"; }
-cut_off() { "$BOTTLE" usage "$LABEL" --json 2>/dev/null | grep -q '"cut_off": *true'; }
+cut_off() { "$BOTTLE" usage "$LABEL" --json 2>/dev/null | grep -q '"state": *"cut-off"'; }
 
 # 1: --once
 "$BOTTLE" dashboard --once >"$W/once" 2>&1

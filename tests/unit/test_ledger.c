@@ -377,6 +377,21 @@ static void test_reserve_in_given_budgets(void **state)
     assert_true(ledger_reserve_in(f->l, &who, 1, bad, 1, &id, &d, &err) < 0);
 }
 
+static void test_kernel_counters_kept(void **state)
+{
+    struct fixture *f = *state;
+    struct bottle_err err = {0};
+    char *text = NULL;
+    assert_int_equal(ledger_kernel_get(f->l, "gone", &text, &err), -ENOENT);
+    assert_null(text);
+    assert_int_equal(ledger_kernel_put(f->l, "gone", "a", "{\"tx_bytes\": 1}", &err), 0);
+    assert_int_equal(ledger_kernel_put(f->l, "gone", "a", "{\"tx_bytes\": 2}", &err), 0);
+    assert_int_equal(ledger_kernel_get(f->l, "gone", &text, &err), 0);
+    assert_string_equal(text, "{\"tx_bytes\": 2}"); /* the last write wins */
+    free(text);
+    assert_true(ledger_kernel_put(f->l, "", "a", "{}", &err) < 0);
+}
+
 static void test_budget_update_and_remove(void **state)
 {
     struct fixture *f = *state;
@@ -608,7 +623,7 @@ static void test_concurrent_open_of_new_file(void **state)
     }
     assert_int_equal(run_workers(f), 0);
     struct bottle_err err = {0};
-    assert_int_equal(ledger_schema_version(f->l, &err), 1);
+    assert_int_equal(ledger_schema_version(f->l, &err), 2);
     struct ledger_totals t = totals(f->l, NULL, NULL, NULL, 0);
     assert_int_equal(t.requests, WORKERS * ROUNDS);
     assert_int_equal(t.charged_tokens, (int64_t)WORKERS * ROUNDS * TOKENS_PER_REQ);
@@ -620,6 +635,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_twice_is_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_is_refused, setup, teardown),
         cmocka_unit_test(test_open_reports_unusable_path),
+        cmocka_unit_test_setup_teardown(test_kernel_counters_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reserve_in_given_budgets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_default_path_uses_bottle_home, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reserve_settle_release_arithmetic, setup, teardown),
