@@ -1,21 +1,35 @@
 /*
  * proxy_load — the sidecar bench's two ends: a threaded keep-alive HTTPS
- * upstream with a fixed-size body, and a load generator that talks to it
- * directly or through a CONNECT proxy and prints requests/s and latency
- * percentiles. Numbers only; nothing is asserted.
+ * upstream with a fixed-size body (GET /x?size=N) or a slow server-sent
+ * event stream (GET /sse: one event a second), and a load generator that
+ * talks to it directly or through a CONNECT proxy and prints requests/s and
+ * latency percentiles, or holds connections open and prints what they cost
+ * the proxy process in resident memory. Numbers only; nothing is asserted.
  *
  *   proxy_load serve CERT KEY PORTFILE
  *   proxy_load load HOST PORT PROXYPORT(0=direct) CAFILE CLIENTS SECONDS SIZE keepalive|newconn
+ *     prints: requests/s p50_ms p99_ms errors (BENCH_REQUESTS=N: N requests per
+ *     client, however long they take)
+ *   proxy_load idle HOST PORT PROXYPORT CAFILE N PID
+ *     N keep-alive connections, one request each, then idle; prints:
+ *     rss_before_kib rss_after_kib bytes_per_connection connections_open
+ *   proxy_load sse HOST PORT PROXYPORT CAFILE N PID
+ *     N open event streams, each past its first event; prints:
+ *     rss_before_kib rss_after_kib streams_open
+ *   proxy_load freeport          prints a loopback port that was free just now
+ *   proxy_load wait PORT SECONDS exits 0 once PORT accepts connections
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,10 +46,28 @@ static double now(void)
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* A slow event stream: one chunked event a second until the client goes. */
+static void serve_sse(SSL *ssl)
+{
+    const char *head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                       "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n";
+    if (SSL_write(ssl, head, (int)strlen(head)) <= 0)
+        return;
+    for (unsigned i = 0;; i++) {
+        char ev[64], chunk[96];
+        int n = snprintf(ev, sizeof(ev), "id: %u\ndata: tick\n\n", i);
+        int m = snprintf(chunk, sizeof(chunk), "%x\r\n%s\r\n", n, ev);
+        if (SSL_write(ssl, chunk, m) <= 0)
+            return;
+        sleep(1);
+    }
+}
+
+static char body[1 << 20];
+
 static void *serve_one(void *arg)
 {
     SSL *ssl = arg;
-    static char body[1 << 20];
     char buf[16384];
     size_t have = 0;
     if (SSL_accept(ssl) == 1)
@@ -48,6 +80,10 @@ static void *serve_one(void *arg)
             char *end = strstr(buf, "\r\n\r\n");
             if (!end)
                 continue;
+            if (strncmp(buf, "GET /sse", 8) == 0) {
+                serve_sse(ssl);
+                break;
+            }
             size_t n = 65536;
             char *q = strstr(buf, "size=");
             if (q && q < end)
@@ -57,7 +93,6 @@ static void *serve_one(void *arg)
             char head[128];
             int hl =
                 snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", n);
-            memset(body, 'x', n);
             if (SSL_write(ssl, head, hl) <= 0 || (n && SSL_write(ssl, body, (int)n) <= 0))
                 break;
             size_t used = (size_t)(end + 4 - buf);
@@ -72,6 +107,7 @@ static void *serve_one(void *arg)
 
 static int serve(const char *cert, const char *key, const char *portfile)
 {
+    memset(body, 'x', sizeof(body));
     ctx = SSL_CTX_new(TLS_server_method());
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
         SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
@@ -94,8 +130,16 @@ static int serve(const char *cert, const char *key, const char *portfile)
         SSL *ssl = SSL_new(ctx);
         SSL_set_fd(ssl, fd);
         pthread_t t;
-        pthread_create(&t, NULL, serve_one, ssl);
-        pthread_detach(t);
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setstacksize(&attr, 256 * 1024);
+        if (pthread_create(&t, &attr, serve_one, ssl) == 0) {
+            pthread_detach(t);
+        } else {
+            SSL_free(ssl);
+            close(fd);
+        }
+        pthread_attr_destroy(&attr);
     }
 }
 
@@ -193,7 +237,10 @@ static void *load_worker(void *arg)
     struct worker *w = arg;
     double stop = now() + seconds;
     SSL *ssl = NULL;
-    while (now() < stop) {
+    /* BENCH_REQUESTS: a fixed number of requests per client instead (instruction counts) */
+    const char *fixed = getenv("BENCH_REQUESTS");
+    size_t limit = fixed ? strtoul(fixed, NULL, 10) : 0;
+    while (limit ? w->n < limit && w->errors < 100 : now() < stop) {
         double t0 = now();
         if (!ssl)
             ssl = dial();
@@ -219,16 +266,163 @@ static void *load_worker(void *arg)
     return NULL;
 }
 
+/* ---- held connections: memory per idle connection and per open stream ---- */
+
+static long rss_kib(int pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", pid);
+    FILE *f = fopen(path, "r");
+    long kib = -1;
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof(line), f))
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            kib = strtol(line + 6, NULL, 10);
+    fclose(f);
+    return kib;
+}
+
+struct holder {
+    SSL **conns;
+    size_t want, open;
+    int sse;
+};
+
+/* Reads until the first event of a stream has arrived. */
+static int first_event(SSL *ssl)
+{
+    char buf[4096];
+    size_t have = 0;
+    while (have < sizeof(buf) - 1) {
+        int r = SSL_read(ssl, buf + have, (int)(sizeof(buf) - 1 - have));
+        if (r <= 0)
+            return -1;
+        have += (size_t)r;
+        buf[have] = 0;
+        if (strstr(buf, "data: tick"))
+            return 0;
+    }
+    return -1;
+}
+
+static void *hold_worker(void *arg)
+{
+    struct holder *h = arg;
+    unsigned failed = 0;
+    for (size_t i = 0; i < h->want && failed < 3; i++) { /* a proxy that fails, fails fast */
+        SSL *ssl = dial();
+        if (!ssl) {
+            failed++;
+            continue;
+        }
+        /* a bounded wait: a proxy that stalls a stream does not stall the bench */
+        struct timeval tv = {10, 0};
+        setsockopt(SSL_get_fd(ssl), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        int rc;
+        if (h->sse) {
+            char req[256];
+            int n =
+                snprintf(req, sizeof(req), "GET /sse HTTP/1.1\r\nHost: %s:%d\r\n\r\n", host, port);
+            rc = SSL_write(ssl, req, n) == n ? first_event(ssl) : -1;
+        } else {
+            rc = one_request(ssl);
+        }
+        if (rc < 0) {
+            hang_up(ssl);
+            failed++;
+            continue;
+        }
+        failed = 0;
+        h->conns[h->open++] = ssl;
+    }
+    return NULL;
+}
+
+static int hold(int sse, int n, int pid)
+{
+    enum { THREADS = 8 };
+    struct holder h[THREADS];
+    pthread_t t[THREADS];
+    long before = rss_kib(pid);
+    for (int i = 0; i < THREADS; i++) {
+        h[i].want = (size_t)(n / THREADS + (i < n % THREADS));
+        h[i].conns = calloc(h[i].want + 1, sizeof(SSL *));
+        h[i].open = 0;
+        h[i].sse = sse;
+        pthread_create(&t[i], NULL, hold_worker, &h[i]);
+    }
+    size_t open = 0;
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(t[i], NULL);
+        open += h[i].open;
+    }
+    sleep(1); /* let the proxy settle (buffers released after the last request) */
+    long after = rss_kib(pid);
+    if (sse)
+        printf("%ld %ld %zu\n", before, after, open);
+    else
+        printf("%ld %ld %.0f %zu\n", before, after,
+               open ? (after - before) * 1024.0 / (double)open : 0.0, open);
+    fflush(stdout);
+    for (int i = 0; i < THREADS; i++)
+        for (size_t j = 0; j < h[i].open; j++)
+            hang_up(h[i].conns[j]);
+    return 0;
+}
+
 static int cmp(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
 
+static int tcp_to(int p)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                            .sin_port = htons((uint16_t)p)};
+    int rc = connect(fd, (struct sockaddr *)&a, sizeof(a));
+    close(fd);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
+    signal(SIGPIPE, SIG_IGN);
+    if (argc == 2 && strcmp(argv[1], "freeport") == 0) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t len = sizeof(a);
+        if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+            getsockname(fd, (struct sockaddr *)&a, &len) < 0)
+            return 1;
+        printf("%d\n", ntohs(a.sin_port));
+        close(fd);
+        return 0;
+    }
+    if (argc == 4 && strcmp(argv[1], "wait") == 0) {
+        double stop = now() + atof(argv[3]);
+        while (now() < stop) {
+            if (tcp_to(atoi(argv[2])) == 0)
+                return 0;
+            usleep(50000);
+        }
+        return 1;
+    }
     if (argc == 5 && strcmp(argv[1], "serve") == 0)
         return serve(argv[2], argv[3], argv[4]);
+    if (argc == 8 && (strcmp(argv[1], "idle") == 0 || strcmp(argv[1], "sse") == 0)) {
+        host = argv[2];
+        port = atoi(argv[3]);
+        proxy_port = atoi(argv[4]);
+        size = 1024;
+        ctx = SSL_CTX_new(TLS_client_method());
+        SSL_CTX_load_verify_locations(ctx, argv[5], NULL);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        return hold(strcmp(argv[1], "sse") == 0, atoi(argv[6]), atoi(argv[7]));
+    }
     if (argc != 10 || strcmp(argv[1], "load") != 0) {
         fprintf(stderr, "usage: see the header of bench/proxy_load.c\n");
         return 2;

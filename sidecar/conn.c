@@ -71,10 +71,14 @@ static ssize_t ssl_result(SSL *ssl, int r)
     return -EIO;
 }
 
+/*
+ * The error queue is empty here: every failure path clears it (ssl_result,
+ * tls_last_error, the loop once per turn), so SSL_get_error can be trusted
+ * without clearing before each call.
+ */
 static ssize_t ep_read(struct endpoint *ep, char *p, size_t n)
 {
     if (ep->ssl) {
-        ERR_clear_error();
         int r = SSL_read(ep->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
         return r > 0 ? r : ssl_result(ep->ssl, r);
     }
@@ -87,7 +91,6 @@ static ssize_t ep_read(struct endpoint *ep, char *p, size_t n)
 static ssize_t ep_write(struct endpoint *ep, const char *p, size_t n)
 {
     if (ep->ssl) {
-        ERR_clear_error();
         int r = SSL_write(ep->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
         return r > 0 ? r : ssl_result(ep->ssl, r);
     }
@@ -111,6 +114,7 @@ struct conn *conn_new(struct proxy *px, int fd, bool control)
     c->id = ++px->next_conn_id;
     c->control = control;
     c->cli.fd = fd;
+    c->cli.rd = c->cli.wr = true;
     c->up.fd = -1;
     c->cli.h = (struct proxy_handle){PROXY_H_CLIENT, c};
     c->up.h = (struct proxy_handle){PROXY_H_UPSTREAM, c};
@@ -131,13 +135,25 @@ struct conn *conn_new(struct proxy *px, int fd, bool control)
     return c;
 }
 
+/* Tells the hooks the exchange is over (once; only when they keep state for it). */
+static void exchange_end(struct conn *c, bool complete)
+{
+    void *xs = c->xs;
+    if (!xs)
+        return;
+    c->xs = NULL;
+    if (c->px->hooks.exchange_end)
+        c->px->hooks.exchange_end(c->px->hooks.ctx, xs, complete);
+}
+
 void conn_close(struct conn *c)
 {
     if (c->dead)
         return;
     struct proxy *px = c->px;
     c->dead = true;
-    upstream_close(c);
+    exchange_end(c, false);
+    upstream_release(c); /* an idle upstream goes to the pool */
     if (c->cli.ssl)
         SSL_free(c->cli.ssl);
     if (c->cli.fd >= 0)
@@ -164,6 +180,8 @@ void conn_free_dead(struct conn *c)
     free(c->uin.data);
     buf_free(&c->cout);
     buf_free(&c->uout);
+    buf_free(&c->hold);
+    buf_free(&c->body);
     buf_free(&c->log.headers);
     free(c);
 }
@@ -190,6 +208,8 @@ static const char *status_text(int status)
         return "Method Not Allowed";
     case 408:
         return "Request Timeout";
+    case 413:
+        return "Content Too Large";
     case 414:
         return "URI Too Long";
     case 417:
@@ -268,6 +288,13 @@ void conn_request_finish(struct conn *c)
         else
             px->metrics.requests_allowed++;
     }
+    exchange_end(c, c->xs_complete);
+    c->xs_complete = c->resp_bad = false;
+    if (c->want) {
+        c->want = 0;
+        buf_free(&c->hold);
+        buf_free(&c->body);
+    }
     memset(c->log.method, 0, sizeof(c->log.method));
     c->log.decision = NULL;
     c->log.reason = NULL;
@@ -285,7 +312,7 @@ void conn_request_finish(struct conn *c)
         c->state = CONN_CLOSING;
         c->deadline_ms = proxy_now_ms() + 5000;
         if (c->up.fd >= 0)
-            upstream_close(c);
+            upstream_release(c);
     } else {
         c->state = CONN_HEAD;
         c->deadline_ms = proxy_now_ms() + px->cfg->timeouts.idle_ms;
@@ -294,29 +321,38 @@ void conn_request_finish(struct conn *c)
 
 /* ---- pumps ------------------------------------------------------------------- */
 
-/* Writes out (a head or local answer), then the cleared bytes of src. */
-static bool flush_side(struct conn *c, struct endpoint *ep, struct buf *out, struct iobuf *src,
-                       size_t *ok, uint64_t *counter, uint64_t *metric)
+/* Writes out (a head or local answer) from *off, then the cleared bytes of src. */
+static bool flush_side(struct conn *c, struct endpoint *ep, struct buf *out, size_t *off,
+                       struct iobuf *src, size_t *ok, uint64_t *counter, uint64_t *metric)
 {
     bool progress = false;
+    if (!ep->wr)
+        return false;
     while (out->len) {
-        ssize_t w = ep_write(ep, out->data, out->len);
-        if (w == -EAGAIN)
+        ssize_t w = ep_write(ep, out->data + *off, out->len - *off);
+        if (w == -EAGAIN) {
+            ep->wr = false;
             return progress;
+        }
         if (w <= 0) {
             conn_close(c);
             return true;
         }
-        memmove(out->data, out->data + w, out->len - (size_t)w);
-        out->len -= (size_t)w;
-        out->data[out->len] = '\0';
+        *off += (size_t)w;
+        if (*off == out->len) {
+            *off = 0;
+            out->len = 0;
+            out->data[0] = '\0';
+        }
         *counter += (uint64_t)w;
         progress = true;
     }
     while (*ok) {
         ssize_t w = ep_write(ep, src->data + src->start, *ok);
-        if (w == -EAGAIN)
+        if (w == -EAGAIN) {
+            ep->wr = false;
             return progress;
+        }
         if (w <= 0) {
             conn_close(c);
             return true;
@@ -330,36 +366,62 @@ static bool flush_side(struct conn *c, struct endpoint *ep, struct buf *out, str
     return progress;
 }
 
+/*
+ * Reads what the side has, up to the buffer's room: a TLS side yields one
+ * record per call, and a head and body that arrive together should leave
+ * together (coalesce). Ends at EAGAIN, which also clears the readiness flag.
+ */
 static bool read_side(struct conn *c, struct endpoint *ep, struct iobuf *b, size_t max_cap,
                       uint64_t *counter)
 {
-    if (ep->fd < 0 || ep->eof)
-        return false;
-    iobuf_reserve(b, 1, max_cap);
-    if (b->end == b->cap)
-        return false; /* full: the other side has to take bytes first */
-    ssize_t r = ep_read(ep, b->data + b->end, b->cap - b->end);
-    if (r == -EAGAIN)
-        return false;
-    if (r <= 0) {
-        ep->eof = true;
-        (void)c;
-        return true;
+    bool got = false;
+    (void)c;
+    for (int i = 0; i < 8; i++) {
+        if (ep->fd < 0 || ep->eof || (!ep->rd && !(ep->ssl && SSL_has_pending(ep->ssl))))
+            break;
+        iobuf_reserve(b, 1, max_cap);
+        if (b->end == b->cap)
+            break; /* full: the other side has to take bytes first */
+        ssize_t r = ep_read(ep, b->data + b->end, b->cap - b->end);
+        if (r == -EAGAIN) {
+            ep->rd = false;
+            break;
+        }
+        if (r <= 0) {
+            ep->eof = true;
+            return true;
+        }
+        b->end += (size_t)r;
+        *counter += (uint64_t)r;
+        got = true;
     }
-    b->end += (size_t)r;
-    *counter += (uint64_t)r;
-    return true;
+    return got;
 }
 
-/* Clears the next body bytes of a message for forwarding; returns -1 on a framing error. */
-static int clear_body(enum http_body_kind kind, struct iobuf *b, size_t *ok, uint64_t *left,
-                      struct http_chunked *ch, bool *done)
+/* Shows body bytes to the response tap; true when the hook ends the response. */
+static bool tap_says_stop(struct conn *c, const char *p, size_t n)
+{
+    struct proxy_hooks *h = &c->px->hooks;
+    return n && h->response_data && h->response_data(h->ctx, c->xs, p, n) != 0;
+}
+
+/*
+ * Clears the next body bytes of a message for forwarding; returns -1 on a
+ * framing error, 2 when tap (the response tap's connection, or NULL) ended
+ * the body before the bytes it was shown.
+ */
+static int clear_body(struct conn *tap, enum http_body_kind kind, struct iobuf *b, size_t *ok,
+                      uint64_t *left, struct http_chunked *ch, bool *done)
 {
     size_t avail = iobuf_len(b) - *ok;
     if (*done || avail == 0)
         return 0;
     if (kind == HTTP_BODY_LENGTH) {
         size_t take = avail < *left ? avail : (size_t)*left;
+        if (tap && tap_says_stop(tap, b->data + b->start + *ok, take)) {
+            *done = true;
+            return 2;
+        }
         *ok += take;
         *left -= take;
         *done = *left == 0;
@@ -371,6 +433,11 @@ static int clear_body(enum http_body_kind kind, struct iobuf *b, size_t *ok, uin
             int r = http_chunked_feed(ch, p, avail, &used, &data);
             if (r == HTTP_CHUNKED_ERROR)
                 return -1;
+            if (tap && tap_says_stop(tap, data.ptr, data.len)) {
+                *ok += (size_t)(data.ptr - p); /* the chunk's size line, not its data */
+                *done = true;
+                return 2;
+            }
             *ok += used;
             p += used;
             avail -= used;
@@ -382,6 +449,10 @@ static int clear_body(enum http_body_kind kind, struct iobuf *b, size_t *ok, uin
                 break;
         }
     } else if (kind == HTTP_BODY_UNTIL_CLOSE) {
+        if (tap && tap_says_stop(tap, b->data + b->start + *ok, avail)) {
+            *done = true;
+            return 2;
+        }
         *ok += avail;
     } else {
         *done = true;
@@ -405,6 +476,8 @@ static void response_head(struct conn *c, size_t n)
             return;
         }
         http_response_write_head(&c->cout, r, NULL, 0, NULL, 0);
+        if ((c->want & PROXY_WANT_RESPONSE) && c->px->hooks.response_head)
+            c->px->hooks.response_head(c->px->hooks.ctx, c->xs, r);
         c->uin.start += n;
         c->log.status = 101;
         c->resp_started = true;
@@ -419,6 +492,8 @@ static void response_head(struct conn *c, size_t n)
     static const struct http_header conn_close_hdr = {{"Connection", 10}, {"close", 5}};
     http_response_write_head(&c->cout, r, NULL, 0, c->close_after ? &conn_close_hdr : NULL,
                              c->close_after ? 1 : 0);
+    if ((c->want & PROXY_WANT_RESPONSE) && c->px->hooks.response_head)
+        c->px->hooks.response_head(c->px->hooks.ctx, c->xs, r);
     c->uin.start += n;
     c->resp_head_done = c->resp_started = true;
     c->log.status = r->status_code;
@@ -430,7 +505,7 @@ static bool step_exchange(struct conn *c)
     bool progress = false;
     if (!c->req_done) {
         size_t before = c->c2u_ok;
-        if (clear_body(c->req_body, &c->cin, &c->c2u_ok, &c->req_left, &c->req_chunk,
+        if (clear_body(NULL, c->req_body, &c->cin, &c->c2u_ok, &c->req_left, &c->req_chunk,
                        &c->req_done) < 0) {
             conn_refuse(c, 400, c->req_chunk.error ? c->req_chunk.error : "bad_chunk_size",
                         "the request body's chunked framing is invalid");
@@ -461,12 +536,19 @@ static bool step_exchange(struct conn *c)
     }
     if (c->resp_head_done && !c->resp_done) {
         size_t before = c->u2c_ok;
-        if (clear_body(c->resp_body, &c->uin, &c->u2c_ok, &c->resp_left, &c->resp_chunk,
-                       &c->resp_done) < 0) {
+        struct conn *tap = (c->want & PROXY_WANT_RESPONSE) ? c : NULL;
+        int r = clear_body(tap, c->resp_body, &c->uin, &c->u2c_ok, &c->resp_left, &c->resp_chunk,
+                           &c->resp_done);
+        if (r < 0) {
             c->close_after = true; /* cut the stream: the client sees a truncated body */
             c->log.reason = REASON_UPSTREAM_PROTOCOL;
             c->resp_done = true;
+            c->resp_bad = true;
             c->req_done = c->req_done && false;
+        } else if (r == 2) {
+            c->close_after = true; /* a hook ended the response: what was sent stays sent */
+            c->resp_bad = true;
+            progress = true;
         }
         progress |= c->u2c_ok != before;
     }
@@ -476,21 +558,91 @@ static bool step_exchange(struct conn *c)
                         "the upstream closed the connection before answering");
             return true;
         }
-        if (c->resp_body != HTTP_BODY_UNTIL_CLOSE)
+        if (c->resp_body != HTTP_BODY_UNTIL_CLOSE) {
             c->close_after = true; /* truncated */
+            c->resp_bad = true;
+        }
         c->resp_done = true;
         progress = true;
     }
-    if (c->resp_done && c->u2c_ok == 0) {
+    if (c->resp_done && c->u2c_ok == 0 && (!c->xs || c->cout.len == 0)) {
+        c->xs_complete = !c->resp_bad;
         if (!c->req_done)
             c->close_after = true; /* the request stream cannot be resynchronized */
-        if (c->close_after || !c->resp.keep_alive || c->resp_body == HTTP_BODY_UNTIL_CLOSE ||
-            iobuf_len(&c->uin) > 0)
+        /* The upstream stays for the next request (here or pooled) only when it is clean. */
+        if (c->req_done && !c->resp_bad && c->resp.keep_alive &&
+            c->resp_body != HTTP_BODY_UNTIL_CLOSE && iobuf_len(&c->uin) == 0 && !c->up.eof &&
+            c->c2u_ok == 0 && c->uout.len == 0)
+            c->up_idle = true;
+        else
             upstream_close(c);
         conn_request_finish(c);
         return true;
     }
     return progress;
+}
+
+static void body_too_large(struct conn *c)
+{
+    char msg[160];
+    snprintf(msg, sizeof(msg),
+             "the request body is larger than the %zu bytes that can be inspected; it was not "
+             "forwarded",
+             c->body_limit);
+    conn_refuse(c, 413, REASON_BODY_TOO_LARGE, msg);
+    c->cin.start = c->cin.end; /* the rest of the body is never read */
+}
+
+/* Moves request body bytes from cin into c->body (de-chunked) until the body is complete. */
+static bool step_body(struct conn *c)
+{
+    bool progress = false;
+    while (!c->req_done && iobuf_len(&c->cin) > 0) {
+        const char *p = c->cin.data + c->cin.start;
+        size_t avail = iobuf_len(&c->cin);
+        if (c->req_body == HTTP_BODY_LENGTH) {
+            size_t take = avail < c->req_left ? avail : (size_t)c->req_left;
+            if (c->body.len + take > c->body_limit) {
+                body_too_large(c);
+                return true;
+            }
+            buf_append(&c->body, p, take);
+            c->cin.start += take;
+            c->req_left -= take;
+            c->req_done = c->req_left == 0;
+        } else {
+            size_t used = 0;
+            struct http_slice data = {NULL, 0};
+            int r = http_chunked_feed(&c->req_chunk, p, avail, &used, &data);
+            if (r == HTTP_CHUNKED_ERROR) {
+                conn_refuse(c, 400, c->req_chunk.error ? c->req_chunk.error : "bad_chunk_size",
+                            "the request body's chunked framing is invalid");
+                c->cin.start = c->cin.end;
+                return true;
+            }
+            if (data.len && c->body.len + data.len > c->body_limit) {
+                body_too_large(c);
+                return true;
+            }
+            buf_append(&c->body, data.ptr, data.len);
+            c->cin.start += used;
+            c->req_done = r == HTTP_CHUNKED_DONE;
+            if (r == HTTP_CHUNKED_MORE) {
+                progress = true;
+                break;
+            }
+        }
+        progress = true;
+    }
+    if (!c->req_done) {
+        if (c->cli.eof) {
+            conn_close(c); /* the client gave up mid-body */
+            return true;
+        }
+        return progress;
+    }
+    decide_body_complete(c);
+    return true;
 }
 
 static bool step_head(struct conn *c)
@@ -563,6 +715,7 @@ static bool step_tls_accept(struct conn *c)
     }
     if (ssl_result(c->cli.ssl, r) == -EAGAIN)
         return false;
+    ERR_clear_error();
     if (c->peer.sni_mismatch) {
         snprintf(c->log.method, sizeof(c->log.method), "TLS");
         c->cfg = config_ref(c->px->cfg);
@@ -613,6 +766,7 @@ static bool step_relay(struct conn *c)
     c->c2u_ok = iobuf_len(&c->cin);
     c->u2c_ok = iobuf_len(&c->uin);
     if ((c->cli.eof && c->c2u_ok == 0) || (c->up.eof && c->u2c_ok == 0 && c->cout.len == 0)) {
+        c->xs_complete = c->up.eof && c->u2c_ok == 0 && c->cout.len == 0;
         conn_request_finish(c);
         conn_close(c);
         return true;
@@ -640,6 +794,8 @@ static bool step(struct conn *c)
         return step_relay(c);
     case CONN_CLOSING:
         return step_closing(c);
+    case CONN_BODY:
+        return step_body(c);
     }
     return false;
 }
@@ -654,10 +810,25 @@ static bool client_reads_wanted(const struct conn *c)
     case CONN_UP_TLS:
     case CONN_EXCHANGE:
     case CONN_RELAY:
+    case CONN_BODY:
         return true;
     default:
         return false;
     }
+}
+
+/*
+ * A head waiting in out and a small body cleared behind it leave in one
+ * write (one TLS record, one segment) instead of two.
+ */
+static void coalesce(struct buf *out, size_t off, struct iobuf *src, size_t *ok, uint64_t *metric)
+{
+    if (!out->len || off || !*ok || out->len + *ok > CONN_BUF_SIZE)
+        return;
+    buf_append(out, src->data + src->start, *ok);
+    src->start += *ok;
+    *metric += *ok;
+    *ok = 0;
 }
 
 void conn_run(struct conn *c)
@@ -670,15 +841,17 @@ void conn_run(struct conn *c)
             return;
         /* toward the client */
         if (!ep_handshaking(&c->cli) && (c->cout.len || c->u2c_ok)) {
-            moved |= flush_side(c, &c->cli, &c->cout, &c->uin, &c->u2c_ok, &c->bytes_out,
-                                &px->metrics.bytes_to_clients);
+            coalesce(&c->cout, c->cout_off, &c->uin, &c->u2c_ok, &px->metrics.bytes_to_clients);
+            moved |= flush_side(c, &c->cli, &c->cout, &c->cout_off, &c->uin, &c->u2c_ok,
+                                &c->bytes_out, &px->metrics.bytes_to_clients);
             if (c->dead)
                 return;
         }
         /* toward the upstream */
         if ((c->state == CONN_EXCHANGE || c->state == CONN_RELAY) && (c->uout.len || c->c2u_ok)) {
             uint64_t sink = 0;
-            moved |= flush_side(c, &c->up, &c->uout, &c->cin, &c->c2u_ok, &sink,
+            coalesce(&c->uout, c->uout_off, &c->cin, &c->c2u_ok, &px->metrics.bytes_to_upstreams);
+            moved |= flush_side(c, &c->up, &c->uout, &c->uout_off, &c->cin, &c->c2u_ok, &sink,
                                 &px->metrics.bytes_to_upstreams);
             if (c->dead)
                 return;
@@ -693,9 +866,9 @@ void conn_run(struct conn *c)
             uint64_t got = 0;
             moved |= read_side(
                 c, &c->up, &c->uin,
-                c->resp_head_done || c->state == CONN_RELAY ? CONN_BUF_SIZE : CONN_HEAD_MAX, &got);
+                c->resp_head_done || c->state == CONN_RELAY ? CONN_BODY_BUF : CONN_HEAD_MAX, &got);
             px->metrics.bytes_from_upstreams += got;
-        } else if (c->up.fd >= 0 && c->up_ready && c->state == CONN_HEAD) {
+        } else if (c->up.fd >= 0 && c->up_ready && c->up.rd && c->state == CONN_HEAD) {
             /* A kept upstream that speaks or closes between requests is not reusable. */
             char probe;
             ssize_t r = recv(c->up.fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -706,7 +879,7 @@ void conn_run(struct conn *c)
         progress |= step(c);
         if (c->dead)
             return;
-        if (moved && (c->state == CONN_EXCHANGE || c->state == CONN_RELAY))
+        if (moved && (c->state == CONN_EXCHANGE || c->state == CONN_RELAY || c->state == CONN_BODY))
             c->deadline_ms = now + (c->cfg ? c->cfg : px->cfg)->timeouts.io_ms;
         if (!progress)
             break;
@@ -716,10 +889,10 @@ void conn_run(struct conn *c)
             px->ready = c;
         }
     }
-    if (c->state == CONN_HEAD && iobuf_len(&c->cin) == 0) {
-        iobuf_release_if_empty(&c->cin);
-        iobuf_release_if_empty(&c->uin);
-    }
+    /* Empty buffers go back after every turn: idle connections and quiet streams stay
+     * small. (A half-parsed head is never empty; parsed heads are not read again.) */
+    iobuf_release_if_empty(&c->cin);
+    iobuf_release_if_empty(&c->uin);
 }
 
 void conn_timeout(struct conn *c, uint64_t now)
@@ -741,6 +914,10 @@ void conn_timeout(struct conn *c, uint64_t now)
     case CONN_CONNECT:
     case CONN_UP_TLS:
         conn_refuse(c, 504, REASON_UPSTREAM_TIMEOUT, "the upstream did not answer in time");
+        break;
+    case CONN_BODY:
+        conn_refuse(c, 408, REASON_BODY_TIMEOUT, "the request body did not arrive in time");
+        c->cin.start = c->cin.end;
         break;
     case CONN_EXCHANGE:
         if (!c->resp_started) {

@@ -27,10 +27,12 @@ enum {
     PROXY_H_SIGNAL,
     PROXY_H_RESOLVE,
     PROXY_H_CLIENT,
-    PROXY_H_UPSTREAM
+    PROXY_H_UPSTREAM,
+    PROXY_H_POOL
 };
 
 #define CONN_BUF_SIZE 16384
+#define CONN_BODY_BUF 65536 /* a response body read ahead of a slower client, at most */
 #define CONN_HEAD_MAX (8192 + 65536 + 1024) /* request line + header block + slack */
 #define CONN_LOG_PATH 512
 
@@ -43,7 +45,13 @@ enum conn_state {
     CONN_EXCHANGE,   /* request forwarded; bodies and response flowing */
     CONN_RELAY,      /* after a WebSocket 101: bytes both ways, no framing */
     CONN_CLOSING,    /* flushing the last bytes to the client, then close */
+    CONN_BODY,       /* collecting a request body for the exchange hooks */
 };
+
+/* A collected request body is bounded even when the hooks set no limit. */
+#define CONN_BODY_MAX (64u << 20)
+/* The client did not send the request body the hooks wait for in time. */
+#define REASON_BODY_TIMEOUT "body_timeout"
 
 struct iobuf {
     char *data;
@@ -54,8 +62,32 @@ struct endpoint {
     int fd;
     SSL *ssl;
     bool eof;
+    bool rd, wr; /* may read / write without waiting for an event (edge-triggered) */
     struct proxy_handle h;
 };
+
+/*
+ * An idle upstream connection kept for reuse by any client connection
+ * (upstream_release). Reused only for the same host, port and TLS flag,
+ * connected to the address that was checked for that host, under the same
+ * config generation, before it expires, and only while the upstream has
+ * sent nothing since its last response.
+ */
+struct pool_entry {
+    struct pool_entry *next;
+    struct proxy_handle h; /* PROXY_H_POOL */
+    int fd;
+    SSL *ssl;
+    char host[256];
+    uint16_t port;
+    bool tls, dead;
+    struct config_addr addr;
+    uint64_t gen, expires_ms;
+};
+
+#define POOL_MAX     256   /* idle upstream connections kept, all hosts */
+#define POOL_PER_KEY 32    /* per host, port and TLS flag */
+#define POOL_IDLE_MS 15000 /* longest idle time (the config's idle timeout if shorter) */
 
 struct resolve_job;
 
@@ -73,9 +105,10 @@ struct conn {
     struct endpoint cli, up;
     struct tls_peer peer; /* tunnel host (normalized) and SNI */
     uint16_t tunnel_port;
-    struct iobuf cin, uin; /* bytes read from the client / upstream */
-    size_t c2u_ok, u2c_ok; /* bytes at the front of cin / uin cleared for forwarding */
-    struct buf cout, uout; /* heads and local answers waiting to be written */
+    struct iobuf cin, uin;     /* bytes read from the client / upstream */
+    size_t c2u_ok, u2c_ok;     /* bytes at the front of cin / uin cleared for forwarding */
+    struct buf cout, uout;     /* heads and local answers waiting to be written */
+    size_t cout_off, uout_off; /* bytes of cout / uout already written */
 
     struct http_request req;
     struct http_response resp;
@@ -90,10 +123,29 @@ struct conn {
     uint64_t req_left, resp_left;
     struct http_chunked req_chunk, resp_chunk;
 
+    /* where an allowed request goes (kept while its body is collected) */
+    struct {
+        const struct route *route; /* in cfg */
+        char host[256];
+        uint16_t port;
+        bool tls, is_ip;
+    } fwd;
+
+    /* exchange hooks (proxy_hooks) for the request being served */
+    unsigned want;     /* PROXY_WANT_* */
+    size_t body_limit; /* largest collected body */
+    struct buf hold;   /* the request head, re-parsed here while the body is collected */
+    struct buf body;   /* the collected body, de-chunked */
+    void *xs;          /* the hooks' state for this exchange; exchange_end clears it */
+    bool resp_bad;     /* response truncated, malformed or ended by a hook */
+    bool xs_complete;  /* the whole response reached the client */
+
     /* the upstream connection, kept for reuse */
     char up_host[256];
     uint16_t up_port;
     bool up_tls, up_is_ip, up_ready;
+    bool up_idle;    /* between exchanges, response fully read: reusable */
+    uint64_t up_gen; /* config generation it was connected under */
     struct config_addr up_addr;
     struct resolve_job *job;
 
@@ -133,10 +185,20 @@ void iobuf_reserve(struct iobuf *b, size_t want_free, size_t max_cap);
 /* decide.c: a complete request head (n bytes at cin.start) */
 void decide_request(struct conn *c, size_t head_len);
 void decide_control(struct conn *c, size_t head_len);
+/* The request body the hooks asked for is complete (c->body): run request_body, forward. */
+void decide_body_complete(struct conn *c);
 
 /* upstream.c */
 void upstream_open(struct conn *c, const char *host, bool is_ip, uint16_t port, bool tls);
 void upstream_close(struct conn *c);
+/* Keeps an idle upstream connection in the pool when that is safe, else closes it. */
+void upstream_release(struct conn *c);
+/* The upstream of a pooled connection spoke or closed: it is not reusable. */
+void upstream_pool_event(struct proxy *px, struct pool_entry *e);
+/* Closes every pooled connection (reload, drain, exit) or only the expired ones. */
+void upstream_pool_flush(struct proxy *px, bool expired_only);
+/* Frees entries closed during this turn of the loop. */
+void upstream_pool_bury(struct proxy *px);
 bool upstream_reusable(const struct conn *c, const char *host, uint16_t port, bool tls);
 void upstream_step(struct conn *c);
 void upstream_resolved(struct proxy *px, struct resolve_job *job);

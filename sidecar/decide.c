@@ -14,6 +14,29 @@
 
 static const struct http_limits limits = HTTP_LIMITS_DEFAULT;
 
+/* strlcpy: src truncated to max - 1 bytes (no printf on the request path). */
+static void str_copy(char *dst, size_t max, const char *src)
+{
+    size_t n = strnlen(src, max - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/* "host:port" into dst, host cut at 250 bytes. */
+static void host_port(char *dst, size_t max, const char *host, uint16_t port)
+{
+    char digits[6];
+    size_t d = sizeof(digits);
+    do
+        digits[--d] = (char)('0' + port % 10);
+    while ((port /= 10) && d);
+    size_t h = strnlen(host, max - sizeof(digits) - 2 < 250 ? max - sizeof(digits) - 2 : 250);
+    memcpy(dst, host, h);
+    dst[h] = ':';
+    memcpy(dst + h + 1, digits + d, sizeof(digits) - d);
+    dst[h + 1 + sizeof(digits) - d] = '\0';
+}
+
 static void slice_copy(char *dst, size_t max, struct http_slice s)
 {
     size_t n = s.len < max - 1 ? s.len : max - 1;
@@ -62,7 +85,7 @@ static void request_begin(struct conn *c)
         c->close_after = true;
     slice_copy(c->log.method, sizeof(c->log.method), req->method);
     if (c->tunnel && req->form != HTTP_FORM_AUTHORITY)
-        snprintf(c->log.host, sizeof(c->log.host), "%.250s:%u", c->peer.host, c->tunnel_port);
+        host_port(c->log.host, sizeof(c->log.host), c->peer.host, c->tunnel_port);
     else
         slice_copy(c->log.host, sizeof(c->log.host), req->authority);
     if (req->form == HTTP_FORM_AUTHORITY)
@@ -174,33 +197,131 @@ static int run_hooks(struct conn *c, const struct route *route, const char *host
     return 0;
 }
 
-/* Strip the agent's credentials and the header the route injects; add the route's. */
-static int write_forward_head(struct conn *c, const struct route *route)
+/*
+ * Strip the agent's credentials and the header the route injects; add the
+ * route's. With body_len set the body was collected: its framing becomes a
+ * Content-Length of *body_len (and an Expect the sidecar answered is dropped).
+ */
+static int write_forward_head(struct conn *c, const struct route *route, const size_t *body_len)
 {
-    const char *skip[3] = {"Authorization", "Proxy-Authorization", NULL};
+    const char *skip[6] = {"Authorization", "Proxy-Authorization"};
     size_t n_skip = 2;
-    struct http_header add;
-    memset(&add, 0, sizeof(add));
+    struct http_header add[2];
+    memset(add, 0, sizeof(add));
     size_t n_add = 0;
     struct buf value = BUF_INIT;
+    char length[24];
     size_t idx = (size_t)(route - c->cfg->routes.items);
     const char *token = c->cfg->route_tokens ? c->cfg->route_tokens[idx] : NULL;
     if (route->auth.kind == AUTH_SCHEME && token) {
         buf_printf(&value, "%s %s", route->auth.scheme, token);
-        add = (struct http_header){{"Authorization", 13}, {value.data, value.len}};
-        n_add = 1;
+        add[n_add++] = (struct http_header){{"Authorization", 13}, {value.data, value.len}};
     } else if (route->auth.kind == AUTH_HEADER && token) {
         skip[n_skip++] = route->auth.header;
         buf_append_str(&value, token);
-        add = (struct http_header){{route->auth.header, strlen(route->auth.header)},
-                                   {value.data, value.len}};
-        n_add = 1;
+        add[n_add++] = (struct http_header){{route->auth.header, strlen(route->auth.header)},
+                                            {value.data, value.len}};
     }
-    int rc = http_request_write_head(&c->uout, &c->req, skip, n_skip, n_add ? &add : NULL, n_add);
+    if (body_len) {
+        skip[n_skip++] = "Content-Length";
+        skip[n_skip++] = "Transfer-Encoding";
+        skip[n_skip++] = "Expect";
+        int n = snprintf(length, sizeof(length), "%zu", *body_len);
+        add[n_add++] = (struct http_header){{"Content-Length", 14}, {length, (size_t)n}};
+    }
+    int rc = http_request_write_head(&c->uout, &c->req, skip, n_skip, n_add ? add : NULL, n_add);
     if (value.data)
         explicit_bzero(value.data, value.cap);
     buf_free(&value);
     return rc;
+}
+
+/*
+ * Sends the request to c->fwd: on the kept upstream when it fits, else on a
+ * new one. body_len: the collected body (body) replaces the request's own.
+ */
+static void forward(struct conn *c, const char *body, const size_t *body_len)
+{
+    bool reuse = upstream_reusable(c, c->fwd.host, c->fwd.port, c->fwd.tls);
+    if (!reuse)
+        upstream_release(c); /* another host's idle connection may serve someone else */
+    c->up_idle = false;
+    buf_reset(&c->uout);
+    c->uout_off = 0;
+    if (write_forward_head(c, c->fwd.route, body_len) < 0) {
+        conn_refuse(c, 500, REASON_INTERNAL, "the forwarded request head could not be built");
+        return;
+    }
+    if (body_len)
+        buf_append(&c->uout, body, *body_len);
+    c->log.decision = "allowed";
+    c->log.reason = REASON_ALLOWED;
+    if (reuse) {
+        c->state = CONN_EXCHANGE;
+        c->deadline_ms = proxy_now_ms() + c->cfg->timeouts.io_ms;
+    } else {
+        upstream_open(c, c->fwd.host, c->fwd.is_ip, c->fwd.port, c->fwd.tls);
+    }
+}
+
+/* The hooks want the body first: keep the head (re-parsed into c->hold), then collect. */
+static void collect_body(struct conn *c, size_t head_len)
+{
+    buf_reset(&c->hold);
+    buf_append(&c->hold, c->cin.data + c->cin.start, head_len);
+    c->cin.start += head_len;
+    http_request_reset(&c->req);
+    if (http_parse_request(c->hold.data, c->hold.len, &c->req, &limits) != (ssize_t)head_len) {
+        conn_refuse(c, 500, REASON_INTERNAL, "the request head could not be kept");
+        return;
+    }
+    buf_reset(&c->body);
+    if (c->req_body == HTTP_BODY_LENGTH && c->req_left > c->body_limit) {
+        char msg[160];
+        snprintf(msg, sizeof(msg),
+                 "the request body (%llu bytes) is larger than the %zu bytes that can be "
+                 "inspected; it was not forwarded",
+                 (unsigned long long)c->req_left, c->body_limit);
+        conn_refuse(c, 413, REASON_BODY_TOO_LARGE, msg);
+        return;
+    }
+    if (c->req_done) {
+        decide_body_complete(c);
+        return;
+    }
+    if (c->req.expect_continue)
+        buf_append_str(&c->cout, "HTTP/1.1 100 Continue\r\n\r\n");
+    c->state = CONN_BODY;
+    c->deadline_ms = proxy_now_ms() + c->cfg->timeouts.io_ms;
+}
+
+void decide_body_complete(struct conn *c)
+{
+    struct proxy_hooks *h = &c->px->hooks;
+    struct proxy_request_view view = {c->fwd.route, &c->req, c->fwd.host, c->fwd.port, c->fwd.tls};
+    struct proxy_verdict v = {0};
+    struct buf repl = BUF_INIT;
+    int rc = 0;
+    if (h->request_body)
+        rc = h->request_body(h->ctx, &view, &c->xs, c->body.data ? c->body.data : "", c->body.len,
+                             &repl, &v);
+    if (v.reason || rc < 0) {
+        buf_free(&repl);
+        if (v.reason)
+            conn_refuse(c, v.status ? v.status : 403, v.reason, v.message);
+        else
+            conn_refuse(c, 500, REASON_INTERNAL, "the request body could not be inspected");
+        return;
+    }
+    const struct buf *send = repl.len ? &repl : &c->body;
+    if (c->req_body != HTTP_BODY_NONE || repl.len) {
+        size_t len = send->len;
+        forward(c, send->data ? send->data : "", &len);
+    } else {
+        forward(c, NULL, NULL);
+    }
+    buf_free(&repl);
+    buf_free(&c->body);
 }
 
 /* Inside a tunnel the Host field must name the tunnel's host and port. */
@@ -251,7 +372,7 @@ void decide_request(struct conn *c, size_t head_len)
     char host[sizeof(c->peer.host)];
     uint16_t port;
     if (c->tunnel) {
-        snprintf(host, sizeof(host), "%s", c->peer.host);
+        str_copy(host, sizeof(host), c->peer.host);
         port = c->tunnel_port;
     } else {
         slice_copy(host, sizeof(host), req->host);
@@ -266,19 +387,26 @@ void decide_request(struct conn *c, size_t head_len)
     char method[24], target[8192 + 1];
     slice_copy(method, sizeof(method), req->method);
     slice_copy(target, sizeof(target), req->path);
+    /* NUL-terminated copies of the fields, in one buffer the proxy reuses */
     struct policy_header headers[HTTP_HEADERS_MAX];
-    struct buf hb = BUF_INIT;
-    size_t offs[HTTP_HEADERS_MAX][2];
-    for (size_t i = 0; i < req->n_headers; i++) {
-        offs[i][0] = hb.len;
-        buf_append(&hb, req->headers[i].name.ptr, req->headers[i].name.len);
-        buf_append_char(&hb, '\0');
-        offs[i][1] = hb.len;
-        buf_append(&hb, req->headers[i].value.ptr, req->headers[i].value.len);
-        buf_append_char(&hb, '\0');
-    }
+    struct buf *hb = &c->px->fields;
+    size_t need = 1;
     for (size_t i = 0; i < req->n_headers; i++)
-        headers[i] = (struct policy_header){hb.data + offs[i][0], hb.data + offs[i][1]};
+        need += req->headers[i].name.len + req->headers[i].value.len + 2;
+    buf_reset(hb);
+    buf_reserve(hb, need);
+    char *o = hb->data;
+    for (size_t i = 0; i < req->n_headers; i++) {
+        const struct http_header *f = &req->headers[i];
+        headers[i].name = o;
+        memcpy(o, f->name.ptr, f->name.len);
+        o += f->name.len;
+        *o++ = '\0';
+        headers[i].value = o;
+        memcpy(o, f->value.ptr, f->value.len);
+        o += f->value.len;
+        *o++ = '\0';
+    }
     struct policy_request preq = {.method = method,
                                   .tls = tls,
                                   .host = host,
@@ -288,7 +416,6 @@ void decide_request(struct conn *c, size_t head_len)
                                   .n_headers = req->n_headers};
     struct policy_result res = {0};
     int rc = policy_evaluate(&c->cfg->routes, &preq, &res);
-    buf_free(&hb);
     if (rc < 0 || !res.allowed) {
         c->cin.start += head_len;
         if (rc < 0)
@@ -304,27 +431,25 @@ void decide_request(struct conn *c, size_t head_len)
         policy_result_free(&res);
         return;
     }
-    bool reuse = upstream_reusable(c, res.host, port, tls);
-    if (!reuse)
-        upstream_close(c);
-    buf_reset(&c->uout);
-    if (write_forward_head(c, route) < 0) {
-        c->cin.start += head_len;
-        policy_result_free(&res);
-        conn_refuse(c, 500, REASON_INTERNAL, "the forwarded request head could not be built");
-        return;
-    }
-    c->cin.start += head_len;
-    c->log.decision = "allowed";
-    c->log.reason = REASON_ALLOWED;
-    bool is_ip = route->host_is_ip;
-    if (reuse) {
-        c->state = CONN_EXCHANGE;
-        c->deadline_ms = proxy_now_ms() + c->cfg->timeouts.io_ms;
-    } else {
-        upstream_open(c, res.host, is_ip, port, tls);
-    }
+    c->fwd.route = route;
+    str_copy(c->fwd.host, sizeof(c->fwd.host), res.host);
+    c->fwd.port = port;
+    c->fwd.tls = tls;
+    c->fwd.is_ip = route->host_is_ip;
     policy_result_free(&res);
+    struct proxy_hooks *h = &c->px->hooks;
+    if (h->wants) {
+        struct proxy_request_view view = {route, &c->req, c->fwd.host, port, tls};
+        size_t limit = 0;
+        c->want = h->wants(h->ctx, &view, &limit);
+        c->body_limit = limit && limit < CONN_BODY_MAX ? limit : CONN_BODY_MAX;
+        if (c->want & PROXY_WANT_REQUEST_BODY) {
+            collect_body(c, head_len);
+            return;
+        }
+    }
+    c->cin.start += head_len; /* the head's slices stay valid: the bytes do not move */
+    forward(c, NULL, NULL);
 }
 
 /* ---- control listener --------------------------------------------------------- */
@@ -361,6 +486,11 @@ static void metrics_text(struct conn *c, struct buf *b)
                (unsigned long long)m->reloads_ok);
     buf_printf(b, "bottle_proxy_reloads_total{result=\"failed\"} %llu\n",
                (unsigned long long)m->reloads_failed);
+    buf_printf(b, "# TYPE bottle_proxy_upstream_connections_total counter\n");
+    buf_printf(b, "bottle_proxy_upstream_connections_total{origin=\"new\"} %llu\n",
+               (unsigned long long)m->upstream_connects);
+    buf_printf(b, "bottle_proxy_upstream_connections_total{origin=\"pool\"} %llu\n",
+               (unsigned long long)m->upstream_reused);
     buf_printf(b, "# TYPE bottle_proxy_tls_leaves_minted_total counter\n");
     buf_printf(b, "bottle_proxy_tls_leaves_minted_total %lu\n", c->px->tls.minted);
 }

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,6 +152,8 @@ int proxy_reload(struct proxy *px)
     snprintf(n, sizeof(n), "%zu", next->routes.len);
     config_unref(px->cfg); /* requests in flight hold their own reference */
     px->cfg = next;
+    px->cfg_gen++; /* connections made under the old config are not reused */
+    upstream_pool_flush(px, false);
     px->metrics.reloads_ok++;
     logjson_event(px, "reloaded", "routes", n, NULL, NULL);
     return 0;
@@ -172,6 +175,7 @@ static void begin_drain(struct proxy *px)
     px->draining = true;
     px->drain_deadline_ms = proxy_now_ms() + px->cfg->timeouts.drain_ms;
     stop_listening(px);
+    upstream_pool_flush(px, false);
     char n[32];
     snprintf(n, sizeof(n), "%zu", px->n_conns);
     logjson_event(px, "draining", "connections", n, NULL, NULL);
@@ -207,6 +211,7 @@ static void sweep(struct proxy *px)
         next = c->next;
         conn_timeout(c, now);
     }
+    upstream_pool_flush(px, true);
     if (px->draining)
         for (struct conn *c = px->conns, *next; c; c = next) {
             next = c->next;
@@ -222,6 +227,7 @@ static void bury(struct proxy *px)
         px->graveyard = c->next;
         conn_free_dead(c);
     }
+    upstream_pool_bury(px);
 }
 
 int proxy_run(struct proxy *px)
@@ -237,6 +243,7 @@ int proxy_run(struct proxy *px)
         int n = epoll_wait(px->epfd, events, EVENTS_MAX, timeout);
         if (n < 0 && errno != EINTR)
             return -errno;
+        ERR_clear_error(); /* once per turn, not before every TLS call (see conn.c) */
         for (int i = 0; i < n; i++) {
             struct proxy_handle *h = events[i].data.ptr;
             switch (h->kind) {
@@ -254,10 +261,24 @@ int proxy_run(struct proxy *px)
             case PROXY_H_RESOLVE:
                 on_resolved(px);
                 break;
+            case PROXY_H_POOL:
+                upstream_pool_event(px, h->owner);
+                break;
             default: {
                 struct conn *c = h->owner;
-                if (!c->dead)
-                    conn_run(c);
+                if (c->dead)
+                    break;
+                /* Edge-triggered readiness: the pumps skip a side until it reports again. A
+                 * TLS side may need to read to write (and the reverse): any event wakes both. */
+                struct endpoint *ep = h->kind == PROXY_H_CLIENT ? &c->cli : &c->up;
+                uint32_t e = events[i].events;
+                if (ep->ssl) {
+                    ep->rd = ep->wr = true;
+                } else {
+                    ep->rd |= (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
+                    ep->wr |= (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0;
+                }
+                conn_run(c);
             }
             }
         }
@@ -288,6 +309,7 @@ void proxy_free(struct proxy *px)
 {
     while (px->conns)
         conn_close(px->conns);
+    upstream_pool_flush(px, false);
     bury(px);
     stop_listening(px);
     if (px->signal_fd >= 0)
@@ -299,5 +321,6 @@ void proxy_free(struct proxy *px)
     config_unref(px->cfg);
     free(px->config_path);
     buf_free(&px->scratch);
+    buf_free(&px->fields);
     memset(px, 0, sizeof(*px));
 }

@@ -114,6 +114,8 @@ struct proxy_metrics {
     uint64_t bytes_from_upstreams;
     uint64_t reloads_ok;
     uint64_t reloads_failed;
+    uint64_t upstream_connects; /* new upstream connections */
+    uint64_t upstream_reused;   /* requests sent on a pooled upstream connection */
     struct {
         const char *reason; /* static string */
         uint64_t count;
@@ -122,6 +124,7 @@ struct proxy_metrics {
 };
 
 struct conn;
+struct pool_entry;
 
 struct proxy_handle {
     int kind; /* PROXY_H_* */
@@ -151,6 +154,11 @@ struct proxy {
     uint64_t drain_deadline_ms;
     uint16_t listen_port, control_port; /* as bound (port 0 in the config picks one) */
     struct buf scratch;                 /* log lines and small responses; reused */
+    struct buf fields;                  /* a request's header fields for the decision; reused */
+    struct pool_entry *pool;            /* idle upstream connections, newest first */
+    struct pool_entry *pool_dead;       /* taken or closed during this turn; freed after it */
+    size_t n_pooled;
+    uint64_t cfg_gen; /* bumped by every reload */
 };
 
 /*
