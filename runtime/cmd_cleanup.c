@@ -18,6 +18,7 @@
 #include <netlink/netlink.h>
 #include <netlink/route/link.h>
 
+#include "backends/docker/docker.h"
 #include "common/buf.h"
 #include "common/fs.h"
 #include "common/json.h"
@@ -210,6 +211,10 @@ static int cleanup_slug(const char *home, const char *slug, bool has_state, bool
         return 0;
     }
     int failures = 0;
+    memset(&e, 0, sizeof(e));
+    /* A Docker bottle's container sits in the agent cgroup: it goes first. */
+    if (docker_remove_slug(slug, &e) < 0)
+        failures++, fprintf(stderr, "bottle: cleanup: %s: %s\n", slug, e.msg);
     memset(&e, 0, sizeof(e));
     if (cgroup_bottle_remove(slug, 3000, &e) < 0)
         failures++, fprintf(stderr, "bottle: cleanup: %s: %s\n", slug, e.msg);

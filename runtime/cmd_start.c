@@ -242,7 +242,7 @@ int cmd_start(int argc, char **argv)
         rc = cli_fail(&err);
         goto out;
     }
-    if (strcmp(plan.backend, "native") != 0) {
+    if (strcmp(plan.backend, "native") != 0 && strcmp(plan.backend, "docker") != 0) {
         fprintf(stderr,
                 "bottle: backend '%s' cannot run bottles in this build yet; use --backend "
                 "native, or 'bottle start %s --dry-run' to see the plan\n",

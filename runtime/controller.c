@@ -37,7 +37,7 @@
 
 /* ---- small helpers ----------------------------------------------------------- */
 
-static void random_hex(char *out, size_t bytes)
+void controller_random_hex(char *out, size_t bytes)
 {
     unsigned char raw[32];
     if (bytes > sizeof(raw))
@@ -235,10 +235,10 @@ static void make_secret_env(struct controller *c)
         const struct plan_env *e = &c->plan->env[i];
         char hex[41];
         if (e->source == ENV_SRC_CANARY) {
-            random_hex(hex, 20);
+            controller_random_hex(hex, 20);
             strv_push_owned(&c->secret_env, xasprintf("%s=%s", e->name, hex));
         } else if (e->secret) {
-            random_hex(hex, 16);
+            controller_random_hex(hex, 16);
             strv_push_owned(&c->secret_env, xasprintf("%s=bottle-placeholder-%s", e->name, hex));
         }
     }
@@ -246,7 +246,7 @@ static void make_secret_env(struct controller *c)
 
 /* ---- sidecar ------------------------------------------------------------------------- */
 
-static char *proxy_listen_text(const struct controller *c)
+char *controller_proxy_listen(const struct controller *c)
 {
     char ip[INET_ADDRSTRLEN];
     inet_ntop(AF_INET, &c->nb.host_addr, ip, sizeof(ip));
@@ -275,7 +275,7 @@ static void add_budgets(const struct controller *c, cJSON *root)
 static int write_proxy_config(struct controller *c, struct bottle_err *err)
 {
     cJSON *root = cJSON_CreateObject();
-    char *listen = proxy_listen_text(c);
+    char *listen = controller_proxy_listen(c);
     cJSON_AddStringToObject(root, "listen", listen);
     free(listen);
     cJSON_AddStringToObject(root, "bottle", c->st.slug);
@@ -542,84 +542,6 @@ static int step_kernel(struct controller *c, struct bottle_err *err)
     return bpf_policy_install(c->st.slug, c->cg.agent_fd, c->cg.agent_id, &cfg, NULL, err);
 }
 
-/* ---- the agent ----------------------------------------------------------------------- */
-
-static char *runtime_value(const struct controller *c, const char *name)
-{
-    char *proxy = proxy_listen_text(c);
-    char *v = NULL;
-    if (!strcmp(name, "HTTP_PROXY") || !strcmp(name, "HTTPS_PROXY") ||
-        !strcmp(name, "http_proxy") || !strcmp(name, "https_proxy"))
-        v = xasprintf("http://%s", proxy);
-    else if (!strcmp(name, "NO_PROXY") || !strcmp(name, "no_proxy"))
-        v = xstrdup("localhost,127.0.0.1,::1");
-    else if (!strcmp(name, "SSL_CERT_FILE") || !strcmp(name, "NODE_EXTRA_CA_CERTS") ||
-             !strcmp(name, "REQUESTS_CA_BUNDLE") || !strcmp(name, "CURL_CA_BUNDLE") ||
-             !strcmp(name, "GIT_SSL_CAINFO"))
-        v = xstrdup(GUEST_CA_BUNDLE);
-    else if (!strcmp(name, "HOME"))
-        v = xstrdup(NATIVE_DEFAULT_HOME);
-    else if (!strcmp(name, "PATH"))
-        v = xstrdup(CONTROLLER_SAFE_PATH);
-    else if (!strcmp(name, "TERM"))
-        v = getenv("TERM") ? xstrdup(getenv("TERM")) : NULL;
-    else if (!strcmp(name, "LANG"))
-        v = xstrdup("C.UTF-8");
-    else if (!strcmp(name, "BOTTLE_SLUG"))
-        v = xstrdup(c->st.slug);
-    free(proxy);
-    return v;
-}
-
-static int agent_env(const struct controller *c, struct strv *env, struct bottle_err *err)
-{
-    struct strv values = STRV_INIT;
-    for (size_t i = 0; i < c->secret_env.len; i++)
-        strv_push(&values, c->secret_env.items[i]);
-    for (size_t i = 0; i < c->plan->n_env; i++) {
-        const struct plan_env *e = &c->plan->env[i];
-        if (e->source == ENV_SRC_CANARY || e->secret) {
-            continue;
-        } else if (e->source == ENV_SRC_RUNTIME && !e->value) {
-            char *v = runtime_value(c, e->name);
-            if (v)
-                strv_push_owned(&values, xasprintf("%s=%s", e->name, v));
-            free(v);
-        }
-    }
-    int rc = native_env_from_plan(c->plan, &values, env, err);
-    strv_free(&values);
-    return rc;
-}
-
-static int step_agent(struct controller *c, struct bottle_err *err)
-{
-    struct strv env = STRV_INIT;
-    int rc = agent_env(c, &env, err);
-    if (rc < 0)
-        return rc;
-    struct backend_spec spec;
-    memset(&spec, 0, sizeof(spec));
-    spec.slug = c->st.slug;
-    spec.argv = &c->plan->argv;
-    spec.env = &env;
-    spec.workspace = c->plan->cwd;
-    spec.bottle_dir = c->bottle_dir;
-    spec.bottle_home = c->st.home;
-    spec.netns_fd = c->nb.fd;
-    spec.cgroup_fd = c->cg.agent_fd;
-    spec.uid = c->agent_uid;
-    spec.gid = c->agent_gid;
-    spec.seccomp_extra = &c->plan->seccomp;
-    spec.stdio[0] = spec.stdio[1] = spec.stdio[2] = -1;
-    pid_t pid = 0;
-    rc = native_launch(&spec, &pid, err);
-    strv_free(&env);
-    if (rc == 0)
-        c->agent_pid = pid;
-    return rc;
-}
-
 /* ---- teardown ------------------------------------------------------------------------ */
 
 static void note(struct bottle_err *first, const struct bottle_err *e, const char *what)
@@ -638,12 +560,9 @@ int controller_teardown(struct controller *c, bool keep_state, struct bottle_err
         control_server_close(&c->control); /* no operator acts on a bottle going away */
         c->have_control = false;
     }
-    if (c->agent_pid > 0) {
-        native_stop(c->agent_pid, SIGKILL, 0, &e);
-        waitpid(c->agent_pid, NULL, 0);
-        c->agent_pid = 0;
-        note(&first, &e, "agent");
-    }
+    tty_relay_close(&c->tty); /* the terminal comes back first, whatever happens next */
+    controller_agent_release(c, &e);
+    note(&first, &e, "agent");
     if (c->have_cgroup && c->cg.agent_fd >= 0) {
         memset(&e, 0, sizeof(e));
         cgroup_kill(c->cg.agent_fd, &e);
@@ -717,7 +636,7 @@ static int interrupted(const sigset_t *sigs, struct bottle_err *err)
     sigset_t pending;
     sigpending(&pending);
     for (int s = 1; s < NSIG; s++)
-        if (sigismember(sigs, s) && sigismember(&pending, s))
+        if (s != SIGWINCH && sigismember(sigs, s) && sigismember(&pending, s))
             return err_set(err, EINTR, "interrupted by signal %d while starting", s);
     return 0;
 }
@@ -735,6 +654,7 @@ int controller_start(const struct plan *plan, const struct controller_options *o
     c.nb.fd = -1;
     c.control.listen_fd = -1;
     c.events_fd = -1;
+    c.tty.slave = c.tty.master = -1;
     c.started = time(NULL);
     *agent_exit = 0;
 
@@ -743,6 +663,7 @@ int controller_start(const struct plan *plan, const struct controller_options *o
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGWINCH); /* window size changes go to the agent's terminal */
     sigprocmask(SIG_BLOCK, &sigs, &old);
 
     int rc = state_create(opts->home, plan->agent_name, plan->label, &c.st, err);
@@ -774,7 +695,7 @@ int controller_start(const struct plan *plan, const struct controller_options *o
     if (rc == 0 && (rc = interrupted(&sigs, err)) == 0)
         rc = controller_control_open(&c, err);
     if (rc == 0 && (rc = interrupted(&sigs, err)) == 0)
-        rc = step_agent(&c, err);
+        rc = controller_step_agent(&c, err);
     bool ran = rc == 0;
     if (ran) {
         controller_audit(&c, "start", getuid(), "running");

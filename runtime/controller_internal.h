@@ -12,6 +12,7 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "backends/backend.h"
 #include "common/buf.h"
 #include "runtime/cgroup.h"
 #include "runtime/control.h"
@@ -19,6 +20,7 @@
 #include "runtime/ledger.h"
 #include "runtime/netns.h"
 #include "runtime/state.h"
+#include "runtime/tty.h"
 
 /* In the state directory: the controller's pid, for `bottle stop`. */
 #define CONTROLLER_PID_FILE "controller.pid"
@@ -60,7 +62,24 @@ struct controller {
     struct ledger *ledger;  /* opened on first audit; NULL when it cannot be */
     int events_fd;          /* read end of the sidecar's events pipe; -1: none */
     struct buf events_buf;  /* a partial event line */
+    const struct bottle_backend *backend; /* NULL: native (the agent is agent_pid) */
+    struct backend_bottle bb;             /* the backend's handle when backend is set */
+    struct tty_relay tty;                 /* the agent's terminal when start runs in one */
 };
+
+/* 40 hex digits of randomness for 20 bytes (out holds 2 * bytes + 1). */
+void controller_random_hex(char *out, size_t bytes);
+/* "A.1:port": where the agent reaches the sidecar (allocated). */
+char *controller_proxy_listen(const struct controller *c);
+
+/* The agent step: environment, terminal and backend (controller_agent.c). */
+int controller_step_agent(struct controller *c, struct bottle_err *err);
+/* Forwards sig to the agent; the backend kills the bottle after grace_ms (docker). */
+void controller_agent_signal(struct controller *c, int sig, int grace_ms);
+/* The agent's exit code (128 + signal when killed). */
+int controller_agent_wait(struct controller *c, int *exit_code, struct bottle_err *err);
+/* Kills what is left of the agent and frees the backend's handle (teardown). */
+void controller_agent_release(struct controller *c, struct bottle_err *err);
 
 /* In the sidecar: the descriptor its budget events are written to. */
 #define CONTROLLER_EVENTS_FD 4

@@ -160,7 +160,7 @@ static void signal_agent(struct controller *c, int sig, int grace_ms)
         struct bottle_err ignored = {0};
         cgroup_thaw(c->cg.agent_fd, 2000, &ignored); /* a frozen agent cannot act on it */
     }
-    kill(c->agent_pid, sig);
+    controller_agent_signal(c, sig, grace_ms);
     long long at = mono_ms() + grace_ms;
     if (!c->kill_at_ms || at < c->kill_at_ms)
         c->kill_at_ms = at;
@@ -247,7 +247,8 @@ enum {
     FD_AGENT,
     FD_SIDECAR,
     FD_EVENTS,
-    FD_CONTROL,
+    FD_TTY,
+    FD_CONTROL = FD_TTY + TTY_RELAY_FDS,
     FD_MAX = FD_CONTROL + CONTROL_POLLFDS_MAX
 };
 
@@ -255,6 +256,11 @@ static void on_signal(struct controller *c, int sfd)
 {
     struct signalfd_siginfo si;
     while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        if (si.ssi_signo == SIGWINCH) {
+            struct bottle_err ignored = {0};
+            tty_relay_winch(&c->tty, &ignored);
+            continue;
+        }
         char name[16];
         snprintf(name, sizeof(name), "%u", si.ssi_signo);
         controller_audit(c, "signal", si.ssi_uid, name);
@@ -277,6 +283,7 @@ int controller_serve(struct controller *c, const sigset_t *sigs, int *exit_code,
     if (sfd < 0)
         return err_set(err, errno, "signalfd: %s", strerror(errno));
     int agent_fd = pidfd_for(c->agent_pid);
+    bool tty_open = c->tty.active;
     int proxy_fd = c->proxy_pid > 0 ? pidfd_for(c->proxy_pid) : -1;
     for (;;) {
         if (agent_fd < 0 && exited(c->agent_pid))
@@ -286,6 +293,10 @@ int controller_serve(struct controller *c, const sigset_t *sigs, int *exit_code,
         fds[FD_AGENT] = (struct pollfd){.fd = agent_fd, .events = POLLIN};
         fds[FD_SIDECAR] = (struct pollfd){.fd = c->proxy_pid > 0 ? proxy_fd : -1, .events = POLLIN};
         fds[FD_EVENTS] = (struct pollfd){.fd = c->events_fd, .events = POLLIN};
+        for (size_t i = 0; i < TTY_RELAY_FDS; i++)
+            fds[FD_TTY + i] = (struct pollfd){.fd = -1};
+        if (tty_open)
+            tty_relay_fds(&c->tty, fds + FD_TTY, TTY_RELAY_FDS);
         size_t n = FD_CONTROL;
         if (c->have_control)
             n += control_server_pollfds(&c->control, fds + FD_CONTROL);
@@ -306,6 +317,11 @@ int controller_serve(struct controller *c, const sigset_t *sigs, int *exit_code,
             on_signal(c, sfd);
         if (r > 0 && fds[FD_EVENTS].revents && c->events_fd >= 0)
             controller_on_events(c);
+        if (r > 0 && tty_open) {
+            struct bottle_err terr = {0};
+            if (tty_relay_on_readable(&c->tty, fds + FD_TTY, TTY_RELAY_FDS, &terr) != 0)
+                tty_open = false; /* the agent closed its terminal; its exit comes next */
+        }
         if (c->proxy_pid > 0 &&
             (proxy_fd < 0 ? exited(c->proxy_pid) : (r > 0 && fds[FD_SIDECAR].revents)))
             on_sidecar_exit(c);
@@ -325,7 +341,5 @@ int controller_serve(struct controller *c, const sigset_t *sigs, int *exit_code,
     close(sfd);
     if (err->msg[0])
         return -(err->code ? err->code : EIO);
-    int rc = native_wait(c->agent_pid, exit_code, err);
-    c->agent_pid = 0;
-    return rc;
+    return controller_agent_wait(c, exit_code, err);
 }

@@ -13,7 +13,7 @@
 # nothing is left behind. dockerd is stopped on exit.
 . "$BOTTLE_SRC/tests/lib.sh"
 
-N=27
+N=30
 plan $N
 
 skip_all() {
@@ -349,6 +349,65 @@ if echo "$BEFORE" | grep -q container && [ -z "$AFTER" ] && grep -q '^cleanup cl
     ok "after a crash, cleanup by slug removes the container, cgroups, pins, veths and netns"
 else
     fail "crash cleanup" "before:$BEFORE" "after:$AFTER" "$(cat "$W/cleanup.out")"
+fi
+
+# ---- bottle start --backend docker: the whole start sequence -------------------------------
+BH=$W/bhome
+WS3=$W/ws3
+mkdir -p "$BH/agents" "$BH/bottles" "$WS3"
+chmod 0777 "$WS3"
+: >"$W/up3.log"
+python3 "$BOTTLE_SRC/tests/fixtures/upstream.py" --port-file "$W/up3.port" --log "$W/up3.log" &
+UP3PID=$!
+i=0
+while [ ! -s "$W/up3.port" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+UP3=$(cut -d' ' -f1 "$W/up3.port")
+{
+    echo "---"
+    echo "agent_provider:"
+    echo "  template: generic"
+    echo "  command: [sh, $WS3/agent.sh]"
+    echo "  dockerfile: $W/ctx/Dockerfile"
+    echo "egress:"
+    echo "  routes:"
+    echo "    - host: plain.test:$UP3"
+    echo "      auth:"
+    echo "        scheme: Bearer"
+    echo "        token_ref: DK_TOKEN"
+    echo "---"
+    echo "A Docker bottle."
+} >"$BH/bottles/dk.md"
+printf -- '---\nbottle: dk\n---\nRun.\n' >"$BH/agents/dk.md"
+{
+    echo "cd $WS3"
+    echo "wget -q -O allowed.out http://plain.test:$UP3/echo; echo allowed=\$? >result"
+    echo "wget -q -O refused.out http://other.test/x; echo refused=\$? >>result"
+    echo "a1=\$(echo \$http_proxy | sed 's|http://||; s|:.*||')"
+    echo "echo direct=\$(/probe get \$a1:22) >>result"
+    echo "echo marker=\$(cat /marker) >>result"
+    echo "exit 3"
+} >"$WS3/agent.sh"
+DK_TOKEN=dk-tok-$TAG BOTTLE_HOME=$BH "$BOTTLE" start dk --backend docker --label "dks-$TAG" \
+    --cwd "$WS3" --resolve "plain.test:$UP3:127.0.0.1" >"$W/s3.out" 2>"$W/s3.err"
+rc=$?
+kill "$UP3PID" 2>/dev/null
+if [ $rc -eq 3 ] && grep -q '^allowed=0$' "$WS3/result" && grep -q "^marker=built-$TAG$" "$WS3/result" &&
+    grep -q "Bearer dk-tok-$TAG" "$W/up3.log"; then
+    ok "bottle start --backend docker: image built, the route reached through the sidecar with the token injected, exit code 3 passed through"
+else
+    fail "bottle start --backend docker" "rc=$rc" "$(cat "$WS3/result" "$W/s3.err" 2>/dev/null)"
+fi
+if grep -q '^refused=[1-9]' "$WS3/result" && grep -q '^direct=EPERM' "$WS3/result" &&
+    ! grep -q other.test "$W/up3.log"; then
+    ok "docker bottle: a host outside the routes refused by the sidecar, a direct connect EPERM"
+else
+    fail "docker bottle refusals" "$(cat "$WS3/result" 2>/dev/null)"
+fi
+LEFT=$(leftovers "dks-$TAG")
+if [ -z "$LEFT" ] && [ -z "$(docker ps -aq --filter "label=dev.bottle.slug=dks-$TAG")" ]; then
+    ok "docker bottle: teardown leaves no container, cgroup, pins or netns"
+else
+    fail "docker bottle teardown" "$LEFT"
 fi
 
 # ---- no engine: a clear error --------------------------------------------------------------
