@@ -49,9 +49,12 @@ start_metered() { # BUDGET DLP_POLICY
     PX=$(cut -d' ' -f1 "$W/px.port")
 }
 
-msg() { # FAKE_OPTS BODY_JSON
-    pcurl -H "X-Fake-LLM: $1" -H "Content-Type: application/json" -H "anthropic-version: 2023-06-01" \
-        --data "$2" "https://api.test:$UP/v1/messages"
+msg() { # FAKE_OPTS BODY_JSON [CURL_ARGS...]
+    o=$1
+    b=$2
+    shift 2
+    pcurl -H "X-Fake-LLM: $o" -H "Content-Type: application/json" -H "anthropic-version: 2023-06-01" \
+        "$@" --data "$b" "https://api.test:$UP/v1/messages"
 }
 sql() { python3 -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print("\n".join("|".join(str(x) for x in r) for r in c.execute(sys.argv[2])))' "$DB" "$1"; }
 last_usage() { sql "SELECT input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens, complete FROM usage ORDER BY id DESC LIMIT 1"; }
