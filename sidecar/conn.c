@@ -262,7 +262,18 @@ void conn_refuse(struct conn *c, int status, const char *reason, const char *mes
     }
     struct buf *b = &px->scratch;
     buf_reset(b);
-    buf_append_str(b, "{\"reason\": \"");
+    /*
+     * The sidecar's own fields (reason, message) plus an "error" object in the
+     * shape Anthropic's and OpenAI's clients read, so an agent CLI shows the
+     * user why it was refused instead of a bare status.
+     */
+    buf_append_str(b, "{\"type\": \"error\", \"error\": {\"type\": \"");
+    json_escape_into(b, reason, strlen(reason));
+    buf_append_str(b, "\", \"code\": \"");
+    json_escape_into(b, reason, strlen(reason));
+    buf_append_str(b, "\", \"message\": \"bottle: ");
+    json_escape_into(b, message, strlen(message));
+    buf_append_str(b, "\"}, \"reason\": \"");
     json_escape_into(b, reason, strlen(reason));
     buf_append_str(b, "\", \"message\": \"");
     json_escape_into(b, message, strlen(message));
