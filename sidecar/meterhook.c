@@ -14,7 +14,8 @@
 #include "sidecar/meter.h"
 
 struct meterhook {
-    struct ledger *lg; /* NULL: metered requests are refused */
+    struct ledger *lg;    /* NULL: metered requests are refused */
+    struct strv reported; /* providers whose exhaustion the runtime was told of */
 };
 
 struct meter_exchange {
@@ -45,6 +46,7 @@ void meterhook_close(struct meterhook *mh)
     if (!mh)
         return;
     ledger_close(mh->lg);
+    strv_free(&mh->reported);
     free(mh);
 }
 
@@ -86,9 +88,16 @@ static const char *scope_words(enum ledger_scope s)
                                      : "for this bottle";
 }
 
-/* Tells the runtime a budget ran out (one JSON line; never blocks the proxy). */
-static void emit_exhausted(const struct config *cfg, const struct ledger_budget *b, int64_t spent)
+/*
+ * Tells the runtime a budget ran out (one JSON line; never blocks the proxy),
+ * once per exhaustion: again only after a request of that provider fit.
+ */
+static void emit_exhausted(struct meterhook *mh, const struct config *cfg,
+                           const struct ledger_budget *b, int64_t spent)
 {
+    if (strv_contains(&mh->reported, b->provider))
+        return;
+    strv_push(&mh->reported, b->provider);
     log_warn("token budget exhausted", "bottle", cfg->bottle, "provider", b->provider, "scope",
              ledger_scope_name(b->scope), NULL);
     if (cfg->events_fd < 0)
@@ -100,6 +109,18 @@ static void emit_exhausted(const struct config *cfg, const struct ledger_budget 
                      cfg->bottle, b->provider, ledger_scope_name(b->scope), b->limit_tokens, spent);
     if (n > 0 && (size_t)n < sizeof(line) && write(cfg->events_fd, line, (size_t)n) != n)
         log_warn("cannot tell the runtime", "error", strerror(errno), NULL);
+}
+
+/* A request of provider fit its budget: a later exhaustion is news again. */
+static void forget_reported(struct meterhook *mh, const char *provider)
+{
+    for (size_t i = 0; i < mh->reported.len; i++)
+        if (strcmp(mh->reported.items[i], provider) == 0) {
+            free(mh->reported.items[i]);
+            mh->reported.items[i] = mh->reported.items[--mh->reported.len];
+            mh->reported.items[mh->reported.len] = NULL;
+            return;
+        }
 }
 
 static void refuse(struct proxy_verdict *out, int status, const char *reason, const char *fmt, ...)
@@ -148,7 +169,7 @@ int meterhook_admit(struct meterhook *mh, const struct config *cfg,
                "%s token budget exhausted: %" PRId64 " of %" PRId64
                " tokens left %s, this request needs about %" PRId64,
                provider, d.left_tokens, d.limit_tokens, scope_words(d.scope), tokens);
-        emit_exhausted(cfg, &b, d.spent_tokens);
+        emit_exhausted(mh, cfg, &b, d.spent_tokens);
         return 0;
     }
     if (rc < 0) {
@@ -156,6 +177,7 @@ int meterhook_admit(struct meterhook *mh, const struct config *cfg,
         refuse(out, 503, REASON_METERING_UNAVAILABLE, "the ledger cannot account for this request");
         return 0;
     }
+    forget_reported(mh, provider);
     struct meter_exchange *x = xcalloc(1, sizeof(*x));
     x->reservation = id;
     x->api = api;
@@ -218,7 +240,7 @@ void meterhook_end(struct meterhook *mh, const struct config *cfg, struct meter_
     if (mh && mh->lg && effective_budget(cfg, x->provider, &b) &&
         ledger_spent(mh->lg, b.scope, b.name, b.provider, &spent, &err) == 0 &&
         spent >= b.limit_tokens)
-        emit_exhausted(cfg, &b, spent);
+        emit_exhausted(mh, cfg, &b, spent);
     meter_free(x->meter);
     free(x);
 }
