@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -299,7 +300,10 @@ static int write_proxy_config(struct controller *c, struct bottle_err *err)
     p = fs_join(c->ca_dir, "leaf-key.pem");
     cJSON_AddStringToObject(tls, "leaf_key", p);
     free(p);
-    if (access(CONTROLLER_SYSTEM_ROOTS, R_OK) == 0)
+    /* The hashed directory is looked up per issuer; the bundle would be parsed whole at start. */
+    if (access(CONTROLLER_SYSTEM_ROOTS_DIR, R_OK | X_OK) == 0)
+        cJSON_AddStringToObject(tls, "trust_store", CONTROLLER_SYSTEM_ROOTS_DIR);
+    else if (access(CONTROLLER_SYSTEM_ROOTS, R_OK) == 0)
         cJSON_AddStringToObject(tls, "trust_store", CONTROLLER_SYSTEM_ROOTS);
     if (c->upstream_ca)
         cJSON_AddStringToObject(tls, "extra_ca", c->upstream_ca);
@@ -394,7 +398,7 @@ static int proxy_wait_ready(struct controller *c, struct bottle_err *err)
     int timeout = c->opts->proxy_ready_timeout_ms > 0 ? c->opts->proxy_ready_timeout_ms : 5000;
     struct sockaddr_in sa = {
         .sin_family = AF_INET, .sin_port = htons(c->proxy_port), .sin_addr = c->nb.host_addr};
-    for (int waited = 0; waited <= timeout; waited += 10) {
+    for (int waited = 0; waited <= timeout; waited += 2) {
         if (child_exited(c->proxy_pid)) {
             int st = 0;
             waitpid(c->proxy_pid, &st, 0);
@@ -405,6 +409,18 @@ static int proxy_wait_ready(struct controller *c, struct bottle_err *err)
                            WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st),
                            tail[0] ? ": " : "", tail);
         }
+        /* The sidecar says "ready" on its events pipe once listening; a connect probe too. */
+        struct pollfd pfd = {.fd = c->events_fd, .events = POLLIN};
+        if (c->events_fd >= 0 && poll(&pfd, 1, 2) > 0) {
+            char chunk[256];
+            ssize_t n = read(c->events_fd, chunk, sizeof(chunk));
+            if (n > 0)
+                buf_append(&c->events_buf, chunk, (size_t)n);
+            if (c->events_buf.len &&
+                memmem(c->events_buf.data, c->events_buf.len, "\"event\":\"ready\"", 16))
+                return 0;
+            continue;
+        }
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
             return err_set(err, errno, "socket: %s", strerror(errno));
@@ -412,7 +428,8 @@ static int proxy_wait_ready(struct controller *c, struct bottle_err *err)
         close(fd);
         if (ok == 0)
             return 0;
-        sleep_ms(10);
+        if (c->events_fd < 0)
+            sleep_ms(2);
     }
     return err_set(err, ETIMEDOUT, "the sidecar did not listen on port %u within %d ms",
                    (unsigned)c->proxy_port, timeout);

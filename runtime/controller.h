@@ -43,7 +43,9 @@
 #define CONTROLLER_AGENT_GID    65534
 #define CONTROLLER_LIVE_DIR     "/run/bottle/live"
 #define CONTROLLER_SYSTEM_ROOTS "/etc/ssl/certs/ca-certificates.crt"
-#define CONTROLLER_SAFE_PATH    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+/* The same roots as an OpenSSL hashed directory (c_rehash links). */
+#define CONTROLLER_SYSTEM_ROOTS_DIR "/etc/ssl/certs"
+#define CONTROLLER_SAFE_PATH        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 /* Environment override for the sidecar binary (tests, packaging). */
 #define CONTROLLER_PROXY_ENV "BOTTLE_PROXY_BIN"
 

@@ -82,6 +82,8 @@ static void on_event(struct controller *c, const char *line, size_t len)
                  provider ? provider : "?", scope ? scope : "?", json_get_num(ev, "spent", 0),
                  json_get_num(ev, "limit", 0));
         apply_policy(c, why);
+    } else if (kind && strcmp(kind, "ready") == 0) {
+        /* the sidecar's start-up signal, already seen by proxy_wait_ready */
     } else {
         log_warn("unknown event from the sidecar", "slug", c->st.slug, NULL);
     }

@@ -162,6 +162,17 @@ int main(int argc, char **argv)
     struct hooks *hooks = NULL;
     int rc = proxy_init(&px, reload_path, cfg, &tokens, &err);
     free(reload_path);
+    /*
+     * Listening: the runtime may start the agent while the rest of the set-up runs. Its
+     * first connections wait in the backlog until the loop runs, after every check is
+     * installed and the sidecar is confined; a set-up failure ends the sidecar, and with
+     * it the bottle's only way out.
+     */
+    if (rc == 0 && px.cfg->events_fd >= 0) {
+        static const char ready[] = "{\"event\":\"ready\"}\n";
+        ssize_t w = write(px.cfg->events_fd, ready, sizeof(ready) - 1);
+        (void)w; /* the runtime also probes the listener */
+    }
     if (rc == 0)
         rc = hooks_install(&px, px.cfg, &tokens, &hooks, &err);
     if (rc == 0)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <strings.h>
 
 #include "common/buf.h"
@@ -159,11 +160,10 @@ static int upstream_ctx_init(struct tls_state *st, const struct tls_paths *p,
     if (!p->trust_store) {
         ok = SSL_CTX_set_default_verify_paths(st->upstream_ctx);
     } else {
-        ok = SSL_CTX_load_verify_locations(st->upstream_ctx, p->trust_store, NULL);
-        if (!ok) {
-            ERR_clear_error();
-            ok = SSL_CTX_load_verify_locations(st->upstream_ctx, NULL, p->trust_store);
-        }
+        struct stat sb;
+        bool dir = stat(p->trust_store, &sb) == 0 && S_ISDIR(sb.st_mode);
+        ok = dir ? SSL_CTX_load_verify_locations(st->upstream_ctx, NULL, p->trust_store)
+                 : SSL_CTX_load_verify_locations(st->upstream_ctx, p->trust_store, NULL);
     }
     if (!ok)
         return ssl_fail(err, "cannot load the upstream trust store");
