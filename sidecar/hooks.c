@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "sidecar/conn.h"
 #include "sidecar/dlp.h"
 #include "sidecar/meterhook.h"
 
@@ -24,7 +25,7 @@ static unsigned wants(void *ctx, const struct proxy_request_view *v, size_t *bod
 {
     struct hooks *h = ctx;
     unsigned w = meterhook_wants(v);
-    if (v->route && v->route->dlp.outbound && h->dlp)
+    if ((v->route && v->route->dlp.outbound && h->dlp) || h->px->cfg->log == CONFIG_LOG_FULL)
         w |= PROXY_WANT_REQUEST_BODY;
     if (w & PROXY_WANT_REQUEST_BODY)
         *body_limit = h->px->cfg->scan_limit;
@@ -80,6 +81,53 @@ static void outbound_dlp(struct hooks *h, const struct proxy_request_view *v, co
     free(kept);
 }
 
+/* Longest request body excerpt in a full log. */
+#define LOG_BODY_MAX 2048
+
+/*
+ * Full logging: an excerpt of the body as forwarded, through the DLP
+ * redactor; when a match survives redaction the excerpt is withheld.
+ */
+static void log_body(struct hooks *h, const struct proxy_request_view *v, const char *body,
+                     size_t len)
+{
+    if (h->px->cfg->log != CONFIG_LOG_FULL || !len || !h->dlp)
+        return;
+    const struct http_request *req = v->req;
+    const struct http_header *ce =
+        http_header_find(req->headers, req->n_headers, "Content-Encoding");
+    char *text = NULL;
+    if (ce && !http_slice_eq_ci(ce->value, "identity")) {
+        text = xasprintf("(%zu bytes, content-encoded)", len);
+    } else {
+        struct dlp_request dr = {v->host, "/", 1, NULL, 0, NULL, body, len};
+        struct dlp_redacted red;
+        memset(&red, 0, sizeof(red));
+        const char *p = body;
+        size_t n = len;
+        if (dlp_redact_request(h->dlp, DLP_OUT_DEFAULT, &dr, &red) == 0 && red.body_changed) {
+            p = red.body.data;
+            n = red.body.len;
+        }
+        struct dlp_result res;
+        dlp_result_init(&res);
+        dlp_scan_text(h->dlp, DLP_OUT_DEFAULT, "body", p, n, &res);
+        if (res.n) {
+            text = xasprintf("(withheld: %zu bytes the redactor could not clean)", len);
+        } else {
+            size_t m = n < LOG_BODY_MAX ? n : LOG_BODY_MAX;
+            text = xmalloc(m + 4);
+            for (size_t i = 0; i < m; i++)
+                text[i] = p[i] >= 0x20 && p[i] < 0x7f ? p[i] : '.';
+            memcpy(text + m, n > m ? "..." : "", n > m ? 4 : 1);
+        }
+        dlp_result_free(&res);
+        dlp_redacted_free(&red);
+    }
+    logjson_event(h->px, "request_body", "host", v->host, "body", text);
+    free(text);
+}
+
 static int request_body(void *ctx, const struct proxy_request_view *v, void **xs, const char *body,
                         size_t len, struct buf *replacement, struct proxy_verdict *out)
 {
@@ -95,6 +143,8 @@ static int request_body(void *ctx, const struct proxy_request_view *v, void **xs
     }
     struct meter_exchange *mx = NULL;
     meterhook_admit(h->meter, h->px->cfg, v, body, len, &mx, out);
+    if (!out->reason)
+        log_body(h, v, body, len);
     if (mx) {
         struct hooks_exchange *x = xcalloc(1, sizeof(*x));
         x->meter = mx;

@@ -9,7 +9,7 @@
 . "$BOTTLE_SRC/tests/lib.sh"
 . "$BOTTLE_SRC/tests/fixtures/sidecar_env.sh"
 
-N=14
+N=15
 plan $N
 for tool in curl openssl python3; do
     if ! command -v $tool >/dev/null; then
@@ -149,3 +149,18 @@ write_config "$W/cfg2.json" '[{"host": "api.test:'$UP'", "metered": "claude", "a
 start_proxy "$W/cfg2.json" || { fail "proxy start"; exit 1; }
 code=$(pcurl -o "$W/nol.out" -w '%{http_code}' -H "Content-Type: application/json" --data "$REQ" "https://api.test:$UP/v1/messages")
 if [ "$code" = 503 ] && grep -q metering_unavailable "$W/nol.out"; then ok "no ledger: metered requests refused (503 metering_unavailable)"; else fail "no ledger" "$code" "$(cat "$W/nol.out")"; fi
+
+# 15: full logging shows request bodies through the redactor, never a secret
+kill "$PROXY_PID" 2>/dev/null; wait "$PROXY_PID" 2>/dev/null
+write_config "$W/cfg3.json" '[{"host": "api.test:'$UP'", "auth": {"scheme": "Bearer", "token_ref": "API_TOKEN"},
+  "dlp": {"outbound_on_match": "redact"}}]' ', "log": "full", "secrets": ["'$CANARY'"]'
+: >"$W/proxy.log"
+start_proxy "$W/cfg3.json" || { fail "proxy start"; exit 1; }
+pcurl -o /dev/null -H "Content-Type: application/json" --data '{"note": "hello-log-body"}' "https://api.test:$UP/v1/models" >/dev/null
+pcurl -o /dev/null -H "Content-Type: application/json" --data '{"note": "key '$CANARY' here"}' "https://api.test:$UP/v1/models" >/dev/null
+sleep 0.3
+if grep '"request_body"' "$W/proxy.log" | grep -q hello-log-body &&
+    grep '"request_body"' "$W/proxy.log" | grep -q REDACTED &&
+    ! grep -q "$CANARY" "$W/proxy.log" && ! grep -q "$TOKEN" "$W/proxy.log"; then
+    ok "full logging: request bodies logged through the redactor; no secret or token in the log"
+else fail "full body log" "$(tail -4 "$W/proxy.log")"; fi
