@@ -9,7 +9,7 @@
 . "$BOTTLE_SRC/tests/lib.sh"
 . "$BOTTLE_SRC/tests/fixtures/sidecar_env.sh"
 
-N=15
+N=16
 plan $N
 for tool in curl openssl python3; do
     if ! command -v $tool >/dev/null; then
@@ -150,8 +150,24 @@ start_proxy "$W/cfg2.json" || { fail "proxy start"; exit 1; }
 code=$(pcurl -o "$W/nol.out" -w '%{http_code}' -H "Content-Type: application/json" --data "$REQ" "https://api.test:$UP/v1/messages")
 if [ "$code" = 503 ] && grep -q metering_unavailable "$W/nol.out"; then ok "no ledger: metered requests refused (503 metering_unavailable)"; else fail "no ledger" "$code" "$(cat "$W/nol.out")"; fi
 
-# 15: full logging shows request bodies through the redactor, never a secret
-kill "$PROXY_PID" 2>/dev/null; wait "$PROXY_PID" 2>/dev/null
+# 15: the sidecar killed mid-stream: the ledger stays consistent and the reservation stays charged
+start_metered 1000000 block || { fail "proxy restart"; exit 1; }
+before=$(sql "SELECT coalesce(sum(tokens),0) FROM reservation WHERE state='open'")
+(msg "delay_ms=300&message_deltas=20" "$SREQ" >/dev/null 2>&1 &)
+sleep 1
+kill -9 "$PROXY_PID"
+wait "$PROXY_PID" 2>/dev/null
+PROXY_PID=""
+sleep 0.3
+open=$(sql "SELECT coalesce(sum(tokens),0) FROM reservation WHERE state='open'")
+check=$(sql "PRAGMA integrity_check")
+spent=$(python3 -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute("SELECT (SELECT coalesce(sum(charged_tokens),0) FROM usage WHERE bottle=?) + (SELECT coalesce(sum(tokens),0) FROM reservation WHERE state=? AND bottle=?)", ("test","open","test")).fetchone()[0])' "$DB")
+if [ "$check" = ok ] && [ "$open" -gt "$before" ] && [ "$spent" -ge "$open" ]; then
+    ok "sidecar killed mid-stream: ledger intact, the open reservation ($((open - before)) tokens) still counts as spent"
+else fail "crash safety" "check=$check open=$open before=$before spent=$spent"; fi
+
+# 16: full logging shows request bodies through the redactor, never a secret
+[ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null && wait "$PROXY_PID" 2>/dev/null
 write_config "$W/cfg3.json" '[{"host": "api.test:'$UP'", "auth": {"scheme": "Bearer", "token_ref": "API_TOKEN"},
   "dlp": {"outbound_on_match": "redact"}}]' ', "log": "full", "secrets": ["'$CANARY'"]'
 : >"$W/proxy.log"
