@@ -209,3 +209,51 @@ int cmd_budget(int argc, char **argv)
     free(home);
     return rc;
 }
+
+cJSON *budget_tokens_json(const char *home, const char *slug, struct ledger *lg)
+{
+    cJSON *list = cJSON_CreateArray();
+    if (!lg)
+        return list;
+    cJSON *plan = read_plan(home, slug);
+    cJSON *budgets = plan ? bottle_budgets(lg, slug, plan) : NULL;
+    struct strv providers = STRV_INIT;
+    struct bottle_err err = {0};
+    ledger_providers(lg, slug, &providers, &err);
+    for (size_t i = 0; i < providers.len; i++) {
+        struct ledger_filter f = {slug, NULL, providers.items[i], 0};
+        struct ledger_totals t;
+        if (ledger_totals(lg, &f, &t, &err) < 0)
+            continue;
+        cJSON *o = cJSON_CreateObject();
+        json_add_str(o, "provider", providers.items[i]);
+        json_add_num(o, "requests", (double)t.requests);
+        json_add_num(o, "incomplete", (double)t.incomplete);
+        json_add_num(o, "input_tokens", (double)t.usage.input_tokens);
+        json_add_num(o, "output_tokens", (double)t.usage.output_tokens);
+        json_add_num(o, "cache_creation_tokens", (double)t.usage.cache_creation_tokens);
+        json_add_num(o, "cache_read_tokens", (double)t.usage.cache_read_tokens);
+        json_add_num(o, "charged_tokens", (double)t.charged_tokens);
+        json_add_num(o, "reserved_tokens", (double)t.reserved_tokens);
+        const cJSON *b, *match = NULL;
+        cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(budgets, "budgets"))
+        {
+            const char *p = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(b, "provider"));
+            if (p && strcmp(p, providers.items[i]) == 0)
+                match = b;
+        }
+        cJSON_AddItemToObject(
+            o, "budget",
+            match ? cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(match, "limit"), 1)
+                  : cJSON_CreateNull());
+        cJSON_AddItemToObject(
+            o, "left",
+            match ? cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(match, "left"), 1)
+                  : cJSON_CreateNull());
+        cJSON_AddItemToArray(list, o);
+    }
+    strv_free(&providers);
+    cJSON_Delete(budgets);
+    cJSON_Delete(plan);
+    return list;
+}

@@ -11,12 +11,21 @@
 #ifndef BOTTLE_RUNTIME_BUDGET_H
 #define BOTTLE_RUNTIME_BUDGET_H
 
+#include <cjson/cJSON.h>
+
 #include "runtime/ledger.h"
 
 /* The ledger scope counting a budget whose plan scope is plan_scope (cli, agent, ...). */
 enum ledger_scope budget_counting_scope(const char *plan_scope);
 /* The scope's name in the ledger for a bottle: "" (global), the agent, or the slug. */
 const char *budget_counting_name(enum ledger_scope scope, const char *slug, const char *agent);
+
+/*
+ * A bottle's token usage per provider from the ledger (requests, the four
+ * counts, charged and reserved tokens) with its budget and what is left
+ * when its plan is still in the state directory: a JSON array.
+ */
+cJSON *budget_tokens_json(const char *home, const char *slug, struct ledger *lg);
 
 /* `bottle budget [<bottle>] [--json]`; returns the exit code. */
 int cmd_budget(int argc, char **argv);

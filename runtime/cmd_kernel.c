@@ -18,7 +18,10 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/fs.h"
 #include "runtime/bpf_policy.h"
+#include "runtime/budget.h"
+#include "runtime/state.h"
 #include "runtime/cgroup.h"
 #include "runtime/control.h"
 #include "runtime/state.h"
@@ -28,7 +31,9 @@ static const char usage_help[] =
     "\n"
     "Kernel counters of a running bottle (all bottles when none is named), read\n"
     "from its pinned BPF maps: bytes and packets out and in, packets dropped,\n"
-    "connects and datagrams allowed and denied, sockets refused.\n"
+    "connects and datagrams allowed and denied, sockets refused; and its LLM\n"
+    "tokens per provider from the ledger, with the budget and what is left. A\n"
+    "finished bottle, named, shows the counters kept at its teardown.\n"
     "\n"
     "  --json    one JSON document (with --watch: one per line)\n"
     "  --watch   print again every second until interrupted\n";
@@ -136,6 +141,84 @@ int kernel_usage_json(const char *slug, cJSON *obj, struct bottle_err *err)
     return 0;
 }
 
+/* The host's ledger, when there is one to read (NULL otherwise). */
+static struct ledger *usage_ledger(char **home)
+{
+    struct bottle_err err = {0};
+    struct ledger *lg = NULL;
+    if (state_home(home, &err) < 0)
+        return NULL;
+    char *db = fs_join(*home, LEDGER_FILE);
+    if (access(db, F_OK) != 0 || ledger_open(db, &lg, &err) < 0)
+        lg = NULL;
+    free(db);
+    return lg;
+}
+
+/* Text lines for a bottle's token usage, under its counters row. */
+static void print_tokens(const cJSON *tokens)
+{
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tokens)
+    {
+        const cJSON *budget = cJSON_GetObjectItemCaseSensitive(t, "budget");
+        const cJSON *left = cJSON_GetObjectItemCaseSensitive(t, "left");
+        char tail[96] = "";
+        if (cJSON_IsNumber(budget))
+            snprintf(tail, sizeof(tail), ", budget %.0f, left %.0f", budget->valuedouble,
+                     cJSON_IsNumber(left) ? left->valuedouble : 0.0);
+        printf("  tokens %-8s %.0f charged in %.0f requests (input %.0f, output %.0f, cache "
+               "write %.0f, cache read %.0f)%s\n",
+               cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "provider")),
+               json_get_num(t, "charged_tokens", 0), json_get_num(t, "requests", 0),
+               json_get_num(t, "input_tokens", 0), json_get_num(t, "output_tokens", 0),
+               json_get_num(t, "cache_creation_tokens", 0), json_get_num(t, "cache_read_tokens", 0),
+               tail);
+    }
+}
+
+/* A finished bottle: the counters kept in the ledger at its teardown, and its tokens. */
+static int usage_finished(const char *slug, bool json, const struct bottle_err *why)
+{
+    char *home = NULL;
+    struct ledger *lg = usage_ledger(&home);
+    char *text = NULL;
+    struct bottle_err err = {0};
+    int rc = lg ? ledger_kernel_get(lg, slug, &text, &err) : -ENOENT;
+    cJSON *kept = rc == 0 ? cJSON_Parse(text) : NULL;
+    if (!kept) {
+        ledger_close(lg);
+        free(home);
+        free(text);
+        return fail(why);
+    }
+    cJSON *tokens = budget_tokens_json(home, slug, lg);
+    if (json) {
+        cJSON *doc = cJSON_CreateObject();
+        cJSON *list = cJSON_AddArrayToObject(doc, "bottles");
+        cJSON_AddItemToObject(kept, "tokens", tokens);
+        json_add_str(kept, "state", "finished");
+        cJSON_AddItemToArray(list, kept);
+        char *out = cJSON_PrintUnformatted(doc);
+        printf("%s\n", out);
+        free(out);
+        cJSON_Delete(doc);
+    } else {
+        printf("%s (finished): bytes out %.0f, in %.0f; connects %.0f allowed, %.0f denied; "
+               "datagrams denied %.0f\n",
+               slug, json_get_num(kept, "tx_bytes", 0), json_get_num(kept, "rx_bytes", 0),
+               json_get_num(kept, "connect_ok", 0), json_get_num(kept, "connect_deny", 0),
+               json_get_num(kept, "sendmsg_deny", 0));
+        print_tokens(tokens);
+        cJSON_Delete(tokens);
+        cJSON_Delete(kept);
+    }
+    ledger_close(lg);
+    free(home);
+    free(text);
+    return 0;
+}
+
 static int usage_once(const struct strv *slugs, bool json)
 {
     struct bottle_err err;
@@ -143,6 +226,14 @@ static int usage_once(const struct strv *slugs, bool json)
     bool kill = false;
     if (bpf_policy_kill_switch(&kill, &err) < 0)
         return fail(&err);
+    if (slugs->len == 1) {
+        struct bottle_stats probe;
+        bool cut = false;
+        if (read_bottle(slugs->items[0], &probe, &cut, &err) < 0)
+            return usage_finished(slugs->items[0], json, &err);
+    }
+    char *home = NULL;
+    struct ledger *lg = usage_ledger(&home);
     cJSON *doc = json ? cJSON_CreateObject() : NULL;
     cJSON *list = doc ? cJSON_AddArrayToObject(doc, "bottles") : NULL;
     if (doc)
@@ -159,6 +250,7 @@ static int usage_once(const struct strv *slugs, bool json)
             rc = fail(&err);
             break;
         }
+        cJSON *tokens = budget_tokens_json(home, slugs->items[i], lg);
         const char *state = kill ? "kill-switch" : cutoff ? "cut-off" : "open";
         if (doc) {
             cJSON *o = cJSON_CreateObject();
@@ -166,6 +258,7 @@ static int usage_once(const struct strv *slugs, bool json)
             for (size_t f = 0; f < sizeof(stat_fields) / sizeof(stat_fields[0]); f++)
                 json_add_num(o, stat_fields[f].key, (double)stat_value(&s, f));
             json_add_str(o, "state", state);
+            cJSON_AddItemToObject(o, "tokens", tokens);
             cJSON_AddItemToArray(list, o);
         } else {
             printf("%-24s %12llu %9llu %12llu %9llu %7llu %7llu %8llu %8llu %8llu %8llu %8llu %s\n",
@@ -176,8 +269,12 @@ static int usage_once(const struct strv *slugs, bool json)
                    (unsigned long long)s.connect_deny, (unsigned long long)s.sendmsg_ok,
                    (unsigned long long)s.sendmsg_deny, (unsigned long long)s.sock_create_deny,
                    state);
+            print_tokens(tokens);
+            cJSON_Delete(tokens);
         }
     }
+    ledger_close(lg);
+    free(home);
     if (doc) {
         if (rc == 0) {
             char *text = cJSON_PrintUnformatted(doc);

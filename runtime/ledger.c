@@ -1119,3 +1119,34 @@ int ledger_kernel_get(struct ledger *l, const char *bottle, char **counters, str
         free(op.out);
     return rc < 0 ? rc : op.out ? 0 : -ENOENT;
 }
+
+/* ---- providers of a bottle --------------------------------------------------- */
+
+struct providers_op {
+    const char *bottle;
+    struct strv *out;
+};
+
+static int providers_body(struct ledger *l, void *arg, struct bottle_err *err)
+{
+    struct providers_op *op = arg;
+    sqlite3_stmt *s;
+    int rc = kernel_sql(l,
+                        "SELECT provider FROM usage WHERE bottle = ?1 UNION "
+                        "SELECT provider FROM reservation WHERE bottle = ?1 ORDER BY 1",
+                        &s, err);
+    if (rc < 0)
+        return rc;
+    bind_text(s, 1, op->bottle);
+    strv_free(op->out); /* a rerun starts over */
+    while ((rc = step(l, s, err)) == SQLITE_ROW)
+        strv_push(op->out, (const char *)sqlite3_column_text(s, 0));
+    sqlite3_finalize(s);
+    return rc < 0 ? rc : 0;
+}
+
+int ledger_providers(struct ledger *l, const char *bottle, struct strv *out, struct bottle_err *err)
+{
+    struct providers_op op = {bottle, out};
+    return run_read(l, providers_body, &op, err);
+}

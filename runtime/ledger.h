@@ -193,4 +193,9 @@ int ledger_kernel_put(struct ledger *l, const char *bottle, const char *agent, c
 int ledger_kernel_get(struct ledger *l, const char *bottle, char **counters,
                       struct bottle_err *err);
 
+/* The providers a bottle has usage or reservations for, sorted, into out. */
+struct strv;
+int ledger_providers(struct ledger *l, const char *bottle, struct strv *out,
+                     struct bottle_err *err);
+
 #endif

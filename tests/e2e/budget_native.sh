@@ -8,7 +8,7 @@
 # upstream's exact counts.
 . "$BOTTLE_SRC/tests/lib.sh"
 
-N=8
+N=9
 plan $N
 if ! is_root; then
     for i in $(seq 1 $N); do skip "budget_native $i" kernel "needs root"; done
@@ -105,7 +105,20 @@ if echo "$a" | grep -q '^cutoff|cutoff|budget$' && grep -q "token budget exhaust
     ok "cutoff: audit row (cutoff, policy cutoff, by budget) and a message for the user"
 else fail "cutoff audit" "$a" "$(cat "$W/cutoff.err")"; fi
 
-# 4-6: freeze — the agent stops after its first call; thawed, it is refused with 429
+# 4: usage after the fact: the counters kept at teardown, and the tokens against the budget
+"$BOTTLE" usage "bud-cutoff-$$" --json >"$W/usage.json" 2>&1
+if python3 - "$W/usage.json" <<'PY'
+import json, sys
+b = json.load(open(sys.argv[1]))["bottles"][0]
+t = [x for x in b["tokens"] if x["provider"] == "claude"][0]
+assert b["state"] == "finished" and b["tx_bytes"] > 0 and b["connect_ok"] > 0, b
+assert t["input_tokens"] == 40 and t["output_tokens"] == 3000 and t["charged_tokens"] == 3040, t
+assert t["budget"] == 1000 and t["left"] == 0, t
+PY
+then ok "bottle usage on a finished bottle: kernel counters kept, tokens 3040 charged of a 1000 budget"
+else fail "usage after the fact" "$(cat "$W/usage.json")"; fi
+
+# 5-7: freeze — the agent stops after its first call; thawed, it is refused with 429
 bottle_for freeze
 start freeze &
 SP=$!
@@ -126,7 +139,7 @@ else fail "after thaw" "rc=$rc" "$(cat "$WS/result" "$WS/second.out")"; fi
 a=$(ledger "SELECT action FROM audit WHERE bottle='bud-freeze-$$' AND who='budget'")
 if echo "$a" | grep -q '^freeze$'; then ok "freeze: audit row by budget"; else fail "freeze audit" "$a"; fi
 
-# 7-8: kill
+# 8-9: kill
 bottle_for kill
 start kill
 rc=$?
