@@ -7,7 +7,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$ROOT/build}
 cd "$ROOT"
 make --no-print-directory BUILD="$BUILD" "$BUILD/libbottle.a" >/dev/null
-PKGS="yaml-0.1 libcjson libidn2 openssl libseccomp sqlite3 libbpf libnl-3.0 libnl-route-3.0"
+PKGS="yaml-0.1 libcjson libidn2 openssl libseccomp sqlite3 libbpf libnl-3.0 libnl-route-3.0 zlib libbrotlidec libbrotlienc ncursesw"
 # shellcheck disable=SC2046
 cc -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -I. -I"$BUILD" $(pkg-config --cflags $PKGS) \
     -o "$BUILD/kernel_bench" bench/kernel_bench.c "$BUILD/libbottle.a" \
