@@ -9,7 +9,7 @@
 # the fake.
 . "$BOTTLE_SRC/tests/lib.sh"
 
-N=10
+N=12
 plan $N
 
 # 1: the fake itself speaks each wire format (no root needed)
@@ -210,18 +210,23 @@ PY
 
 # 7-9: Claude Code runs a tool in the bottle that dumps its processes' environments
 # shellcheck disable=SC2016 # $f is for the shell in the bottle
-fake_config '{"delay_ms": 0, "tool_use": {"name": "Bash", "input": {"command": "for f in /proc/[0-9]*/environ; do tr \"\\\\000\" \"\\\\n\" < $f; done 2>/dev/null | sort -u; echo env-dump-done", "description": "Show the environment"}}}'
+fake_config '{"delay_ms": 0, "tool_use": {"name": "Bash", "input": {"command": "for f in /proc/[0-9]*/environ; do tr \"\\\\000\" \"\\\\n\" < $f; done 2>/dev/null | sort -u; for f in /proc/[0-9]*/environ; do tr \"\\\\000\" \"\\\\n\" < $f; done 2>/dev/null | sed -n s/^CLAUDE_CODE_OAUTH_TOKEN=/REVERSED=/p | sort -u | rev; echo env-dump-done", "description": "Show the environment"}}}'
 : >"$W/up.log"
 start tool -p "show the environment" --permission-mode bypassPermissions
 rc=$?
 dump=$(records 'next((b["content"] if isinstance(b["content"], str) else " ".join(c.get("text", "") for c in b["content"])) for m in json.loads(r["body"]).get("messages", []) if isinstance(m.get("content"), list) for b in m["content"] if b.get("type") == "tool_result") if r["path"].startswith("/v1/messages") and "tool_result" in r["body"] else None')
-PLACEHOLDER=$(printf '%s\n' "$dump" | sed -n 's/^CLAUDE_CODE_OAUTH_TOKEN=//p' | sort -u)
+# The plain dump reaches the upstream redacted by DLP (the placeholder is a known secret); the
+# reversed copy slips past it, so the test can read what the agent really held.
+PLACEHOLDER=$(printf '%s\n' "$dump" | grep '=DESREVER$' | rev | sed -n 's/^REVERSED=//p' | sort -u)
+REDACTED=$(printf '%s\n' "$dump" | sed -n 's/^CLAUDE_CODE_OAUTH_TOKEN=//p' | sort -u)
 if [ $rc -eq 0 ] && printf '%s' "$dump" | grep -q env-dump-done && [ -n "$PLACEHOLDER" ] &&
+    printf '%s' "$PLACEHOLDER" | grep -q '^bottle-placeholder-' &&
+    printf '%s' "$REDACTED" | grep -q 'REDACTED' &&
     [ "$(printf '%s\n' "$PLACEHOLDER" | wc -l)" -eq 1 ] && [ "$PLACEHOLDER" != "$TOKEN" ] &&
     ! printf '%s' "$dump" | grep -qF "$TOKEN"; then
-    ok "the agent's processes hold a placeholder for CLAUDE_CODE_OAUTH_TOKEN, never the token"
+    ok "the agent's processes hold a placeholder for CLAUDE_CODE_OAUTH_TOKEN, never the token; DLP redacted it on the way out"
 else
-    fail "agent environment" "exit $rc" "placeholder: $PLACEHOLDER" "$(printf '%s' "$dump" | head -c 3000)" \
+    fail "agent environment" "exit $rc" "placeholder: $PLACEHOLDER" "redacted: $REDACTED" "$(printf '%s' "$dump" | head -c 3000)" \
         "$(cat "$W/tool.out" "$W/tool.err")"
 fi
 hdr_leak=$(records 'r["path"] if any("'"${PLACEHOLDER:-no-placeholder}"'" in v for _, v in r["headers"]) else None')
@@ -238,6 +243,35 @@ else
     fail "token in bodies" "$body_leak"
 fi
 
-# 10: every run tore its bottle down
+# 10-11: a budget that trips while Claude Code works: the response that exhausts it is
+# delivered, the bottle is cut off at once (audit row, a message), and the agent's next
+# call — the tool result going back — never reaches the upstream.
+fake_config '{"tool_use": {"name": "Bash", "input": {"command": "echo step-two", "description": "Step two"}}, "output_tokens": 500000}'
+: >"$W/up.log"
+LBL=cc-budget-$$
+(cd "$WS" && exec timeout 240 "$BOTTLE" start claude --cwd "$WS" --label "$LBL" --budget claude=200000 \
+    --resolve "api.anthropic.com:443:$ADDR" --upstream-ca "$W/uca.pem" -- \
+    -p "do two steps" --permission-mode bypassPermissions) >"$W/budget.out" 2>"$W/budget.err" &
+BP=$!
+audit() { python3 -c 'import sqlite3,sys; print("\n".join("|".join(r) for r in sqlite3.connect(sys.argv[1]).execute("SELECT action, policy, who FROM audit WHERE bottle=?", (sys.argv[2],))))' "$BOTTLE_HOME/bottle.db" "$LBL" 2>/dev/null; }
+i=0
+until audit | grep -q '^cutoff|cutoff|budget$' || [ $i -ge 600 ]; do sleep 0.1; i=$((i + 1)); done
+sleep 3 # time for the agent's next call, which the kernel refuses
+"$BOTTLE" stop "$LBL" >/dev/null 2>&1
+wait $BP
+calls=$(records 'r["path"] if r["method"] == "POST" and r["path"].split("?")[0] == "/v1/messages" else None' | wc -l)
+results=$(records 'r["path"] if "tool_result" in r["body"] else None' | wc -l)
+if audit | grep -q '^cutoff|cutoff|budget$' && grep -q "claude token budget exhausted" "$W/budget.err"; then
+    ok "Claude Code: the budget trips, the bottle is cut off, an audit row and a message say why"
+else
+    fail "claude budget cutoff" "$(audit)" "$(cat "$W/budget.err")"
+fi
+if [ "$calls" -eq 1 ] && [ "$results" -eq 0 ]; then
+    ok "Claude Code: its next call (the tool result) never reached the upstream"
+else
+    fail "claude next call" "messages calls: $calls, tool results: $results" "$(tail -5 "$W/budget.err")"
+fi
+
+# 12: every run tore its bottle down
 left=$(ls "$BOTTLE_HOME/state" 2>/dev/null; pgrep -f "bottle-proxy --config $BOTTLE_HOME" 2>/dev/null)
 if [ -z "$left" ]; then ok "no state or sidecar left after the runs"; else fail "leftovers" "$left"; fi
