@@ -68,7 +68,8 @@ struct bottle_backend {
     int (*launch)(struct backend_bottle *b, struct bottle_err *err);
     /* Waits for the agent and fills *exit_code (128 + signal when killed). */
     int (*wait)(struct backend_bottle *b, int *exit_code, struct bottle_err *err);
-    /* Forwards sig; after timeout_ms without exit, kills the whole bottle. */
+    /* Forwards sig; after timeout_ms without exit, kills the whole bottle. timeout_ms < 0: only
+     * forwards sig and returns at once (the caller keeps the deadline). */
     int (*stop)(struct backend_bottle *b, int sig, int timeout_ms, struct bottle_err *err);
     /* Frees what prepare made; kills what is still running. Safe on a zeroed struct. */
     void (*release)(struct backend_bottle *b);

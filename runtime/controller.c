@@ -413,13 +413,18 @@ static int proxy_wait_ready(struct controller *c, struct bottle_err *err)
         struct pollfd pfd = {.fd = c->events_fd, .events = POLLIN};
         if (c->events_fd >= 0 && poll(&pfd, 1, 2) > 0) {
             char chunk[256];
+            static const char ready[] = "\"event\":\"ready\"";
             ssize_t n = read(c->events_fd, chunk, sizeof(chunk));
-            if (n > 0)
+            if (n > 0) {
                 buf_append(&c->events_buf, chunk, (size_t)n);
-            if (c->events_buf.len &&
-                memmem(c->events_buf.data, c->events_buf.len, "\"event\":\"ready\"", 16))
-                return 0;
-            continue;
+                if (memmem(c->events_buf.data, c->events_buf.len, ready, sizeof(ready) - 1))
+                    return 0;
+                continue;
+            }
+            if (n == 0) { /* the sidecar is gone: the exit check above reports it */
+                close(c->events_fd);
+                c->events_fd = -1;
+            }
         }
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
@@ -573,6 +578,7 @@ static void note(struct bottle_err *first, const struct bottle_err *e, const cha
 int controller_teardown(struct controller *c, bool keep_state, struct bottle_err *err)
 {
     struct bottle_err first = {0}, e = {0};
+    c->tearing_down = true;
     if (c->have_control) {
         control_server_close(&c->control); /* no operator acts on a bottle going away */
         c->have_control = false;

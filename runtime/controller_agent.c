@@ -122,11 +122,11 @@ int controller_step_agent(struct controller *c, struct bottle_err *err)
     return rc;
 }
 
-void controller_agent_signal(struct controller *c, int sig, int grace_ms)
+void controller_agent_signal(struct controller *c, int sig)
 {
     if (c->backend) {
         struct bottle_err ignored = {0};
-        c->backend->stop(&c->bb, sig, grace_ms, &ignored);
+        c->backend->stop(&c->bb, sig, -1, &ignored); /* the loop's kill_at_ms is the deadline */
     } else if (c->agent_pid > 0) {
         kill(c->agent_pid, sig);
     }

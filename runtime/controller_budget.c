@@ -81,7 +81,10 @@ static void on_event(struct controller *c, const char *line, size_t len)
         snprintf(why, sizeof(why), "%s token budget exhausted (%s scope, %.0f of %.0f tokens)",
                  provider ? provider : "?", scope ? scope : "?", json_get_num(ev, "spent", 0),
                  json_get_num(ev, "limit", 0));
-        apply_policy(c, why);
+        if (c->tearing_down)
+            log_info("budget exhausted as the bottle ends", "slug", c->st.slug, "why", why, NULL);
+        else
+            apply_policy(c, why);
     } else if (kind && strcmp(kind, "ready") == 0) {
         /* the sidecar's start-up signal, already seen by proxy_wait_ready */
     } else {

@@ -62,6 +62,7 @@ struct controller {
     struct ledger *ledger;  /* opened on first audit; NULL when it cannot be */
     int events_fd;          /* read end of the sidecar's events pipe; -1: none */
     struct buf events_buf;  /* a partial event line */
+    bool tearing_down;      /* late budget events are logged, not acted on */
     const struct bottle_backend *backend; /* NULL: native (the agent is agent_pid) */
     struct backend_bottle bb;             /* the backend's handle when backend is set */
     struct tty_relay tty;                 /* the agent's terminal when start runs in one */
@@ -74,8 +75,8 @@ char *controller_proxy_listen(const struct controller *c);
 
 /* The agent step: environment, terminal and backend (controller_agent.c). */
 int controller_step_agent(struct controller *c, struct bottle_err *err);
-/* Forwards sig to the agent; the backend kills the bottle after grace_ms (docker). */
-void controller_agent_signal(struct controller *c, int sig, int grace_ms);
+/* Forwards sig to the agent and returns at once (the wait loop keeps the kill deadline). */
+void controller_agent_signal(struct controller *c, int sig);
 /* The agent's exit code (128 + signal when killed). */
 int controller_agent_wait(struct controller *c, int *exit_code, struct bottle_err *err);
 /* Kills what is left of the agent and frees the backend's handle (teardown). */

@@ -160,7 +160,7 @@ static void signal_agent(struct controller *c, int sig, int grace_ms)
         struct bottle_err ignored = {0};
         cgroup_thaw(c->cg.agent_fd, 2000, &ignored); /* a frozen agent cannot act on it */
     }
-    controller_agent_signal(c, sig, grace_ms);
+    controller_agent_signal(c, sig);
     long long at = mono_ms() + grace_ms;
     if (!c->kill_at_ms || at < c->kill_at_ms)
         c->kill_at_ms = at;

@@ -13,6 +13,7 @@
 #include "common/fs.h"
 #include "common/json.h"
 #include "runtime/bpf_policy.h"
+#include "runtime/control.h"
 #include "runtime/controller.h"
 #include "runtime/enforce.h"
 #include "runtime/state.h"
@@ -214,10 +215,42 @@ void dash_render(const struct dash_model *m, int lines, int cols, struct strv *o
         push_line(out, "", cols);
 }
 
+/*
+ * Through the bottle's controller when it answers, so the action is audited
+ * like any operator's; 1 when no controller serves the bottle.
+ */
+static int via_controller(const char *home, const char *slug, enum enforce_action a, int *aborted,
+                          struct bottle_err *err)
+{
+    char *path = control_socket_path(home, slug);
+    cJSON *req = cJSON_CreateObject();
+    json_add_str(req, "cmd", a == ENFORCE_RESTORE ? "cutoff" : enforce_action_name(a));
+    if (a == ENFORCE_RESTORE)
+        json_add_bool(req, "restore", true);
+    cJSON *resp = NULL;
+    struct bottle_err e = {0};
+    int rc = control_request(path, req, 5000, &resp, &e);
+    free(path);
+    cJSON_Delete(req);
+    if (rc == -ENOENT || rc == -ECONNREFUSED)
+        return 1;
+    if (rc < 0) {
+        *err = e;
+        return rc;
+    }
+    if (!json_get_bool(resp, "ok", false)) {
+        const char *why = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(resp, "error"));
+        rc = err_set(err, EIO, "%s", why ? why : "refused by the controller");
+    } else if (aborted) {
+        *aborted = (int)json_get_num(resp, "aborted", -1);
+    }
+    cJSON_Delete(resp);
+    return rc;
+}
+
 int dash_action(const char *home, const struct dash_row *r, int key, char *status, size_t len,
                 struct bottle_err *err)
 {
-    (void)home;
     enum enforce_action a;
     switch (key) {
     case 'c':
@@ -239,7 +272,9 @@ int dash_action(const char *home, const struct dash_row *r, int key, char *statu
         return -ENOTSUP;
     }
     int aborted = 0;
-    int rc = enforce_apply(r->slug, a, &aborted, err);
+    int rc = via_controller(home, r->slug, a, &aborted, err);
+    if (rc == 1) /* no controller: straight to the pins and cgroups */
+        rc = enforce_apply(r->slug, a, &aborted, err);
     if (rc < 0)
         snprintf(status, len, "%s %s failed: %s", enforce_action_name(a), r->slug, err->msg);
     else if (a == ENFORCE_CUTOFF && aborted >= 0)

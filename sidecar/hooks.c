@@ -25,7 +25,7 @@ static unsigned wants(void *ctx, const struct proxy_request_view *v, size_t *bod
 {
     struct hooks *h = ctx;
     unsigned w = meterhook_wants(v);
-    if ((v->route && v->route->dlp.outbound && h->dlp) || h->px->cfg->log == CONFIG_LOG_FULL)
+    if (v->route && v->route->dlp.outbound && h->dlp)
         w |= PROXY_WANT_REQUEST_BODY;
     if (w & PROXY_WANT_REQUEST_BODY)
         *body_limit = h->px->cfg->scan_limit;
@@ -60,8 +60,18 @@ static void outbound_dlp(struct hooks *h, const struct proxy_request_view *v, co
     memset(&red, 0, sizeof(red));
     struct dlp_verdict verdict;
     memset(&verdict, 0, sizeof(verdict));
-    dlp_check_request(h->dlp, &v->route->dlp, &dr, &red, &verdict, NULL);
-    if (verdict.action == DLP_REDACT && (red.target || red.n_headers)) {
+    if (dlp_check_request(h->dlp, &v->route->dlp, &dr, &red, &verdict, NULL) < 0) {
+        /* A request that could not be checked does not leave. */
+        verdict.action = DLP_REFUSE;
+        verdict.status = 500;
+        verdict.reason = REASON_INTERNAL;
+        snprintf(verdict.message, sizeof(verdict.message),
+                 "outbound DLP could not check this request");
+    } else if (verdict.action == DLP_REDACT && !red.body_changed && !red.target && !red.n_headers) {
+        verdict.action = DLP_REFUSE;
+        verdict.status = 403;
+        verdict.reason = DLP_REASON_REDACT_FAILED;
+    } else if (verdict.action == DLP_REDACT && (red.target || red.n_headers)) {
         verdict.action = DLP_REFUSE;
         verdict.status = 403;
         verdict.reason = DLP_REASON_REDACT_FAILED;
@@ -100,19 +110,25 @@ static void log_body(struct hooks *h, const struct proxy_request_view *v, const 
     if (ce && !http_slice_eq_ci(ce->value, "identity")) {
         text = xasprintf("(%zu bytes, content-encoded)", len);
     } else {
-        struct dlp_request dr = {v->host, "/", 1, NULL, 0, NULL, body, len};
+        struct dlp_request dr = {v->host, "/", 1, req->headers, req->n_headers, NULL, body, len};
         struct dlp_redacted red;
         memset(&red, 0, sizeof(red));
         const char *p = body;
         size_t n = len;
-        if (dlp_redact_request(h->dlp, DLP_OUT_DEFAULT, &dr, &red) == 0 && red.body_changed) {
+        int rrc = dlp_redact_request(h->dlp, DLP_OUT_DEFAULT, &dr, &red);
+        if (rrc == 0 && red.body_changed) {
             p = red.body.data;
             n = red.body.len;
         }
         struct dlp_result res;
         dlp_result_init(&res);
-        dlp_scan_text(h->dlp, DLP_OUT_DEFAULT, "body", p, n, &res);
-        if (res.n) {
+        struct dlp_request again = dr;
+        again.headers = NULL;
+        again.n_headers = 0;
+        again.body = p;
+        again.body_len = n;
+        int src = dlp_scan_request(h->dlp, DLP_OUT_DEFAULT, &again, &res);
+        if (rrc < 0 || src < 0 || res.n) {
             text = xasprintf("(withheld: %zu bytes the redactor could not clean)", len);
         } else {
             size_t m = n < LOG_BODY_MAX ? n : LOG_BODY_MAX;

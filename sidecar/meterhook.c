@@ -97,18 +97,22 @@ static void emit_exhausted(struct meterhook *mh, const struct config *cfg,
 {
     if (strv_contains(&mh->reported, b->provider))
         return;
-    strv_push(&mh->reported, b->provider);
     log_warn("token budget exhausted", "bottle", cfg->bottle, "provider", b->provider, "scope",
              ledger_scope_name(b->scope), NULL);
-    if (cfg->events_fd < 0)
+    if (cfg->events_fd < 0) {
+        strv_push(&mh->reported, b->provider);
         return;
+    }
     char line[512];
     int n = snprintf(line, sizeof(line),
                      "{\"event\":\"budget_exhausted\",\"bottle\":\"%s\",\"provider\":\"%s\","
                      "\"scope\":\"%s\",\"limit\":%" PRId64 ",\"spent\":%" PRId64 "}\n",
                      cfg->bottle, b->provider, ledger_scope_name(b->scope), b->limit_tokens, spent);
-    if (n > 0 && (size_t)n < sizeof(line) && write(cfg->events_fd, line, (size_t)n) != n)
-        log_warn("cannot tell the runtime", "error", strerror(errno), NULL);
+    if (n > 0 && (size_t)n < sizeof(line) && write(cfg->events_fd, line, (size_t)n) == n)
+        strv_push(&mh->reported, b->provider); /* told: not again until a request fits */
+    else
+        log_warn("cannot tell the runtime; trying again on the next refusal", "error",
+                 strerror(errno), NULL);
 }
 
 /* A request of provider fit its budget: a later exhaustion is news again. */
@@ -135,6 +139,21 @@ static void refuse(struct proxy_verdict *out, int status, const char *reason, co
     va_end(ap);
 }
 
+/* What a metered route may forward without a reservation; anything else is charged. */
+static bool free_request(const struct http_request *req)
+{
+    if (http_slice_eq(req->method, "GET") || http_slice_eq(req->method, "HEAD"))
+        return true;
+    const char *p = req->path.ptr;
+    size_t n = req->path.len;
+    const char *q = memchr(p, '?', n);
+    if (q)
+        n = (size_t)(q - p);
+    static const char suffix[] = "/count_tokens";
+    return n >= sizeof(suffix) - 1 &&
+           memcmp(p + n - (sizeof(suffix) - 1), suffix, sizeof(suffix) - 1) == 0;
+}
+
 int meterhook_admit(struct meterhook *mh, const struct config *cfg,
                     const struct proxy_request_view *v, const char *body, size_t len,
                     struct meter_exchange **xs, struct proxy_verdict *out)
@@ -144,8 +163,8 @@ int meterhook_admit(struct meterhook *mh, const struct config *cfg,
     if (!provider)
         return 0;
     enum meter_api api = meter_api_for_path(v->req->path.ptr, v->req->path.len);
-    if (api == METER_API_NONE)
-        return 0; /* token counting, model lists: nothing is spent */
+    if (api == METER_API_NONE && free_request(v->req))
+        return 0; /* reads, token counting, model lists: nothing is spent */
     if (!mh || !mh->lg) {
         refuse(out, 503, REASON_METERING_UNAVAILABLE,
                "this route is metered and the sidecar has no ledger to account with");
@@ -200,6 +219,9 @@ void meterhook_response_head(struct meter_exchange *x, const struct http_respons
     if (rid)
         snprintf(x->request_id, sizeof(x->request_id), "%.*s", (int)rid->value.len, rid->value.ptr);
     meter_free(x->meter);
+    x->meter = NULL;
+    if (x->api == METER_API_NONE)
+        return; /* an endpoint the meter cannot read: the reservation is what is charged */
     x->meter = meter_new(x->api, ct ? ct->value.ptr : NULL, ct ? ct->value.len : 0,
                          ce ? ce->value.ptr : NULL, ce ? ce->value.len : 0);
 }

@@ -561,6 +561,8 @@ static int docker_stop(struct backend_bottle *b, int sig, int timeout_ms, struct
         return 0;
     }
     signal_agent(p, sig);
+    if (timeout_ms < 0)
+        return 0; /* the caller keeps its own deadline */
     for (int waited = 0; waited < timeout_ms; waited += 20) {
         if (agent_exited(b))
             return 0;

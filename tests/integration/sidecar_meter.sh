@@ -98,7 +98,11 @@ code=$(pcurl -o "$W/429.out" -w '%{http_code}' -H "Content-Type: application/jso
 if [ "$code" = 429 ] && python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); e=d["error"]; assert d["type"]=="error" and e["type"] and "budget" in e["message"] and d["reason"]=="budget_exhausted"' "$W/429.out"; then
     ok "exhausted budget: 429 budget_exhausted with an Anthropic/OpenAI-shaped error body"
 else fail "429" "$code" "$(cat "$W/429.out")"; fi
-if grep -q '"event":"budget_exhausted".*"provider":"claude"' "$W/events"; then ok "exhaustion reported on the events descriptor"; else fail "event" "$(cat "$W/events")"; fi
+code2=$(pcurl -o /dev/null -w '%{http_code}' -H "Content-Type: application/json" --data '{"input": "x"}' "https://api.test:$UP/v1/embeddings")
+code3=$(pcurl -o /dev/null -w '%{http_code}' -H "Content-Type: application/json" --data "$REQ" "https://api.test:$UP/v1/messages/count_tokens")
+if grep -q '"event":"budget_exhausted".*"provider":"claude"' "$W/events" && [ "$code2" = 429 ] && [ "$code3" = 200 ]; then
+    ok "exhaustion reported on the events descriptor; an endpoint the meter cannot read is charged too (429), token counting is free"
+else fail "event" "$(cat "$W/events")" "embeddings $code2, count_tokens $code3"; fi
 
 # 9: 64 parallel streams against a budget smaller than their total never overshoot
 sql "DELETE FROM usage" >/dev/null; sql "DELETE FROM reservation" >/dev/null
