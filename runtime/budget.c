@@ -38,12 +38,22 @@ enum ledger_scope budget_counting_scope(const char *plan_scope)
     return LEDGER_SCOPE_BOTTLE;
 }
 
+struct ledger *budget_ledger_open(const char *home, struct bottle_err *err)
+{
+    struct ledger *lg = NULL;
+    char *db = fs_join(home, LEDGER_FILE);
+    if (access(db, F_OK) != 0 || ledger_open(db, &lg, err) < 0)
+        lg = NULL;
+    free(db);
+    return lg;
+}
+
 const char *budget_counting_name(enum ledger_scope scope, const char *slug, const char *agent)
 {
     return scope == LEDGER_SCOPE_GLOBAL ? "" : scope == LEDGER_SCOPE_AGENT ? agent : slug;
 }
 
-static cJSON *read_plan(const char *home, const char *slug)
+cJSON *budget_read_plan(const char *home, const char *slug)
 {
     char *file = xasprintf("%s/state/%s/plan.json", home, slug);
     struct buf text = BUF_INIT;
@@ -134,7 +144,7 @@ static void print_text(const cJSON *doc)
 
 static void add_bottle(cJSON *list, struct ledger *lg, const char *home, const char *slug)
 {
-    cJSON *plan = read_plan(home, slug);
+    cJSON *plan = budget_read_plan(home, slug);
     if (!plan)
         return;
     cJSON_AddItemToArray(list, bottle_budgets(lg, slug, plan));
@@ -170,11 +180,9 @@ int cmd_budget(int argc, char **argv)
         fprintf(stderr, "bottle: %s\n", err.msg);
         return err_exit_code(&err);
     }
-    struct ledger *lg = NULL;
-    char *db = fs_join(home, LEDGER_FILE);
-    if (access(db, F_OK) == 0 && ledger_open(db, &lg, &err) < 0)
+    struct ledger *lg = budget_ledger_open(home, &err);
+    if (!lg && err.msg[0])
         fprintf(stderr, "bottle: budget: spending unknown: %s\n", err.msg);
-    free(db);
     cJSON *doc = cJSON_CreateObject();
     cJSON *list = cJSON_AddArrayToObject(doc, "bottles");
     int rc = 0;
@@ -215,7 +223,7 @@ cJSON *budget_tokens_json(const char *home, const char *slug, struct ledger *lg)
     cJSON *list = cJSON_CreateArray();
     if (!lg)
         return list;
-    cJSON *plan = read_plan(home, slug);
+    cJSON *plan = budget_read_plan(home, slug);
     cJSON *budgets = plan ? bottle_budgets(lg, slug, plan) : NULL;
     struct strv providers = STRV_INIT;
     struct bottle_err err = {0};

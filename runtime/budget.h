@@ -27,6 +27,14 @@ const char *budget_counting_name(enum ledger_scope scope, const char *slug, cons
  */
 cJSON *budget_tokens_json(const char *home, const char *slug, struct ledger *lg);
 
+/* A bottle's plan.json from its state directory, or NULL when it is gone or unreadable. */
+cJSON *budget_read_plan(const char *home, const char *slug);
+/*
+ * The host's ledger under home for reading, or NULL: none yet (err untouched)
+ * or it cannot be opened (err says why).
+ */
+struct ledger *budget_ledger_open(const char *home, struct bottle_err *err);
+
 /* `bottle budget [<bottle>] [--json]`; returns the exit code. */
 int cmd_budget(int argc, char **argv);
 

@@ -13,6 +13,7 @@
 
 #include "runtime/cmd_dashboard.h"
 #include "common/fs.h"
+#include "runtime/budget.h"
 #include "runtime/dashboard.h"
 #include "runtime/ledger.h"
 #include "runtime/state.h"
@@ -47,11 +48,8 @@ static int ledger_tokens(const char *home, const char *slug, const char *agent,
 {
     (void)agent;
     if (!dash_ledger) {
-        char *db = fs_join(home, LEDGER_FILE);
         struct bottle_err err = {0};
-        if (access(db, F_OK) == 0 && ledger_open(db, &dash_ledger, &err) < 0)
-            dash_ledger = NULL;
-        free(db);
+        dash_ledger = budget_ledger_open(home, &err);
         if (!dash_ledger)
             return -ENOENT;
     }

@@ -16,14 +16,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/fs.h"
 #include "common/json.h"
 #include "common/log.h"
-#include "common/fs.h"
 #include "runtime/bpf_policy.h"
 #include "runtime/budget.h"
-#include "runtime/state.h"
 #include "runtime/cgroup.h"
 #include "runtime/control.h"
+#include "runtime/enforce.h"
 #include "runtime/state.h"
 
 static const char usage_help[] =
@@ -145,14 +145,9 @@ int kernel_usage_json(const char *slug, cJSON *obj, struct bottle_err *err)
 static struct ledger *usage_ledger(char **home)
 {
     struct bottle_err err = {0};
-    struct ledger *lg = NULL;
     if (state_home(home, &err) < 0)
         return NULL;
-    char *db = fs_join(*home, LEDGER_FILE);
-    if (access(db, F_OK) != 0 || ledger_open(db, &lg, &err) < 0)
-        lg = NULL;
-    free(db);
-    return lg;
+    return budget_ledger_open(*home, &err);
 }
 
 /* Text lines for a bottle's token usage, under its counters row. */
@@ -332,70 +327,6 @@ int cmd_usage(int argc, char **argv)
 
 /* ---- cutoff ---------------------------------------------------------------------------- */
 
-/*
- * Aborts the bottle's established TCP connections in every network
- * namespace its processes use. Returns the number destroyed, or a negative
- * error (ENOTSUP: socket destroy unavailable).
- */
-static int abort_connections(const char *slug, struct bottle_err *err)
-{
-    struct cgroup_bottle cg;
-    int rc = cgroup_bottle_open(slug, &cg, err);
-    if (rc < 0)
-        return rc;
-    pid_t *pids = NULL;
-    size_t n = 0;
-    rc = cgroup_list_pids(cg.agent_path, &pids, &n, err);
-    ino_t seen[64];
-    size_t nseen = 0;
-    unsigned total = 0;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        char path[64];
-        snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pids[i]);
-        struct stat st;
-        if (stat(path, &st) < 0)
-            continue; /* exited meanwhile */
-        bool dup = false;
-        for (size_t k = 0; k < nseen; k++)
-            dup = dup || seen[k] == st.st_ino;
-        if (dup || nseen == sizeof(seen) / sizeof(seen[0]))
-            continue;
-        seen[nseen++] = st.st_ino;
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        unsigned destroyed = 0;
-        rc = bpf_sockkill_run(cg.agent_id, fd, &destroyed, err);
-        close(fd);
-        total += destroyed;
-    }
-    free(pids);
-    cgroup_bottle_close(&cg);
-    return rc < 0 ? rc : (int)total;
-}
-
-int kernel_cutoff(const char *slug, bool restore, int *aborted, struct bottle_err *err)
-{
-    *aborted = 0;
-    int rc = bpf_policy_set_cutoff(slug, !restore, err);
-    if (rc < 0 || restore)
-        return rc;
-    struct bottle_err e;
-    err_clear(&e);
-    int n = abort_connections(slug, &e);
-    if (n >= 0) {
-        *aborted = n;
-        return 0;
-    }
-    *aborted = -1;
-    if (e.code == ENOTSUP) {
-        *err = e; /* for the message; the cutoff itself holds */
-        return 0;
-    }
-    *err = e;
-    return -(e.code ? e.code : EIO);
-}
-
 static void print_cutoff(const char *slug, bool restore, int aborted, const char *why)
 {
     if (restore)
@@ -445,7 +376,7 @@ static int cutoff_one(const char *slug, bool restore)
     }
     err_clear(&err);
     int aborted = 0;
-    int rc = kernel_cutoff(slug, restore, &aborted, &err);
+    int rc = enforce_cutoff(slug, restore, &aborted, &err);
     if (rc < 0 && aborted == 0)
         return fail(&err);
     log_info(restore ? "cutoff restored" : "cutoff", "slug", slug, "via", "pins", NULL);
@@ -492,7 +423,7 @@ int cmd_cutoff(int argc, char **argv)
     bpf_policy_list(&slugs, &err);
     int aborted = 0;
     for (size_t i = 0; i < slugs.len; i++) {
-        int n = abort_connections(slugs.items[i], &err);
+        int n = enforce_abort_connections(slugs.items[i], &err);
         if (n > 0)
             aborted += n;
     }

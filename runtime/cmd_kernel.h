@@ -33,12 +33,6 @@ int cmd_thaw(int argc, char **argv);
  * `bottle usage --json` uses, plus "cut_off" and "kill_switch".
  */
 int kernel_usage_json(const char *slug, cJSON *obj, struct bottle_err *err);
-/*
- * Sets (or with restore clears) the bottle's cutoff flag, then aborts its
- * established connections: *aborted is how many, or -1 when socket destroy
- * is unavailable (err then says why and 0 is returned: the flag holds).
- */
-int kernel_cutoff(const char *slug, bool restore, int *aborted, struct bottle_err *err);
 
 /*
  * Which policy programs load and attach on this host and whether socket

@@ -28,6 +28,7 @@
 #include "runtime/bpf_policy.h"
 #include "runtime/cgroup.h"
 #include "runtime/cmd_kernel.h"
+#include "runtime/enforce.h"
 #include "runtime/control.h"
 #include "runtime/controller_internal.h"
 
@@ -172,7 +173,7 @@ static int handle_cutoff(struct controller *c, const cJSON *req, cJSON *resp,
     bool restore = json_get_bool(req, "restore", false);
     int aborted = 0;
     struct bottle_err e = {0};
-    int rc = kernel_cutoff(c->st.slug, restore, &aborted, &e);
+    int rc = enforce_cutoff(c->st.slug, restore, &aborted, &e);
     if (rc < 0) {
         *err = e;
         return rc;

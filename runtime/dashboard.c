@@ -13,12 +13,11 @@
 #include "common/fs.h"
 #include "common/json.h"
 #include "runtime/bpf_policy.h"
+#include "runtime/budget.h"
 #include "runtime/control.h"
 #include "runtime/controller.h"
 #include "runtime/enforce.h"
 #include "runtime/state.h"
-
-#define PLAN_FILE_MAX (4u << 20)
 
 void dash_human_bytes(uint64_t v, char *out, size_t len)
 {
@@ -45,14 +44,7 @@ static void copy_str(char *dst, size_t len, const char *src)
 /* Agent name and the first budget from the bottle's plan.json. */
 static void read_plan(const char *home, struct dash_row *r)
 {
-    char *file = xasprintf("%s/state/%s/plan.json", home, r->slug);
-    struct buf text = BUF_INIT;
-    struct bottle_err err = {0};
-    cJSON *root = NULL;
-    if (fs_read_file(file, PLAN_FILE_MAX, &text, &err) == 0)
-        root = cJSON_ParseWithLength(text.data, text.len);
-    free(file);
-    buf_free(&text);
+    cJSON *root = budget_read_plan(home, r->slug);
     if (!root)
         return;
     const cJSON *agent = cJSON_GetObjectItemCaseSensitive(root, "agent");

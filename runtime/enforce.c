@@ -70,6 +70,28 @@ int enforce_abort_connections(const char *slug, struct bottle_err *err)
     return rc < 0 ? rc : (int)total;
 }
 
+int enforce_cutoff(const char *slug, bool restore, int *aborted, struct bottle_err *err)
+{
+    *aborted = 0;
+    int rc = bpf_policy_set_cutoff(slug, !restore, err);
+    if (rc < 0 || restore)
+        return rc;
+    struct bottle_err e;
+    err_clear(&e);
+    int n = enforce_abort_connections(slug, &e);
+    if (n >= 0) {
+        *aborted = n;
+        return 0;
+    }
+    *aborted = -1;
+    if (e.code == ENOTSUP) {
+        *err = e; /* for the message; the cutoff itself holds */
+        return 0;
+    }
+    *err = e;
+    return -(e.code ? e.code : EIO);
+}
+
 static int on_agent_cgroup(const char *slug, enum enforce_action a, struct bottle_err *err)
 {
     struct cgroup_bottle cg;
@@ -94,18 +116,14 @@ int enforce_apply(const char *slug, enum enforce_action a, int *aborted, struct 
         return err_set_kind(err, ERR_KIND_USAGE, EINVAL, "'%s' is not a bottle name",
                             slug ? slug : "");
     switch (a) {
-    case ENFORCE_CUTOFF: {
-        int rc = bpf_policy_set_cutoff(slug, true, err);
-        if (rc < 0)
-            return rc;
-        struct bottle_err e = {0};
-        int n = enforce_abort_connections(slug, &e);
+    case ENFORCE_CUTOFF:
+    case ENFORCE_RESTORE: {
+        int n = 0;
+        int rc = enforce_cutoff(slug, a == ENFORCE_RESTORE, &n, err);
         if (aborted)
-            *aborted = n < 0 ? -1 : n;
-        return 0; /* new traffic is refused either way; stalled sockets time out */
+            *aborted = n;
+        return rc;
     }
-    case ENFORCE_RESTORE:
-        return bpf_policy_set_cutoff(slug, false, err);
     case ENFORCE_FREEZE:
     case ENFORCE_THAW:
     case ENFORCE_KILL:

@@ -32,6 +32,14 @@ int enforce_action_parse(const char *name, enum enforce_action *out);
  */
 int enforce_apply(const char *slug, enum enforce_action a, int *aborted, struct bottle_err *err);
 
+/*
+ * The cutoff flag on (restore: off). On, the bottle's established TCP
+ * connections are aborted too: *aborted gets how many, or -1 when socket
+ * destroy is not available here (err says so, the cutoff holds, 0 is
+ * returned) or failed (a negative error; the flag is set all the same).
+ */
+int enforce_cutoff(const char *slug, bool restore, int *aborted, struct bottle_err *err);
+
 /* Aborts the established TCP connections of the bottle's agent cgroup; returns how many. */
 int enforce_abort_connections(const char *slug, struct bottle_err *err);
 
