@@ -483,7 +483,7 @@ static int dlp_parse(const struct node *n, const char *what, struct route_dlp *d
                      struct bottle_err *err)
 {
     static const char *const keys[] = {"outbound_detectors", "inbound_detectors",
-                                       "outbound_on_match", NULL};
+                                       "outbound_on_match", "inbound_on_match", NULL};
     int rc = node_want_map(n, what, err);
     if (rc == 0)
         rc = node_check_keys(n, what, keys, err);
@@ -511,6 +511,17 @@ static int dlp_parse(const struct node *n, const char *what, struct route_dlp *d
         else if (rc == 0)
             rc = node_error(err, &v->pos, "%s: must be block, redact or supervise, found '%s'", sub,
                             s);
+        free(s);
+        free(sub);
+    }
+    if (rc == 0 && (v = optional_value(n, "inbound_on_match"))) {
+        char *sub = child_what(what, "inbound_on_match");
+        char *s = NULL;
+        rc = node_get_string(v, sub, false, &s, err);
+        if (rc == 0 && (strcmp(s, "warn") == 0 || strcmp(s, "block") == 0))
+            d->inbound_block = strcmp(s, "block") == 0;
+        else if (rc == 0)
+            rc = node_error(err, &v->pos, "%s: must be warn or block, found '%s'", sub, s);
         free(s);
         free(sub);
     }
@@ -817,6 +828,8 @@ cJSON *route_to_json(const struct route *r, bool include_internal)
     cJSON_AddItemToObject(dlp, "inbound_detectors",
                           detectors_json(r->dlp.inbound, inbound_detectors));
     json_add_str(dlp, "outbound_on_match", dlp_policy_name(r->dlp.on_match));
+    if (r->dlp.inbound_block) /* warn, the default, is left out */
+        json_add_str(dlp, "inbound_on_match", "block");
 
     cJSON *git = cJSON_AddObjectToObject(o, "git");
     json_add_bool(git, "fetch", r->git_fetch);

@@ -89,6 +89,7 @@ struct route_dlp {
     unsigned outbound; /* DLP_OUT_* bits; 0 = outbound scanning off */
     unsigned inbound;  /* DLP_IN_* bits; 0 = inbound scanning off */
     enum dlp_policy on_match;
+    bool inbound_block; /* inbound_on_match: block (else warn) */
 };
 
 struct route {
@@ -114,7 +115,7 @@ struct route_set {
 /*
  * Parses one route mapping. Accepted keys: host, auth {scheme|header,
  * token_ref}, matches, dlp {outbound_detectors, inbound_detectors,
- * outbound_on_match}, git {fetch}, metered, and `provider` (only when
+ * outbound_on_match, inbound_on_match}, git {fetch}, metered, and `provider` (only when
  * allow_internal is set: the sidecar config, never a manifest).
  * provider_default_on_match applies when outbound_on_match is not given.
  */

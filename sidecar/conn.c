@@ -146,6 +146,19 @@ static void exchange_end(struct conn *c, bool complete)
         c->px->hooks.exchange_end(c->px->hooks.ctx, xs, complete);
 }
 
+static void ws_relay_end(struct conn *c)
+{
+    struct ws_relay *ws = c->ws;
+    if (!ws)
+        return;
+    c->ws = NULL;
+    if (ws->state && c->px->hooks.ws_end)
+        c->px->hooks.ws_end(c->px->hooks.ctx, ws->state);
+    ws_dir_free(&ws->c2u);
+    ws_dir_free(&ws->u2c);
+    free(ws);
+}
+
 void conn_close(struct conn *c)
 {
     if (c->dead)
@@ -153,6 +166,7 @@ void conn_close(struct conn *c)
     struct proxy *px = c->px;
     c->dead = true;
     exchange_end(c, false);
+    ws_relay_end(c);
     upstream_release(c); /* an idle upstream goes to the pool */
     if (c->cli.ssl)
         SSL_free(c->cli.ssl);
@@ -300,6 +314,7 @@ void conn_request_finish(struct conn *c)
             px->metrics.requests_allowed++;
     }
     exchange_end(c, c->xs_complete);
+    ws_relay_end(c);
     c->xs_complete = c->resp_bad = false;
     if (c->want) {
         c->want = 0;
@@ -471,6 +486,34 @@ static int clear_body(struct conn *tap, enum http_body_kind kind, struct iobuf *
     return 1;
 }
 
+/* The hooks see a response head before it is forwarded; false when they refused it. */
+static bool response_head_hook(struct conn *c, const struct http_response *r)
+{
+    struct proxy_hooks *h = &c->px->hooks;
+    if (!(c->want & PROXY_WANT_RESPONSE) || !h->response_head)
+        return true;
+    struct proxy_verdict v;
+    memset(&v, 0, sizeof(v));
+    if (h->response_head(h->ctx, &c->xs, c->fwd.route, r, &v) == 0 || !v.reason)
+        return true;
+    c->resp_bad = true;
+    conn_refuse(c, v.status ? v.status : 502, v.reason, v.message);
+    return false;
+}
+
+/* After a 101: check the frames both ways when the hooks ask for it, else relay bytes. */
+static void relay_start(struct conn *c)
+{
+    c->state = CONN_RELAY;
+    if (!(c->want & PROXY_WANT_WS_MESSAGES) || !c->px->hooks.ws_message)
+        return;
+    struct ws_relay *ws = xcalloc(1, sizeof(*ws));
+    size_t max = c->body_limit ? c->body_limit : CONN_BODY_MAX;
+    ws_dir_init(&ws->c2u, true, max);
+    ws_dir_init(&ws->u2c, false, max);
+    c->ws = ws;
+}
+
 static void response_head(struct conn *c, size_t n)
 {
     struct http_response *r = &c->resp;
@@ -486,15 +529,17 @@ static void response_head(struct conn *c, size_t n)
                         "the upstream switched protocols without a WebSocket upgrade");
             return;
         }
+        if (!response_head_hook(c, r))
+            return;
         http_response_write_head(&c->cout, r, NULL, 0, NULL, 0);
-        if ((c->want & PROXY_WANT_RESPONSE) && c->px->hooks.response_head)
-            c->px->hooks.response_head(c->px->hooks.ctx, c->xs, r);
         c->uin.start += n;
         c->log.status = 101;
         c->resp_started = true;
-        c->state = CONN_RELAY;
+        relay_start(c);
         return;
     }
+    if (!response_head_hook(c, r))
+        return;
     c->resp_body = r->body;
     c->resp_left = r->content_length > 0 ? (uint64_t)r->content_length : 0;
     http_chunked_init(&c->resp_chunk, &limits);
@@ -503,8 +548,6 @@ static void response_head(struct conn *c, size_t n)
     static const struct http_header conn_close_hdr = {{"Connection", 10}, {"close", 5}};
     http_response_write_head(&c->cout, r, NULL, 0, c->close_after ? &conn_close_hdr : NULL,
                              c->close_after ? 1 : 0);
-    if ((c->want & PROXY_WANT_RESPONSE) && c->px->hooks.response_head)
-        c->px->hooks.response_head(c->px->hooks.ctx, c->xs, r);
     c->uin.start += n;
     c->resp_head_done = c->resp_started = true;
     c->log.status = r->status_code;
@@ -772,8 +815,83 @@ static bool step_closing(struct conn *c)
     return true;
 }
 
+/* Unread bytes a checked direction keeps waiting while its output is this full. */
+#define WS_OUT_HIGH CONN_BODY_BUF
+
+/*
+ * Ends a checked WebSocket: the client gets a close frame with the reason
+ * (1008 policy, 1002 protocol), the upstream connection is closed.
+ */
+static void ws_shut(struct conn *c, uint16_t code, const char *reason, const char *message)
+{
+    char text[124];
+    snprintf(text, sizeof(text), "%s: %s", reason, message);
+    ws_close_frame(&c->cout, code, text);
+    c->log.reason = reason;
+    proxy_count_refusal(c->px, reason);
+    log_warn("WebSocket closed", "host", c->fwd.host, "reason", reason, "what", message, NULL);
+    upstream_close(c);
+    c->cin.start = c->cin.end; /* nothing more from the client is looked at */
+    c->uin.start = c->uin.end;
+    c->u2c_ok = c->c2u_ok = 0;
+    c->close_after = true;
+    conn_request_finish(c);
+}
+
+/* Frames of one direction from in, checked unit by unit, into out. False: closed. */
+static bool ws_pump(struct conn *c, bool from_client, uint64_t *metric)
+{
+    struct ws_relay *ws = c->ws;
+    struct ws_dir *d = from_client ? &ws->c2u : &ws->u2c;
+    struct iobuf *in = from_client ? &c->cin : &c->uin;
+    struct buf *out = from_client ? &c->uout : &c->cout;
+    struct proxy_hooks *h = &c->px->hooks;
+    while (iobuf_len(in) && out->len < WS_OUT_HIGH) {
+        size_t used = 0;
+        enum ws_unit u =
+            ws_dir_feed(d, (const unsigned char *)in->data + in->start, iobuf_len(in), &used);
+        in->start += used;
+        if (u == WS_UNIT_NONE)
+            continue;
+        if (u == WS_UNIT_ERROR) {
+            ws_shut(c, 1002, REASON_WS_PROTOCOL, d->error);
+            return false;
+        }
+        const struct buf *payload = u == WS_UNIT_MESSAGE ? &d->msg : &d->ctl;
+        int op = u == WS_UNIT_MESSAGE ? d->msg_opcode : d->ctl_opcode;
+        struct proxy_verdict v;
+        memset(&v, 0, sizeof(v));
+        if (h->ws_message(h->ctx, c->fwd.route, &ws->state, from_client, op,
+                          payload->data ? payload->data : "", payload->len, &v) != 0 &&
+            v.reason) {
+            ws_shut(c, 1008, v.reason, v.message);
+            return false;
+        }
+        size_t before = out->len;
+        ws_dir_release(d, u, out);
+        *metric += out->len - before;
+    }
+    return true;
+}
+
 static bool step_relay(struct conn *c)
 {
+    if (c->ws) {
+        size_t up = c->uout.len, down = c->cout.len;
+        if (!ws_pump(c, true, &c->px->metrics.bytes_to_upstreams) ||
+            !ws_pump(c, false, &c->px->metrics.bytes_to_clients))
+            return true;
+        bool progress = c->uout.len != up || c->cout.len != down;
+        bool cli_done = c->cli.eof && iobuf_len(&c->cin) == 0 && c->uout.len == 0;
+        bool up_done = c->up.eof && iobuf_len(&c->uin) == 0 && c->cout.len == 0;
+        if (cli_done || up_done) {
+            c->xs_complete = up_done;
+            conn_request_finish(c);
+            conn_close(c);
+            return true;
+        }
+        return progress;
+    }
     c->c2u_ok = iobuf_len(&c->cin);
     c->u2c_ok = iobuf_len(&c->uin);
     if ((c->cli.eof && c->c2u_ok == 0) || (c->up.eof && c->u2c_ok == 0 && c->cout.len == 0)) {

@@ -20,6 +20,7 @@
 #include "sidecar/http.h"
 #include "sidecar/proxy.h"
 #include "sidecar/tls.h"
+#include "sidecar/ws.h"
 
 enum {
     PROXY_H_LISTEN = 1,
@@ -43,7 +44,7 @@ enum conn_state {
     CONN_CONNECT,    /* upstream TCP connect in progress */
     CONN_UP_TLS,     /* upstream handshake */
     CONN_EXCHANGE,   /* request forwarded; bodies and response flowing */
-    CONN_RELAY,      /* after a WebSocket 101: bytes both ways, no framing */
+    CONN_RELAY,      /* after a WebSocket 101: bytes both ways (frames checked with ws) */
     CONN_CLOSING,    /* flushing the last bytes to the client, then close */
     CONN_BODY,       /* collecting a request body for the exchange hooks */
 };
@@ -90,6 +91,12 @@ struct pool_entry {
 #define POOL_IDLE_MS 15000 /* longest idle time (the config's idle timeout if shorter) */
 
 struct resolve_job;
+
+/* A relayed WebSocket whose messages the hooks check (PROXY_WANT_WS_MESSAGES). */
+struct ws_relay {
+    struct ws_dir c2u, u2c;
+    void *state; /* the hooks' (ws_message, ws_end) */
+};
 
 struct conn {
     struct conn *prev, *next, *ready_next;
@@ -139,6 +146,7 @@ struct conn {
     void *xs;          /* the hooks' state for this exchange; exchange_end clears it */
     bool resp_bad;     /* response truncated, malformed or ended by a hook */
     bool xs_complete;  /* the whole response reached the client */
+    struct ws_relay *ws;
 
     /* the upstream connection, kept for reuse */
     char up_host[256];

@@ -204,7 +204,7 @@ static int run_hooks(struct conn *c, const struct route *route, const char *host
  */
 static int write_forward_head(struct conn *c, const struct route *route, const size_t *body_len)
 {
-    const char *skip[6] = {"Authorization", "Proxy-Authorization"};
+    const char *skip[7] = {"Authorization", "Proxy-Authorization"};
     size_t n_skip = 2;
     struct http_header add[2];
     memset(add, 0, sizeof(add));
@@ -222,6 +222,8 @@ static int write_forward_head(struct conn *c, const struct route *route, const s
         add[n_add++] = (struct http_header){{route->auth.header, strlen(route->auth.header)},
                                             {value.data, value.len}};
     }
+    if (c->want & PROXY_WANT_WS_MESSAGES)
+        skip[n_skip++] = "Sec-WebSocket-Extensions"; /* compressed frames could not be read */
     if (body_len) {
         skip[n_skip++] = "Content-Length";
         skip[n_skip++] = "Transfer-Encoding";

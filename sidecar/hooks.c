@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "sidecar/conn.h"
 #include "sidecar/dlp.h"
+#include "sidecar/dlphook.h"
 #include "sidecar/meterhook.h"
 
 struct hooks {
@@ -19,6 +20,7 @@ struct hooks {
 /* Per-exchange state of every check. */
 struct hooks_exchange {
     struct meter_exchange *meter;
+    struct dlp_response *inbound;
 };
 
 static unsigned wants(void *ctx, const struct proxy_request_view *v, size_t *body_limit)
@@ -27,8 +29,13 @@ static unsigned wants(void *ctx, const struct proxy_request_view *v, size_t *bod
     unsigned w = meterhook_wants(v);
     if (v->route && v->route->dlp.outbound && h->dlp)
         w |= PROXY_WANT_REQUEST_BODY;
-    if (w & PROXY_WANT_REQUEST_BODY)
-        *body_limit = h->px->cfg->scan_limit;
+    if (v->route && v->route->dlp.inbound && h->dlp)
+        w |= PROXY_WANT_RESPONSE;
+    if (v->route && (v->route->dlp.outbound || v->route->dlp.inbound) && h->dlp &&
+        v->req->upgrade_websocket)
+        w |= PROXY_WANT_WS_MESSAGES;
+    if (w & (PROXY_WANT_REQUEST_BODY | PROXY_WANT_WS_MESSAGES))
+        *body_limit = h->px->cfg->scan_limit; /* a WebSocket message too */
     return w;
 }
 
@@ -169,19 +176,33 @@ static int request_body(void *ctx, const struct proxy_request_view *v, void **xs
     return 0;
 }
 
-static void response_head(void *ctx, void *xs, const struct http_response *resp)
+static int response_head(void *ctx, void **xs, const struct route *route,
+                         const struct http_response *resp, struct proxy_verdict *out)
 {
-    (void)ctx;
-    struct hooks_exchange *x = xs;
-    if (x)
-        meterhook_response_head(x->meter, resp);
+    struct hooks *h = ctx;
+    struct hooks_exchange *x = *xs;
+    struct dlp_response *inbound = NULL;
+    if (dlp_response_start(h->dlp, route, resp, &inbound, out))
+        return 1;
+    if (inbound && !x)
+        x = *xs = xcalloc(1, sizeof(*x));
+    if (x) {
+        x->inbound = inbound;
+        if (x->meter)
+            meterhook_response_head(x->meter, resp);
+    }
+    return 0;
 }
 
 static int response_data(void *ctx, void *xs, const char *p, size_t n)
 {
     (void)ctx;
     struct hooks_exchange *x = xs;
-    if (x)
+    if (!x)
+        return 0;
+    if (dlp_response_data(x->inbound, p, n))
+        return 1; /* an injection the route blocks: nothing more of it is metered or sent */
+    if (x->meter)
         meterhook_response_data(x->meter, p, n);
     return 0;
 }
@@ -192,8 +213,24 @@ static void exchange_end(void *ctx, void *xs, bool complete)
     struct hooks_exchange *x = xs;
     if (!x)
         return;
-    meterhook_end(h->meter, h->px->cfg, x->meter, complete);
+    if (x->meter)
+        meterhook_end(h->meter, h->px->cfg, x->meter, complete);
+    dlp_response_free(x->inbound);
     free(x);
+}
+
+static int ws_message(void *ctx, const struct route *route, void **ws, bool from_client, int opcode,
+                      const char *p, size_t n, struct proxy_verdict *out)
+{
+    struct hooks *h = ctx;
+    (void)opcode; /* text, binary and control payloads are all scanned as bytes */
+    return dlp_ws_message(h->dlp, route, (struct dlp_ws **)ws, from_client, p, n, out);
+}
+
+static void ws_end(void *ctx, void *ws)
+{
+    (void)ctx;
+    dlp_ws_free(ws);
 }
 
 /* Every value the agent must not send: the real tokens, the canary and the placeholders. */
@@ -233,6 +270,8 @@ int hooks_install(struct proxy *px, const struct config *cfg, const struct confi
     px->hooks.response_head = response_head;
     px->hooks.response_data = response_data;
     px->hooks.exchange_end = exchange_end;
+    px->hooks.ws_message = ws_message;
+    px->hooks.ws_end = ws_end;
     px->hooks.ctx = h;
     *out = h;
     return 0;

@@ -15,37 +15,25 @@
  */
 #include "sidecar/meter.h"
 
-#include <brotli/decode.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <zlib.h>
 
 #include "common/buf.h"
-
-#define DECODE_CHUNK 16384
+#include "sidecar/decoder.h"
 
 enum body_mode { BODY_NONE, BODY_SNIFF, BODY_SSE, BODY_JSON };
-enum coding { CODING_IDENTITY, CODING_GZIP, CODING_DEFLATE, CODING_BR, CODING_UNSUPPORTED };
 
 struct meter {
     enum meter_api api;
     enum body_mode mode;
-    enum coding coding;
     bool dead;  /* the rest is not looked at; usage unknown */
     bool final; /* the final usage was read */
     const char *why;
-    /* content decoding */
-    z_stream z;
-    bool z_ready, z_done;
-    unsigned char zhead[2]; /* deflate: the first bytes, until zlib or raw is known */
-    size_t zhead_len;
-    BrotliDecoderState *br;
-    size_t br_mem;
-    unsigned char out[DECODE_CHUNK];
+    struct decoder *dec; /* content decoding */
     /* server-sent events */
     struct buf line, data;
     size_t data_lines;
@@ -310,16 +298,18 @@ static void sse_feed(struct meter *m, const char *p, size_t n)
 
 /* ---- body ---------------------------------------------------------------------------- */
 
-static void body_bytes(struct meter *m, const unsigned char *p, size_t n)
+/* The decoder's sink: 1 stops decoding once the rest is not looked at. */
+static int body_bytes(void *arg, const unsigned char *p, size_t n)
 {
+    struct meter *m = arg;
     if (m->dead)
-        return;
+        return 1;
     if (m->mode == BODY_SNIFF) {
         size_t i = 0;
         while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'))
             i++;
         if (i == n)
-            return;
+            return 0;
         m->mode = (p[i] == '{' || p[i] == '[') ? BODY_JSON : BODY_SSE;
     }
     if (m->mode == BODY_SSE) {
@@ -330,152 +320,18 @@ static void body_bytes(struct meter *m, const unsigned char *p, size_t n)
         else
             buf_append(&m->body, p, n);
     }
-}
-
-/* ---- content decoding ------------------------------------------------------------------ */
-
-static void *br_alloc(void *opaque, size_t size)
-{
-    struct meter *m = opaque;
-    if (size > METER_BROTLI_MEM_MAX - m->br_mem)
-        return NULL;
-    size_t *p = malloc(sizeof(max_align_t) + size);
-    if (!p)
-        return NULL;
-    *p = size;
-    m->br_mem += size;
-    return (char *)p + sizeof(max_align_t);
-}
-
-static void br_free(void *opaque, void *ptr)
-{
-    struct meter *m = opaque;
-    if (!ptr)
-        return;
-    size_t *p = (size_t *)(void *)((char *)ptr - sizeof(max_align_t));
-    m->br_mem -= *p;
-    free(p);
-}
-
-static void decode_br(struct meter *m, const unsigned char *p, size_t n)
-{
-    const uint8_t *next_in = p;
-    size_t avail_in = n;
-    for (;;) {
-        uint8_t *next_out = m->out;
-        size_t avail_out = sizeof(m->out);
-        BrotliDecoderResult r =
-            BrotliDecoderDecompressStream(m->br, &avail_in, &next_in, &avail_out, &next_out, NULL);
-        body_bytes(m, m->out, sizeof(m->out) - avail_out);
-        if (m->dead || r == BROTLI_DECODER_RESULT_NEEDS_MORE_INPUT)
-            return;
-        if (r == BROTLI_DECODER_RESULT_SUCCESS) {
-            m->z_done = true;
-            return;
-        }
-        if (r == BROTLI_DECODER_RESULT_ERROR) {
-            mark_unknown(m, "the br body does not decode");
-            return;
-        }
-    }
-}
-
-/* deflate is zlib-wrapped by the standard and raw in some servers: the first two bytes tell. */
-static bool zlib_header(const unsigned char h[2])
-{
-    return (h[0] & 0x0f) == 8 && (h[0] >> 4) <= 7 && ((h[0] << 8) | h[1]) % 31 == 0;
-}
-
-static int start_inflate(struct meter *m)
-{
-    int bits = m->coding == CODING_GZIP ? 15 + 16 : zlib_header(m->zhead) ? 15 : -15;
-    if (inflateInit2(&m->z, bits) != Z_OK)
-        return -1;
-    m->z_ready = true;
-    return 0;
-}
-
-static void inflate_some(struct meter *m, const unsigned char *p, size_t n)
-{
-    m->z.next_in = (Bytef *)(uintptr_t)p;
-    m->z.avail_in = (uInt)n;
-    do {
-        m->z.next_out = m->out;
-        m->z.avail_out = sizeof(m->out);
-        int rc = inflate(&m->z, Z_NO_FLUSH);
-        body_bytes(m, m->out, sizeof(m->out) - m->z.avail_out);
-        if (rc == Z_STREAM_END) {
-            m->z_done = true; /* anything after the stream is not body */
-            return;
-        }
-        if (rc == Z_BUF_ERROR && m->z.avail_out != 0)
-            return; /* wants more input */
-        if (rc != Z_OK && rc != Z_BUF_ERROR) {
-            mark_unknown(m, m->coding == CODING_GZIP ? "the gzip body does not decode"
-                                                     : "the deflate body does not decode");
-            return;
-        }
-    } while (!m->dead && (m->z.avail_in > 0 || m->z.avail_out == 0));
-}
-
-static void decode_zlib(struct meter *m, const unsigned char *p, size_t n)
-{
-    if (!m->z_ready && m->coding == CODING_DEFLATE && m->zhead_len < 2) {
-        while (n && m->zhead_len < 2) {
-            m->zhead[m->zhead_len++] = *p++;
-            n--;
-        }
-        if (m->zhead_len < 2)
-            return;
-        if (start_inflate(m) < 0) {
-            mark_unknown(m, "cannot start the deflate decoder");
-            return;
-        }
-        inflate_some(m, m->zhead, 2);
-    } else if (!m->z_ready && start_inflate(m) < 0) {
-        mark_unknown(m, "cannot start the gzip decoder");
-        return;
-    }
-    /* Input is consumed whole by each inflate_some call unless the stream ended. */
-    if (n && !m->dead && !m->z_done)
-        inflate_some(m, p, n);
+    return m->dead ? 1 : 0;
 }
 
 void meter_feed(struct meter *m, const void *data, size_t len)
 {
-    if (!m || m->dead || len == 0 || m->z_done)
+    if (!m || m->dead || len == 0 || !m->dec)
         return;
-    const unsigned char *p = data;
-    switch (m->coding) {
-    case CODING_IDENTITY:
-        body_bytes(m, p, len);
-        break;
-    case CODING_GZIP:
-    case CODING_DEFLATE:
-        decode_zlib(m, p, len);
-        break;
-    case CODING_BR:
-        decode_br(m, p, len);
-        break;
-    case CODING_UNSUPPORTED:
-        break;
-    }
+    if (decoder_feed(m->dec, data, len) < 0)
+        mark_unknown(m, decoder_error(m->dec));
 }
 
 /* ---- construction and results ------------------------------------------------------------ */
-
-/* Header value without surrounding blanks and parameters, lowercased into out. */
-static void header_token(const char *v, size_t n, char *out, size_t cap)
-{
-    size_t i = 0, o = 0;
-    while (i < n && (v[i] == ' ' || v[i] == '\t'))
-        i++;
-    while (i < n && v[i] != ';' && o + 1 < cap)
-        out[o++] = (char)((v[i] >= 'A' && v[i] <= 'Z') ? v[i++] + 32 : v[i++]);
-    while (o > 0 && (out[o - 1] == ' ' || out[o - 1] == '\t'))
-        o--;
-    out[o] = '\0';
-}
 
 static enum body_mode body_mode_for(const char *ct, size_t n)
 {
@@ -490,38 +346,23 @@ static enum body_mode body_mode_for(const char *ct, size_t n)
     return BODY_NONE;
 }
 
-static enum coding coding_for(const char *ce, size_t n)
-{
-    char t[32];
-    header_token(ce ? ce : "", ce ? n : 0, t, sizeof(t));
-    if (!t[0] || strcmp(t, "identity") == 0)
-        return CODING_IDENTITY;
-    if (strcmp(t, "gzip") == 0 || strcmp(t, "x-gzip") == 0)
-        return CODING_GZIP;
-    if (strcmp(t, "deflate") == 0)
-        return CODING_DEFLATE;
-    if (strcmp(t, "br") == 0)
-        return CODING_BR;
-    return CODING_UNSUPPORTED;
-}
-
 struct meter *meter_new(enum meter_api api, const char *content_type, size_t content_type_len,
                         const char *content_encoding, size_t content_encoding_len)
 {
     struct meter *m = xcalloc(1, sizeof(*m));
     m->api = api;
     m->mode = body_mode_for(content_type, content_type_len);
-    m->coding = coding_for(content_encoding, content_encoding_len);
+    enum content_coding coding = content_coding_for(content_encoding, content_encoding_len);
     if (api == METER_API_NONE)
         mark_unknown(m, "not a metered API");
     else if (m->mode == BODY_NONE)
         mark_unknown(m, "the content type is neither JSON nor an event stream");
-    else if (m->coding == CODING_UNSUPPORTED)
+    else if (coding == CODING_UNSUPPORTED)
         mark_unknown(m, "the content encoding is not supported");
-    if (!m->dead && m->coding == CODING_BR) {
-        m->br = BrotliDecoderCreateInstance(br_alloc, br_free, m);
-        if (!m->br)
-            mark_unknown(m, "cannot start the br decoder");
+    if (!m->dead) {
+        m->dec = decoder_new(coding, METER_BROTLI_MEM_MAX, body_bytes, m);
+        if (!m->dec)
+            mark_unknown(m, "cannot start the content decoder");
     }
     return m;
 }
@@ -562,10 +403,7 @@ void meter_free(struct meter *m)
 {
     if (!m)
         return;
-    if (m->z_ready)
-        inflateEnd(&m->z);
-    if (m->br)
-        BrotliDecoderDestroyInstance(m->br);
+    decoder_free(m->dec);
     buf_free(&m->line);
     buf_free(&m->data);
     buf_free(&m->body);

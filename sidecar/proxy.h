@@ -42,6 +42,7 @@
 #define REASON_METHOD_NOT_ALLOWED "method_not_allowed"
 #define REASON_RESOLVER_BUSY      "resolver_busy"
 #define REASON_INTERNAL           "internal_error"
+#define REASON_WS_PROTOCOL        "websocket_protocol_error"
 
 /* What a hook says about a request: pass (reason NULL) or refuse with status and reason. */
 struct proxy_verdict {
@@ -61,6 +62,7 @@ struct proxy_request_view {
 /* What the exchange hooks need to see of a request (proxy_hooks.wants). */
 #define PROXY_WANT_REQUEST_BODY 0x1u /* collect the whole body before forwarding */
 #define PROXY_WANT_RESPONSE     0x2u /* tap the response head and body as they pass */
+#define PROXY_WANT_WS_MESSAGES  0x4u /* after a WebSocket 101: check each message first */
 
 /* Reason for a request body larger than the limit the hooks asked for. */
 #define REASON_BODY_TOO_LARGE "body_too_large"
@@ -80,14 +82,25 @@ struct proxy_request_view {
  *     or replace it (replacement non-empty: forwarded instead, with
  *     Content-Length). A request without a body gets request_body(len 0).
  *     request_body may set *xs, the hooks' state for this exchange.
- *  4. With PROXY_WANT_RESPONSE, response_head() and response_data() see the
- *     response as it passes (data de-chunked, still content-encoded), never
- *     delaying it. response_data returning non-zero ends the response there:
- *     the client connection is closed after the bytes already sent.
+ *  4. With PROXY_WANT_RESPONSE, response_head() sees the response head
+ *     before it is forwarded and may refuse it (out->reason set: the client
+ *     gets that refusal instead, the upstream connection is closed); it may
+ *     set *xs. response_data() then sees the body as it passes (de-chunked,
+ *     still content-encoded), never delaying it. response_data returning
+ *     non-zero ends the response there: the piece it was given and the rest
+ *     are not forwarded, and the client connection is closed.
  *  5. exchange_end() is called exactly once for every exchange whose *xs is
  *     non-NULL: complete is true only when the whole response reached the
  *     client. It is also called when the request is refused or fails after
  *     request_body (upstream errors, timeouts, client gone).
+ *  6. With PROXY_WANT_WS_MESSAGES and a 101 answer, the sidecar reads the
+ *     WebSocket frames both ways and forwards none before ws_message() has
+ *     seen the message or control frame it belongs to, whole and unmasked
+ *     (*ws: the hooks' state for this connection, freed by ws_end). A
+ *     non-zero return with out->reason set closes the WebSocket: the client
+ *     gets a close frame (1008, the reason and message), the upstream
+ *     connection is closed. Frames the sidecar cannot read close it too
+ *     (1002), and the extension offer (compression) is never forwarded.
  */
 struct proxy_hooks {
     int (*outbound_dlp)(void *ctx, const struct proxy_request_view *v, struct proxy_verdict *out);
@@ -95,9 +108,13 @@ struct proxy_hooks {
     unsigned (*wants)(void *ctx, const struct proxy_request_view *v, size_t *body_limit);
     int (*request_body)(void *ctx, const struct proxy_request_view *v, void **xs, const char *body,
                         size_t len, struct buf *replacement, struct proxy_verdict *out);
-    void (*response_head)(void *ctx, void *xs, const struct http_response *resp);
+    int (*response_head)(void *ctx, void **xs, const struct route *route,
+                         const struct http_response *resp, struct proxy_verdict *out);
     int (*response_data)(void *ctx, void *xs, const char *p, size_t n);
     void (*exchange_end)(void *ctx, void *xs, bool complete);
+    int (*ws_message)(void *ctx, const struct route *route, void **ws, bool from_client, int opcode,
+                      const char *p, size_t n, struct proxy_verdict *out);
+    void (*ws_end)(void *ctx, void *ws);
     void *ctx;
 };
 

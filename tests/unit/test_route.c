@@ -85,6 +85,16 @@ static void test_default_on_match_and_explicit_nulls(void **state)
                      0);
     assert_int_equal(r.dlp.on_match, DLP_POLICY_BLOCK);
     assert_int_equal(r.dlp.outbound, DLP_OUT_DEFAULT);
+    assert_false(r.dlp.inbound_block);
+    route_free(&r);
+    assert_int_equal(parse_json_route("{\"host\": \"a.example\", \"dlp\": {\"inbound_on_match\": "
+                                      "\"block\"}}",
+                                      true, DLP_POLICY_REDACT, &r, &err),
+                     0);
+    assert_true(r.dlp.inbound_block);
+    char *bt = route_text(&r, false);
+    assert_non_null(strstr(bt, "\"outbound_on_match\":\"redact\",\"inbound_on_match\":\"block\"}"));
+    free(bt);
     route_free(&r);
     /* null is "the default", as route_to_json writes it */
     assert_int_equal(parse_json_route("{\"host\": \"a.example\", \"auth\": null, \"matches\": [], "
@@ -307,8 +317,10 @@ static const struct reject_case reject_cases[] = {
     {D0 "\"outbound_on_match\": \"allow\"}}", false,
      "dlp.outbound_on_match: must be block, redact or supervise, found 'allow'"},
     {D0 "\"detectors\": false}}", false,
-     "unknown key 'detectors' in dlp; accepted: inbound_detectors, outbound_detectors, "
-     "outbound_on_match"},
+     "unknown key 'detectors' in dlp; accepted: inbound_detectors, inbound_on_match, "
+     "outbound_detectors, outbound_on_match"},
+    {D0 "\"inbound_on_match\": \"redact\"}}", false,
+     "dlp.inbound_on_match: must be warn or block, found 'redact'"},
     /* git, metered, provider */
     {"{\"host\": \"a.example\", \"git\": true}", false, "git: expected a mapping, found a boolean"},
     {"{\"host\": \"a.example\", \"git\": {\"fetch\": \"yes\"}}", false,

@@ -1,0 +1,220 @@
+/* dlphook — see dlphook.h. */
+#include "sidecar/dlphook.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "sidecar/decoder.h"
+
+/* Brotli state a scanned response may use, like the meter's. */
+#define RESPONSE_BR_MEM_MAX (24 * 1024 * 1024)
+/* Warnings logged per response or WebSocket direction; more are counted. */
+#define WARN_MAX 8
+
+struct dlp_response {
+    const struct route *route;
+    struct dlp_stream *stream;
+    struct decoder *dec;
+    struct dlp_result res;
+    unsigned warned;
+    bool blocked;
+};
+
+struct dlp_ws {
+    struct dlp_stream *out; /* the client's messages: outbound detectors */
+    struct dlp_stream *in;  /* the server's: inbound */
+    unsigned warned;
+};
+
+static void warn_match(const struct route *route, const struct dlp_match *m, unsigned *warned)
+{
+    if (++*warned > WARN_MAX)
+        return;
+    char what[160];
+    snprintf(what, sizeof(what), "%s found in %s", m->rule, m->location);
+    log_warn("DLP warning", "host", route->host, "what", what, NULL);
+}
+
+static void refuse(struct proxy_verdict *v, int status, const char *reason, const char *msg)
+{
+    v->status = status;
+    v->reason = reason;
+    snprintf(v->message, sizeof(v->message), "%s", msg);
+}
+
+/*
+ * Injection matches in res: with the route's block, fills v and returns 1;
+ * otherwise logs them as warnings.
+ */
+static int judge_inbound(const struct route *route, const struct dlp_result *res, unsigned *warned,
+                         struct proxy_verdict *v)
+{
+    for (size_t i = 0; i < res->n; i++) {
+        const struct dlp_match *m = &res->matches[i];
+        if (route->dlp.inbound_block) {
+            char msg[200];
+            snprintf(msg, sizeof(msg), "%s found in %s", m->rule, m->location);
+            refuse(v, 502, DLP_REASON_INJECTION, msg);
+            return 1;
+        }
+        warn_match(route, m, warned);
+    }
+    return 0;
+}
+
+static int response_sink(void *arg, const unsigned char *p, size_t n)
+{
+    struct dlp_response *r = arg;
+    dlp_result_reset(&r->res);
+    if (dlp_stream_feed(r->stream, (const char *)p, n, &r->res) < 0) {
+        r->blocked = r->route->dlp.inbound_block; /* not scanned: blocks only when told to */
+        return 1;
+    }
+    struct proxy_verdict v;
+    memset(&v, 0, sizeof(v));
+    if (judge_inbound(r->route, &r->res, &r->warned, &v)) {
+        log_warn("response cut", "host", r->route->host, "reason", v.reason, "what", v.message,
+                 NULL);
+        r->blocked = true;
+        return 1;
+    }
+    return 0;
+}
+
+int dlp_response_start(const struct dlp_engine *e, const struct route *route,
+                       const struct http_response *resp, struct dlp_response **out,
+                       struct proxy_verdict *v)
+{
+    *out = NULL;
+    if (!e || !route || !route->dlp.inbound)
+        return 0;
+    struct dlp_result res;
+    dlp_result_init(&res);
+    for (size_t i = 0; i < resp->n_headers; i++) {
+        const struct http_header *h = &resp->headers[i];
+        char loc[64];
+        snprintf(loc, sizeof(loc), "response-header:%.*s",
+                 (int)(h->name.len < 40 ? h->name.len : 40), h->name.ptr);
+        dlp_scan_inbound(e, route->dlp.inbound, loc, h->value.ptr, h->value.len, &res);
+    }
+    unsigned warned = 0;
+    int rc = judge_inbound(route, &res, &warned, v);
+    dlp_result_free(&res);
+    if (rc)
+        return 1;
+    const struct http_header *ce =
+        http_header_find(resp->headers, resp->n_headers, "Content-Encoding");
+    enum content_coding coding =
+        ce ? content_coding_for(ce->value.ptr, ce->value.len) : CODING_IDENTITY;
+    struct dlp_response *r = xcalloc(1, sizeof(*r));
+    r->route = route;
+    r->warned = warned;
+    dlp_result_init(&r->res);
+    r->dec = decoder_new(coding, RESPONSE_BR_MEM_MAX, response_sink, r);
+    if (!r->dec) {
+        dlp_response_free(r);
+        if (route->dlp.inbound_block) {
+            refuse(v, 502, DLP_REASON_UNDECODABLE,
+                   "the response's content encoding cannot be decoded to be scanned");
+            return 1;
+        }
+        log_warn("response not scanned", "host", route->host, "why",
+                 "its content encoding cannot be decoded", NULL);
+        return 0;
+    }
+    r->stream = dlp_stream_new(e, DLP_INBOUND, route->dlp.inbound, "response");
+    *out = r;
+    return 0;
+}
+
+int dlp_response_data(struct dlp_response *r, const char *p, size_t n)
+{
+    if (!r || !r->dec)
+        return 0;
+    if (r->blocked)
+        return 1;
+    if (decoder_feed(r->dec, p, n) >= 0)
+        return r->blocked ? 1 : 0;
+    const char *why = decoder_error(r->dec);
+    decoder_free(r->dec);
+    r->dec = NULL;
+    if (r->route->dlp.inbound_block) {
+        log_warn("response cut", "host", r->route->host, "reason", DLP_REASON_UNDECODABLE, "why",
+                 why, NULL);
+        r->blocked = true;
+        return 1;
+    }
+    log_warn("response scan stopped", "host", r->route->host, "why", why, NULL);
+    return 0;
+}
+
+void dlp_response_free(struct dlp_response *r)
+{
+    if (!r)
+        return;
+    decoder_free(r->dec);
+    dlp_stream_free(r->stream);
+    dlp_result_free(&r->res);
+    free(r);
+}
+
+/* An outbound match in a client's message: every policy closes the WebSocket. */
+static int judge_outbound(const struct route *route, const struct dlp_result *res, unsigned *warned,
+                          struct proxy_verdict *v)
+{
+    struct dlp_verdict dv;
+    memset(&dv, 0, sizeof(dv));
+    dlp_verdict_for(res, route->dlp.on_match, &dv);
+    if (dv.action == DLP_PASS) {
+        for (size_t i = 0; i < res->n; i++)
+            warn_match(route, &res->matches[i], warned);
+        return 0;
+    }
+    if (dv.action == DLP_REDACT) {
+        dv.reason = DLP_REASON_BLOCKED;
+        size_t m = strlen(dv.message);
+        snprintf(dv.message + m, sizeof(dv.message) - m,
+                 "; a WebSocket message cannot be redacted");
+    }
+    refuse(v, dv.status ? dv.status : 403, dv.reason ? dv.reason : DLP_REASON_BLOCKED, dv.message);
+    return 1;
+}
+
+int dlp_ws_message(const struct dlp_engine *e, const struct route *route, struct dlp_ws **wsp,
+                   bool from_client, const char *p, size_t n, struct proxy_verdict *v)
+{
+    if (!e || !route)
+        return 0;
+    unsigned bits = from_client ? route->dlp.outbound : route->dlp.inbound;
+    if (!bits)
+        return 0;
+    struct dlp_ws *ws = *wsp;
+    if (!ws)
+        ws = *wsp = xcalloc(1, sizeof(*ws));
+    struct dlp_stream **s = from_client ? &ws->out : &ws->in;
+    if (!*s)
+        *s = dlp_stream_new(e, from_client ? DLP_OUTBOUND : DLP_INBOUND, bits,
+                            from_client ? "ws:client" : "ws:server");
+    struct dlp_result res;
+    dlp_result_init(&res);
+    int rc = dlp_stream_feed(*s, p, n, &res);
+    if (rc < 0)
+        refuse(v, 500, DLP_REASON_UNDECODABLE, "the message could not be scanned");
+    else if (from_client)
+        rc = judge_outbound(route, &res, &ws->warned, v);
+    else
+        rc = judge_inbound(route, &res, &ws->warned, v);
+    dlp_result_free(&res);
+    return rc < 0 ? 1 : rc;
+}
+
+void dlp_ws_free(struct dlp_ws *ws)
+{
+    if (!ws)
+        return;
+    dlp_stream_free(ws->out);
+    dlp_stream_free(ws->in);
+    free(ws);
+}

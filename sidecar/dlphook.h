@@ -1,0 +1,47 @@
+/*
+ * dlphook — the DLP checks on what flows after a request is forwarded:
+ * inbound prompt-injection scanning of responses (head and decoded body)
+ * and the checks of WebSocket messages both ways (outbound detectors on the
+ * client's, inbound on the server's). The request itself is checked by
+ * hooks.c before it leaves.
+ *
+ * A route's `dlp.inbound_on_match` says what an injection phrase does: warn
+ * (logged, forwarded) or block (the response is refused when the phrase is
+ * in its head, cut before the piece that holds it when in its body; a
+ * WebSocket is closed). An outbound match in a client's WebSocket message
+ * closes the WebSocket under every policy: a message cannot be redacted or
+ * held for supervision.
+ */
+#ifndef BOTTLE_SIDECAR_DLPHOOK_H
+#define BOTTLE_SIDECAR_DLPHOOK_H
+
+#include "manifest/route.h"
+#include "sidecar/dlp.h"
+#include "sidecar/http.h"
+#include "sidecar/proxy.h"
+
+struct dlp_response;
+struct dlp_ws;
+
+/*
+ * Starts the inbound scan of a response: its headers now, its body through
+ * dlp_response_data. Returns 0 with *out set (NULL when the route does not
+ * scan responses), or 1 with v filled when the response is refused.
+ */
+int dlp_response_start(const struct dlp_engine *e, const struct route *route,
+                       const struct http_response *resp, struct dlp_response **out,
+                       struct proxy_verdict *v);
+/* The next piece of the body (still content-encoded). Non-zero: end the response here. */
+int dlp_response_data(struct dlp_response *r, const char *p, size_t n);
+void dlp_response_free(struct dlp_response *r);
+
+/*
+ * One WebSocket message or control frame, unmasked and whole. *ws is the
+ * connection's state (created on the first call; free with dlp_ws_free).
+ * Returns 0 to forward, 1 with v filled to close the WebSocket.
+ */
+int dlp_ws_message(const struct dlp_engine *e, const struct route *route, struct dlp_ws **ws,
+                   bool from_client, const char *p, size_t n, struct proxy_verdict *v);
+void dlp_ws_free(struct dlp_ws *ws);
+
+#endif
