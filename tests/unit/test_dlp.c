@@ -785,7 +785,7 @@ static void test_crlf(void **state)
         struct dlp_request req = {"api.test", cases[i].target, strlen(cases[i].target), hs, 1,
                                   NULL,       cases[i].body,   strlen(cases[i].body)};
         for (size_t p = 0; p < 3; p++) {
-            struct route_dlp d = {0, 0, pols[p]}; /* no detectors: CRLF is checked anyway */
+            struct route_dlp d = {.on_match = pols[p]}; /* no detectors: CRLF is checked anyway */
             struct dlp_redacted red;
             struct dlp_verdict v;
             struct dlp_result r;
@@ -927,7 +927,7 @@ static void test_inbound_injection(void **state)
 static void check_redacted(const struct dlp_engine *e, struct dlp_request *req, const char *enc,
                            const char *gone, const char *marker)
 {
-    struct route_dlp d = {ALL_OUT, 0, DLP_POLICY_REDACT};
+    struct route_dlp d = {.outbound = ALL_OUT, .on_match = DLP_POLICY_REDACT};
     struct dlp_redacted red;
     struct dlp_verdict v;
     assert_int_equal(dlp_check_request(e, &d, req, &red, &v, NULL), 0);
@@ -987,7 +987,7 @@ static void test_redaction(void **state)
     char *pct = percent(tok, true);
     char *target = xasprintf("/v1/x?token=%s&n=1", pct);
     struct dlp_request r2 = {"api.test", target, strlen(target), hs + 1, 1, NULL, NULL, 0};
-    struct route_dlp d = {ALL_OUT, 0, DLP_POLICY_REDACT};
+    struct route_dlp d = {.outbound = ALL_OUT, .on_match = DLP_POLICY_REDACT};
     struct dlp_redacted red;
     struct dlp_verdict v;
     assert_int_equal(dlp_check_request(e, &d, &r2, &red, &v, NULL), 0);
@@ -1038,7 +1038,7 @@ static void test_no_value_in_messages(void **state)
     enum dlp_policy pols[] = {DLP_POLICY_BLOCK, DLP_POLICY_REDACT, DLP_POLICY_SUPERVISE};
     const char *values[] = {s, slack};
     for (size_t p = 0; p < 3; p++) {
-        struct route_dlp d = {ALL_OUT, 0, pols[p]};
+        struct route_dlp d = {.outbound = ALL_OUT, .on_match = pols[p]};
         struct dlp_redacted red;
         struct dlp_verdict v;
         struct dlp_result r;

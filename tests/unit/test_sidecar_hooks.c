@@ -195,13 +195,16 @@ static int h_request_body(void *ctx, const struct proxy_request_view *v, void **
     return 0;
 }
 
-static void h_response_head(void *ctx, void *xs, const struct http_response *resp)
+static int h_response_head(void *ctx, void **xs, const struct route *route,
+                           const struct http_response *resp, struct proxy_verdict *out)
 {
     struct hook_ctx *h = ctx;
-    if (xs != &xs_token)
+    (void)out;
+    if (*xs != &xs_token || !route)
         atomic_fetch_add(&h->bad, 1);
     h->head_status = resp->status_code;
     atomic_fetch_add(&h->head_calls, 1);
+    return 0;
 }
 
 static int h_response_data(void *ctx, void *xs, const char *p, size_t n)
