@@ -46,6 +46,9 @@ struct backend_spec {
     /* docker: the image to run; NULL: build it from dockerfile (tagged by content hash). */
     const char *image;
     const char *dockerfile; /* docker: the agent's Dockerfile (its directory is the context) */
+    /* docker: image is a snapshot (`bottle commit`); its saved home is unpacked into the new
+     * home, by the agent's user inside the bottle, before the agent starts. */
+    bool restore_home;
 };
 
 /* A running (or prepared) bottle as the backend tracks it. */

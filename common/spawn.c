@@ -58,15 +58,19 @@ int spawn_run(const char *const argv[], const struct spawn_opts *opts, struct sp
 
     int in_pipe[2] = {-1, -1}, out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
     int rc = 0;
-    if ((o->stdin_data && pipe2(in_pipe, O_CLOEXEC) < 0) ||
-        (!o->inherit_stdout && pipe2(out_pipe, O_CLOEXEC) < 0) ||
+    bool in_from_data = o->stdin_data && o->stdin_fd <= 0;
+    bool capture_out = !o->inherit_stdout && o->stdout_fd <= 0;
+    if ((in_from_data && pipe2(in_pipe, O_CLOEXEC) < 0) ||
+        (capture_out && pipe2(out_pipe, O_CLOEXEC) < 0) ||
         (!o->inherit_stderr && pipe2(err_pipe, O_CLOEXEC) < 0)) {
         rc = err_set(err, errno, "%s: cannot create pipe: %s", argv[0], strerror(errno));
         goto close_all;
     }
     int devnull = -1;
-    if (!o->stdin_data)
+    if (!o->stdin_data && o->stdin_fd <= 0)
         devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    int child_in = o->stdin_fd > 0 ? o->stdin_fd : in_from_data ? in_pipe[0] : devnull;
+    int child_out = o->stdout_fd > 0 ? o->stdout_fd : out_pipe[1];
 
     pid_t pid = fork();
     if (pid < 0) {
@@ -76,7 +80,7 @@ int spawn_run(const char *const argv[], const struct spawn_opts *opts, struct sp
         goto close_all;
     }
     if (pid == 0)
-        child_exec(argv, o, o->stdin_data ? in_pipe[0] : devnull, out_pipe[1], err_pipe[1]);
+        child_exec(argv, o, child_in, child_out, err_pipe[1]);
     if (devnull >= 0)
         close(devnull);
 

@@ -1,7 +1,7 @@
 /*
  * spawn — run a program from an argv array (never a shell), with a timeout,
- * optional stdin bytes, and captured stdout/stderr. When the program fails the
- * error message carries its exit status and the tail of its stderr.
+ * optional stdin bytes (or an fd), and captured stdout/stderr (or stdout to an fd). When the
+ * program fails the error message carries its exit status and the tail of its stderr.
  */
 #ifndef BOTTLE_COMMON_SPAWN_H
 #define BOTTLE_COMMON_SPAWN_H
@@ -19,6 +19,10 @@ struct spawn_opts {
     char *const *envp;   /* NULL: inherit the environment */
     bool inherit_stdout; /* do not capture stdout */
     bool inherit_stderr; /* do not capture stderr */
+    /* > 0: the child's stdin / stdout is this fd (a file, for streams too large to hold in
+     * memory), instead of stdin_data or /dev/null / a capture. */
+    int stdin_fd;
+    int stdout_fd;
 };
 
 struct spawn_result {

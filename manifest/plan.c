@@ -316,6 +316,8 @@ int plan_build(const struct manifest_index *idx, const struct plan_options *o, s
     p->ledger_path = st.ledger_path ? xstrdup(st.ledger_path) : NULL;
     if (bottle.provider_declared && bottle.provider.dockerfile)
         p->dockerfile = relative_to_file(bottle.provider.dockerfile, bottle.file);
+    p->image = o->image ? xstrdup(o->image) : NULL;
+    p->resume = o->resume ? xstrdup(o->resume) : NULL;
 
     if (o->cwd) {
         char real[PATH_MAX];
@@ -486,6 +488,8 @@ void plan_free(struct plan *p)
     free(p->label);
     free(p->ledger_path);
     free(p->dockerfile);
+    free(p->image);
+    free(p->resume);
     strv_free(&p->warnings);
     memset(p, 0, sizeof(*p));
 }
@@ -541,6 +545,8 @@ cJSON *plan_to_json(const struct plan *p)
     json_add_str(sd, "scope", p->shutdown_scope);
     json_add_str(doc, "backend", p->backend);
     json_add_str(doc, "dockerfile", p->dockerfile);
+    json_add_str(doc, "image", p->image);
+    json_add_str(doc, "resume", p->resume);
     cJSON *enf = cJSON_AddObjectToObject(doc, "enforcement");
     json_add_str(enf, "required", enforcement_tier_name(p->tier_required));
     json_add_str(enf, "required_scope", p->tier_required_scope);
@@ -588,6 +594,9 @@ void plan_to_text(const struct plan *p, struct buf *out)
     buf_append_char(out, '\n');
     buf_printf(out, "  %-12s %s\n", "workspace", p->cwd);
     buf_printf(out, "  %-12s %s\n", "backend", p->backend);
+    if (p->image)
+        buf_printf(out, "  %-12s %s%s%s%s\n", "image", p->image, p->resume ? " (snapshot of '" : "",
+                   p->resume ? p->resume : "", p->resume ? "', its saved home restored)" : "");
     buf_printf(out, "  %-12s required %s (%s), available %s%s\n", "enforcement",
                enforcement_tier_name(p->tier_required), p->tier_required_scope,
                enforcement_tier_name(p->tier_available), plan_tier_ok(p) ? "" : "  ** REFUSED **");

@@ -74,6 +74,8 @@ struct plan {
     const char *shutdown_scope;
     char *backend;
     char *dockerfile; /* agent_provider.dockerfile, absolute; NULL: none */
+    char *image;      /* docker: run this image instead of building dockerfile; NULL: none */
+    char *resume;     /* --resume: the slug whose snapshot (image) this bottle boots from */
     enum enforcement_tier tier_required;
     const char *tier_required_scope;
     enum enforcement_tier tier_available;
@@ -110,6 +112,8 @@ struct plan_options {
     enum enforcement_tier tier_available;
     const char *tier_why;
     const char *canary_name; /* NULL: pick one at random */
+    const char *image;       /* docker: the image to run (a snapshot, with --resume) */
+    const char *resume;      /* --resume SLUG */
     /* Looks a host variable up; NULL means getenv. */
     const char *(*host_getenv)(const char *name);
 };

@@ -7,15 +7,19 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backends/docker/docker.h"
+#include "common/fs.h"
 #include "common/json.h"
 #include "manifest/plan.h"
 #include "runtime/args.h"
 #include "runtime/cli.h"
 #include "runtime/controller.h"
 #include "runtime/platform.h"
+#include "runtime/state.h"
 
 static const char start_help[] =
     "usage: bottle start <agent> [options] [-- <agent arguments>...]\n"
+    "       bottle start --resume <slug> [<agent>] [options] [-- <agent arguments>...]\n"
     "\n"
     "Runs <agent> in a bottle. With --dry-run, resolves everything and prints the\n"
     "plan without touching the host.\n"
@@ -24,6 +28,11 @@ static const char start_help[] =
     "  --bottle NAME          use this bottle instead of the agent's `bottle:`;\n"
     "                         repeat to fold several, later ones win\n"
     "  --label L              name the bottle (slug) instead of <agent>-<random>\n"
+    "  --resume SLUG          boot a Docker bottle from the snapshot 'bottle commit\n"
+    "                         SLUG' made (image bottle-committed-SLUG:latest), with\n"
+    "                         its saved home; agent, bottles and workspace default\n"
+    "                         to the snapshot's, the slug to SLUG; policy comes from\n"
+    "                         the manifests as they are now, never from the image\n"
     "  --budget PROVIDER=N    token budget for this run, overriding the files\n"
     "                         (repeatable)\n"
     "  --backend B            native (default), docker, smolmachines or apple\n"
@@ -43,6 +52,41 @@ static const char start_help[] =
     "Never waits for a terminal that is not there. Exit codes: 0 ok, 1 runtime\n"
     "failure, 2 usage or manifest error, 3 refused by the enforcement tier;\n"
     "otherwise the agent's own exit code.\n";
+
+/*
+ * --resume: the snapshot says which agent, bottles and workspace it ran
+ * with; what the command line gives wins. Only names come from the image:
+ * the policy is resolved from the manifests as they are now.
+ */
+static int resume_options(const char *cmd, const char *slug, struct plan_options *o,
+                          struct docker_snapshot *snap, struct bottle_err *err)
+{
+    if (o->backend && strcmp(o->backend, "docker") != 0)
+        return cli_usage_error(cmd,
+                               "--resume boots a Docker snapshot; it cannot run with "
+                               "--backend %s",
+                               o->backend);
+    o->backend = "docker";
+    if (docker_snapshot_find(slug, snap, err) < 0)
+        return cli_fail(err);
+    if (!o->agent) {
+        if (!snap->agent || !*snap->agent)
+            return cli_usage_error(cmd, "the snapshot of '%s' does not name its agent; give one",
+                                   slug);
+        o->agent = snap->agent;
+    }
+    if (!o->cwd) {
+        if (!snap->workspace || !fs_is_dir(snap->workspace))
+            return cli_usage_error(cmd,
+                                   "the workspace of the snapshot of '%s' (%s) is not a "
+                                   "directory any more; pass --cwd",
+                                   slug, snap->workspace ? snap->workspace : "");
+        o->cwd = snap->workspace;
+    }
+    o->image = snap->ref;
+    o->resume = slug;
+    return 0;
+}
 
 static const char *const backend_names[] = {"native", "docker", "smolmachines", "apple", NULL};
 
@@ -102,6 +146,9 @@ int cmd_start(int argc, char **argv)
     struct platform_facts facts;
     memset(&facts, 0, sizeof(facts));
     bool probed = false;
+    const char *resume = NULL;
+    struct docker_snapshot snap;
+    memset(&snap, 0, sizeof(snap));
 
     while ((kind = args_next(&a)) != 0) {
         const char *v;
@@ -120,6 +167,14 @@ int cmd_start(int argc, char **argv)
             if (!(v = args_value(&a)))
                 goto out;
             o.label = v;
+        } else if (args_is(&a, "--resume")) {
+            if (!(v = args_value(&a)))
+                goto out;
+            if (!state_slug_valid(v)) {
+                cli_usage_error(cmd, "--resume wants a bottle's slug, not '%s'", v);
+                goto out;
+            }
+            resume = v;
         } else if (args_is(&a, "--budget")) {
             if (!(v = args_value(&a)))
                 goto out;
@@ -182,12 +237,20 @@ int cmd_start(int argc, char **argv)
             goto out;
         }
     }
+    struct bottle_err err = {0};
+    if (resume && (rc = resume_options(cmd, resume, &o, &snap, &err)) != 0)
+        goto out;
+    rc = EXIT_USAGE;
     if (!o.agent) {
         cli_usage_error(cmd, "which agent? (see 'bottle list available')");
         goto out;
     }
     o.bottles = bottles;
     o.n_bottles = n_bottles;
+    if (resume && n_bottles == 0) {
+        o.bottles = (const char *const *)snap.bottles.items;
+        o.n_bottles = snap.bottles.len;
+    }
     o.budgets = budgets;
     o.n_budgets = n_budgets;
     o.extra_args = (const char *const *)(argv + a.rest_at);
@@ -199,7 +262,6 @@ int cmd_start(int argc, char **argv)
     o.tier_why = facts.tier_why;
 
     struct manifest_index idx;
-    struct bottle_err err = {0};
     if (manifest_index_open(&idx, NULL, NULL, &err) < 0) {
         rc = cli_fail(&err);
         goto out;
@@ -210,6 +272,8 @@ int cmd_start(int argc, char **argv)
         goto out;
     }
     manifest_index_free(&idx);
+    if (resume && !plan.label)
+        plan.label = xstrdup(resume); /* the snapshot's slug, already a valid one */
 
     if (dry_run) {
         if (json) {
@@ -260,6 +324,7 @@ int cmd_start(int argc, char **argv)
     rc = agent_exit;
 out:
     plan_free(&plan);
+    docker_snapshot_free(&snap);
     if (probed)
         platform_facts_free(&facts);
     for (size_t i = 0; i < n_budgets; i++)

@@ -89,6 +89,8 @@ int controller_step_agent(struct controller *c, struct bottle_err *err)
     spec.gid = c->agent_gid;
     spec.seccomp_extra = &c->plan->seccomp;
     spec.dockerfile = c->plan->dockerfile;
+    spec.image = c->plan->image;
+    spec.restore_home = c->plan->resume != NULL;
     spec.stdio[0] = spec.stdio[1] = spec.stdio[2] = -1;
     if (is_native(c)) {
         /* The agent gets a pty of its own, never the host's terminal (tty.h). */

@@ -96,6 +96,37 @@ int docker_cli_run(const struct docker_cli *cli, const char *const *args, bool s
     return rc;
 }
 
+int docker_cli_run_io(const struct docker_cli *cli, const char *const *args, int in_fd, int out_fd,
+                      int ok_up_to, int *exit_code, struct bottle_err *err)
+{
+    struct strv argv = STRV_INIT;
+    strv_push(&argv, cli->path);
+    for (size_t i = 0; args[i]; i++)
+        strv_push(&argv, args[i]);
+    static char *const empty_env[] = {NULL};
+    struct spawn_opts opts = {
+        .envp = cli->env.len ? cli->env.items : empty_env,
+        .stdin_fd = in_fd,
+        .stdout_fd = out_fd,
+    };
+    struct spawn_result res;
+    memset(&res, 0, sizeof(res));
+    struct bottle_err run_err = {0};
+    int rc = spawn_run((const char *const *)argv.items, &opts, &res, &run_err);
+    if (exit_code)
+        *exit_code = res.exit_code;
+    if (rc < 0 && !res.timed_out && res.exit_code > 0 && res.exit_code <= ok_up_to &&
+        res.exit_code < 126)
+        rc = 0;
+    if (rc < 0) {
+        *err = run_err;
+        err_prefix(err, "docker %s", args[0]);
+    }
+    spawn_result_free(&res);
+    strv_free(&argv);
+    return rc;
+}
+
 int docker_cli_probe(const struct docker_cli *cli, struct bottle_err *err)
 {
     static const char *const args[] = {"version", "--format", "{{.Server.Version}}", NULL};

@@ -179,6 +179,23 @@ static int write_seccomp(struct docker_priv *p, struct bottle_err *err)
     return rc;
 }
 
+/* A home to restore needs an image `bottle commit` made. */
+static int check_snapshot_image(const struct docker_priv *p, struct bottle_err *err)
+{
+    char *format = xasprintf("{{index .Config.Labels \"%s\"}}", DOCKER_LABEL_SNAP_ARCHIVE);
+    const char *args[] = {"image", "inspect", "--format", format, p->image, NULL};
+    struct buf out = BUF_INIT;
+    int rc = docker_cli_run(&p->cli, args, false, &out, err);
+    if (rc == 0 && strcmp(out.data ? out.data : "", DOCKER_SNAPSHOT_ARCHIVE) != 0)
+        rc = err_set_kind(err, ERR_KIND_USAGE, EINVAL,
+                          "docker: image %s is not a bottle snapshot (no %s label); there is no "
+                          "home to restore from it",
+                          p->image, DOCKER_LABEL_SNAP_ARCHIVE);
+    buf_free(&out);
+    free(format);
+    return rc;
+}
+
 static void docker_release(struct backend_bottle *b);
 
 static int docker_prepare(struct backend_bottle *b, const struct backend_spec *spec,
@@ -206,6 +223,8 @@ static int docker_prepare(struct backend_bottle *b, const struct backend_spec *s
         rc = write_seccomp(p, err);
     if (rc == 0)
         rc = docker_image_resolve(&p->cli, spec, &p->image, err);
+    if (rc == 0 && spec->restore_home)
+        rc = check_snapshot_image(p, err);
     if (rc < 0) {
         struct bottle_err keep = *err;
         docker_release(b);
@@ -235,6 +254,8 @@ static void run_args(const struct docker_priv *p, struct strv *argv)
     strv_push(argv, p->name);
     strv_push(argv, "--label");
     strv_push_owned(argv, xasprintf("%s=%s", DOCKER_LABEL_SLUG, s->slug));
+    strv_push(argv, "--label");
+    strv_push_owned(argv, xasprintf("%s=%s", DOCKER_LABEL_HOME, home));
     strv_push(argv, "--hostname");
     strv_push(argv, "bottle");
     strv_push(argv, "--network");
@@ -391,6 +412,26 @@ void docker_exec_args(const struct docker_cli *cli, const struct backend_spec *s
         strv_push(argv, s->argv->items[i]);
 }
 
+/*
+ * A snapshot's home, unpacked into the fresh home by the agent's user inside
+ * the bottle: whatever the archive holds, it can only write what the agent
+ * itself could.
+ */
+static int restore_home(const struct docker_priv *p, struct bottle_err *err)
+{
+    const struct backend_spec *s = p->spec;
+    const char *home = s->guest_home ? s->guest_home : DOCKER_DEFAULT_HOME;
+    char *user = xasprintf("%u:%u", (unsigned)s->uid, (unsigned)s->gid);
+    const char *args[] = {"exec", "--user", user, p->name,
+                          "tar",  "-x",     "-f", DOCKER_SNAPSHOT_ARCHIVE,
+                          "-C",   home,     NULL};
+    int rc = docker_cli_run_io(&p->cli, args, -1, -1, 0, NULL, err);
+    free(user);
+    if (rc < 0)
+        return err_prefix(err, "docker: restoring the snapshot's home into %s", home);
+    return 0;
+}
+
 static int start_agent(struct backend_bottle *b, struct docker_priv *p, struct bottle_err *err)
 {
     const struct backend_spec *s = p->spec;
@@ -436,6 +477,8 @@ static int docker_launch(struct backend_bottle *b, struct bottle_err *err)
         rc = docker_cgroup_check_pid(p->init_pid, p->cgroup_parent, &p->leaf, err);
     if (rc == 0)
         rc = adopt_network(p, err);
+    if (rc == 0 && p->spec->restore_home)
+        rc = restore_home(p, err);
     if (rc == 0)
         rc = start_agent(b, p, err);
     return rc;

@@ -20,6 +20,8 @@
 #define DOCKER_LABEL_SLUG  "dev.bottle.slug"
 /* Images built from a Dockerfile are tagged with this repository and a content hash. */
 #define DOCKER_IMAGE_REPO "bottle-agent"
+/* The agent's home inside the container, for `bottle commit` to find. */
+#define DOCKER_LABEL_HOME "dev.bottle.home"
 /* The container's first process (under docker-init) only waits; the agent is exec'd. */
 #define DOCKER_IDLE_PROGRAM "sleep"
 #define DOCKER_IDLE_ARG     "infinity"
@@ -42,6 +44,13 @@ bool docker_cli_reads_name(const char *name);
  */
 int docker_cli_run(const struct docker_cli *cli, const char *const *args, bool stream,
                    struct buf *out, struct bottle_err *err);
+/*
+ * docker_cli_run with the command's stdin and stdout on files (in_fd, out_fd; -1: /dev/null
+ * and a capture that is dropped), no timeout, and its exit code in *exit_code (which may be
+ * NULL). A non-zero exit is an error unless it is at most ok_up_to.
+ */
+int docker_cli_run_io(const struct docker_cli *cli, const char *const *args, int in_fd, int out_fd,
+                      int ok_up_to, int *exit_code, struct bottle_err *err);
 /* `docker version`: fails with a clear message when no engine answers. */
 int docker_cli_probe(const struct docker_cli *cli, struct bottle_err *err);
 

@@ -12,7 +12,7 @@ cd "$T_TMP" || exit 1
 # 1-2: version and help
 check "--version prints the version" sh -c "'$BOTTLE' --version | grep -q '^bottle [0-9]'"
 help_ok=1
-for c in start list info policy doctor; do
+for c in start list info policy doctor commit; do
     "$BOTTLE" "$c" --help >/dev/null 2>&1 || help_ok=0
     "$BOTTLE" help "$c" | grep -q "^usage: bottle $c" || help_ok=0
 done

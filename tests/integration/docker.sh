@@ -10,10 +10,12 @@
 # and UDP get EPERM from the BPF policy; counters move; cutoff stops traffic
 # and restore brings it back; seccomp denies unshare and mount (and a run
 # without it shows the check can fail); the exit code passes through; and
-# nothing is left behind. dockerd is stopped on exit.
+# nothing is left behind. Then the whole `bottle start --backend docker`, and
+# `bottle commit` / `bottle start --resume` against the same engine. dockerd
+# is stopped on exit.
 . "$BOTTLE_SRC/tests/lib.sh"
 
-N=30
+N=40
 plan $N
 
 skip_all() {
@@ -409,6 +411,182 @@ if [ -z "$LEFT" ] && [ -z "$(docker ps -aq --filter "label=dev.bottle.slug=dks-$
 else
     fail "docker bottle teardown" "$LEFT"
 fi
+
+# ---- bottle commit, bottle start --resume ------------------------------------------------
+# A running Docker bottle is committed; its agent wrote a file to its home first. A native
+# bottle runs beside it to be refused. The snapshot must survive the bottle and cleanup, hold
+# the home but no token, and boot again under the manifest as it is at resume time.
+WS4=$W/ws4
+WS5=$W/ws5
+mkdir -p "$WS4" "$WS5"
+chmod 0777 "$WS4" "$WS5"
+: >"$W/up4.log"
+python3 "$BOTTLE_SRC/tests/fixtures/upstream.py" --port-file "$W/up4.port" --log "$W/up4.log" &
+UP4PID=$!
+i=0
+while [ ! -s "$W/up4.port" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+UP4=$(cut -d' ' -f1 "$W/up4.port")
+echo "$UP4" >"$WS4/port"
+echo "$TAG" >"$WS4/tag"
+dkc_bottle() {
+    {
+        echo "---"
+        echo "agent_provider:"
+        echo "  template: generic"
+        echo "  command: [sh, $WS4/agent.sh]"
+        echo "  dockerfile: $W/ctx/Dockerfile"
+        echo "egress:"
+        echo "  routes:"
+        echo "    - host: $1:$UP4"
+        echo "      auth:"
+        echo "        scheme: Bearer"
+        echo "        token_ref: DK_TOKEN"
+        echo "---"
+        echo "A Docker bottle to commit."
+    } >"$BH/bottles/dkc.md"
+}
+dkc_bottle plain.test
+printf -- '---\nbottle: dkc\n---\nRun.\n' >"$BH/agents/dkc.md"
+cat >"$WS4/agent.sh" <<'AGENT'
+cd "$(dirname "$0")"
+if [ -e "$HOME/note.txt" ]; then
+    {
+        echo "note=$(cat "$HOME/note.txt")"
+        echo "slug=$BOTTLE_SLUG"
+        wget -q -O /dev/null "http://plain2.test:$(cat port)/echo"
+        echo "allowed=$?"
+        wget -q -O /dev/null "http://plain.test:$(cat port)/echo"
+        echo "old_route=$?"
+        a1=$(echo "$http_proxy" | sed 's|http://||; s|:.*||')
+        echo "direct=$(/probe get "$a1:22")"
+    } >resumed.result
+    exit 4
+fi
+echo "note-$(cat tag)" >"$HOME/note.txt"
+env >"$HOME/env.txt"
+touch ready
+i=0
+while [ ! -e go ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i + 1)); done
+exit 0
+AGENT
+{
+    echo "---"
+    echo "agent_provider:"
+    echo "  template: generic"
+    echo "  command: [sh, $WS5/nat.sh]"
+    echo "---"
+    echo "A native bottle."
+} >"$BH/bottles/nat.md"
+printf -- '---\nbottle: nat\n---\nRun.\n' >"$BH/agents/nat.md"
+printf 'touch %s/ready\ni=0\nwhile [ ! -e %s/go ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i + 1)); done\n' \
+    "$WS5" "$WS5" >"$WS5/nat.sh"
+SNAP=bottle-committed-dkc-$TAG:latest
+DK_TOKEN=dk-tok-$TAG BOTTLE_HOME=$BH "$BOTTLE" start dkc --backend docker --label "dkc-$TAG" \
+    --cwd "$WS4" --resolve "plain.test:$UP4:127.0.0.1" >"$W/s4.out" 2>"$W/s4.err" &
+S4=$!
+BOTTLE_HOME=$BH "$BOTTLE" start nat --label "dkn-$TAG" --cwd "$WS5" >"$W/s5.out" 2>"$W/s5.err" &
+S5=$!
+i=0
+while { [ ! -e "$WS4/ready" ] || [ ! -e "$WS5/ready" ]; } && [ $i -lt 900 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+
+BOTTLE_HOME=$BH "$BOTTLE" commit "dkc-$TAG" >"$W/commit.out" 2>"$W/commit.err"
+rc=$?
+LABELS=$(docker image inspect -f '{{index .Config.Labels "dev.bottle.snapshot.slug"}} {{index .Config.Labels "dev.bottle.snapshot.agent"}} {{index .Config.Labels "dev.bottle.snapshot.bottles"}}' "$SNAP" 2>&1)
+RUNNING=$(docker inspect -f '{{.State.Running}}' "bottle-dkc-$TAG" 2>&1)
+if [ $rc -eq 0 ] && grep -q "committed to $SNAP" "$W/commit.out" &&
+    grep -q "bottle start --resume dkc-$TAG" "$W/commit.out" &&
+    [ "$LABELS" = "dkc-$TAG dkc dkc" ] && [ "$RUNNING" = true ]; then
+    ok "bottle commit: the running docker bottle is snapshotted as $SNAP, labelled with its slug, agent and bottles, and keeps running"
+else
+    fail "bottle commit" "rc=$rc labels=$LABELS running=$RUNNING" "$(cat "$W/commit.out" "$W/commit.err")" \
+        "$(cat "$W/s4.err" 2>/dev/null | tail -n 3)"
+fi
+docker save "$SNAP" -o "$W/snap.tar" 2>/dev/null
+if [ -s "$W/snap.tar" ] && grep -a -q "note-$TAG" "$W/snap.tar" &&
+    ! grep -a -q "dk-tok-$TAG" "$W/snap.tar" &&
+    ! docker image inspect "$SNAP" | grep -q "dk-tok-$TAG" &&
+    grep -a -q "^HOME=/home/agent" "$W/snap.tar"; then
+    ok "the snapshot holds the agent's home (its env included) but no token, in its config or any layer"
+else
+    fail "snapshot content" "size=$(wc -c <"$W/snap.tar" 2>/dev/null)" \
+        "token in save: $(grep -a -c "dk-tok-$TAG" "$W/snap.tar" 2>/dev/null)"
+fi
+OUT=$(BOTTLE_HOME=$BH "$BOTTLE" commit "nosuch-$TAG" 2>&1)
+rc=$?
+if [ $rc -eq 2 ] && echo "$OUT" | grep -q "no running bottle 'nosuch-$TAG'"; then
+    ok "bottle commit of an unknown slug: exit 2, 'no running bottle'"
+else
+    fail "commit unknown slug" "rc=$rc" "$OUT"
+fi
+OUT=$(BOTTLE_HOME=$BH "$BOTTLE" commit "dkn-$TAG" 2>&1)
+rc=$?
+if [ $rc -eq 2 ] && echo "$OUT" | grep -q "runs on the native backend; only Docker bottles can be committed"; then
+    ok "bottle commit of a native bottle: exit 2, only Docker bottles can be committed"
+else
+    fail "commit native bottle" "rc=$rc" "$OUT" "$(tail -n 3 "$W/s5.err")"
+fi
+touch "$WS4/go" "$WS5/go"
+wait $S4
+rc=$?
+wait $S5
+"$DRIVE" --cleanup "dkc-$TAG" >"$W/cleanup4.out" 2>&1
+if [ $rc -eq 0 ] && [ -z "$(docker ps -aq --filter "label=dev.bottle.slug=dkc-$TAG")" ] &&
+    [ -z "$(docker ps -aq)" ] && docker image inspect "$SNAP" >/dev/null 2>&1 &&
+    [ "$(docker images -q --filter 'reference=bottle-committed-*' | wc -l)" -eq 1 ]; then
+    ok "the committed bottle ends cleanly: no container left (nor a scratch one), cleanup keeps the snapshot"
+else
+    fail "after commit" "rc=$rc" "containers: $(docker ps -a --format '{{.Names}} {{.Image}}' | tr '\n' ' ')" \
+        "images: $(docker images --format '{{.Repository}}:{{.Tag}}' | tr '\n' ' ')" "$(tail -n 3 "$W/s4.err")"
+fi
+
+# The manifest changes before the resume: the route moves to plain2.test.
+dkc_bottle plain2.test
+OUT=$(DK_TOKEN=dk-tok-$TAG BOTTLE_HOME=$BH "$BOTTLE" start --resume "dkc-$TAG" --dry-run 2>&1)
+if echo "$OUT" | grep -q "image .*$SNAP (snapshot of 'dkc-$TAG'" && echo "$OUT" | grep -q "plain2.test" &&
+    ! echo "$OUT" | grep -q "plain.test:" && echo "$OUT" | grep -q "backend .*docker"; then
+    ok "start --resume --dry-run: the plan boots the snapshot, on docker, with the routes of the manifest as it is now"
+else
+    fail "resume dry run" "$OUT"
+fi
+: >"$W/up4.log"
+DK_TOKEN=dk-tok-$TAG BOTTLE_HOME=$BH "$BOTTLE" start --resume "dkc-$TAG" \
+    --resolve "plain2.test:$UP4:127.0.0.1" --resolve "plain.test:$UP4:127.0.0.1" \
+    >"$W/s6.out" 2>"$W/s6.err"
+rc=$?
+R6=$WS4/resumed.result
+if [ $rc -eq 4 ] && [ "$(val note "$R6")" = "note-$TAG" ] && [ "$(val slug "$R6")" = "dkc-$TAG" ]; then
+    ok "start --resume: the file written before commit is in the new bottle's home, same slug, exit code 4 passed through"
+else
+    fail "resume" "rc=$rc" "$(cat "$R6" 2>/dev/null)" "$(tail -n 5 "$W/s6.err")"
+fi
+if [ "$(val allowed "$R6")" = 0 ] && grep -q "Bearer dk-tok-$TAG" "$W/up4.log" &&
+    [ "$(val old_route "$R6")" != 0 ] && [ -n "$(val old_route "$R6")" ] &&
+    [ "$(val direct "$R6")" = "err EPERM" ] && ! grep -q '"plain.test' "$W/up4.log"; then
+    ok "resumed bottle, same enforcement: the current route works with the token injected, the snapshot's old route is refused, a direct connect gets EPERM"
+else
+    fail "resumed enforcement" "$(cat "$R6" 2>/dev/null | tr '\n' ' ')" "$(tail -n 3 "$W/s6.err")"
+fi
+kill "$UP4PID" 2>/dev/null
+LEFT=$(leftovers "dkc-$TAG")
+if [ -z "$LEFT" ] && [ -z "$(docker ps -aq)" ]; then
+    ok "resumed bottle: teardown leaves no container, cgroup, pins or netns"
+else
+    fail "resumed teardown" "$LEFT" "$(docker ps -a --format '{{.Names}}' | tr '\n' ' ')"
+fi
+OUT=$(BOTTLE_HOME=$BH "$BOTTLE" start --resume "nosuch-$TAG" 2>&1)
+rc=$?
+OUT2=$(BOTTLE_HOME=$BH "$BOTTLE" start --resume "dkc-$TAG" --backend native 2>&1)
+rc2=$?
+if [ $rc -eq 2 ] && echo "$OUT" | grep -q "no snapshot of bottle 'nosuch-$TAG'" && [ $rc2 -eq 2 ] &&
+    echo "$OUT2" | grep -q "cannot run with --backend native"; then
+    ok "start --resume without a snapshot, or on the native backend: exit 2 with a clear error"
+else
+    fail "resume errors" "rc=$rc $OUT" "rc2=$rc2 $OUT2"
+fi
+docker rmi "$SNAP" >/dev/null 2>&1
 
 # ---- no engine: a clear error --------------------------------------------------------------
 OUT=$(DOCKER_HOST="unix://$D/none.sock" "$DRIVE" "dkt3-$TAG" "$IMG" "$WS2" -- true 2>&1)

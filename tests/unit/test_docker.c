@@ -6,8 +6,10 @@
  * `docker run` command line (no network, the bottle's cgroup parent, no
  * capabilities, no_new_privs, the seccomp profile, a non-root user, no
  * pulls), a container outside the cgroup parent refused and removed, and
- * agent variables kept out of argv. The engine itself is exercised by
- * tests/integration/docker.sh.
+ * agent variables kept out of argv; snapshots: the image name a slug maps
+ * to, LABEL escaping, the wrapper tar header, the command sequence of a
+ * commit and what it hands `docker cp`, and its refusals. The engine itself
+ * is exercised by tests/integration/docker.sh.
  */
 #include "testutil.h"
 
@@ -15,6 +17,7 @@
 #include <fcntl.h>
 
 #include "backends/backend.h"
+#include "backends/docker/docker.h"
 #include "backends/docker/docker_internal.h"
 #include "common/buf.h"
 #include "runtime/cgroup.h"
@@ -448,6 +451,223 @@ static void test_build_then_launch_refused_outside_parent(void **state)
     spec_free(&h);
 }
 
+/* ---- snapshots ------------------------------------------------------------------------ */
+
+static void test_snapshot_ref(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *slug;
+        const char *ref;
+    } cases[] = {
+        {"dev", "bottle-committed-dev:latest"},
+        {"claude-k3x9a", "bottle-committed-claude-k3x9a:latest"},
+        {"a--b", "bottle-committed-a--b:latest"},
+        {"v1.2_x", "bottle-committed-v1.2_x:latest"},
+        {"Dev", NULL},
+        {"-dev", NULL},
+        {"dev-", NULL},
+        {"a..b", NULL},
+        {"a.-b", NULL},
+        {"dev.", NULL},
+        {"", NULL},
+        {"a/b", NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *ref = docker_snapshot_ref(cases[i].slug);
+        if (cases[i].ref)
+            assert_string_equal(ref, cases[i].ref);
+        else if (ref)
+            fail_msg("'%s' should name no image, got %s", cases[i].slug, ref);
+        free(ref);
+    }
+}
+
+static void test_label_change(void **state)
+{
+    (void)state;
+    char *c = docker_label_change("dev.bottle.snapshot.workspace", "/w/a \"b\" \\c $HOME");
+    assert_string_equal(c, "LABEL dev.bottle.snapshot.workspace=\"/w/a \\\"b\\\" \\\\c \\$HOME\"");
+    free(c);
+    c = docker_label_change("dev.bottle.slug", "");
+    assert_string_equal(c, "LABEL dev.bottle.slug=\"\"");
+    free(c);
+    assert_null(docker_label_change("k", "two\nlines"));
+    assert_null(docker_label_change("k=v", "x"));
+}
+
+/* The header docker_tar_header writes, plus data and padding, is a tar the host's tar reads. */
+static void test_tar_header(void **state)
+{
+    struct fake *f = *state;
+    unsigned char h[512];
+    docker_tar_header(h, ".bottle-home.tar", 0600, 1000, 1000, 6, 1700000000);
+    unsigned sum = 0;
+    for (size_t i = 0; i < 512; i++)
+        sum += i >= 148 && i < 156 ? ' ' : h[i];
+    assert_int_equal(strtoul((const char *)h + 148, NULL, 8), sum);
+    assert_memory_equal(h + 257,
+                        "ustar\0"
+                        "00",
+                        8);
+    assert_int_equal(h[156], '0');
+    char *path = fs_join(f->dir, "one.tar");
+    FILE *out = fopen(path, "we");
+    assert_non_null(out);
+    static const unsigned char zeros[1024 + 512];
+    fwrite(h, 1, 512, out);
+    fwrite("hello\n", 1, 6, out);
+    fwrite(zeros, 1, 506 + 1024, out);
+    fclose(out);
+    char *cmd = xasprintf("tar -tvf '%s' && tar -xOf '%s' .bottle-home.tar", path, path);
+    FILE *p = popen(cmd, "r");
+    char buf[512] = "";
+    size_t n = fread(buf, 1, sizeof(buf) - 1, p);
+    buf[n] = '\0';
+    assert_int_equal(pclose(p), 0);
+    assert_non_null(strstr(buf, "-rw------- 1000/1000"));
+    assert_non_null(strstr(buf, ".bottle-home.tar\nhello\n"));
+    free(cmd);
+    free(path);
+    /* 8 GiB and more: base-256, high bit set, big-endian. */
+    docker_tar_header(h, "x", 0600, 1, 1, (1ULL << 33) + 5, 0);
+    assert_int_equal(h[124], 0x80);
+    assert_int_equal(h[135], 5);
+    assert_int_equal(h[131], 2); /* 1 << 33 is 0x02 << 32 */
+}
+
+/*
+ * A fake docker for commits: the bottle's container runs as 1000:1000, `exec`
+ * prints HOMEARCHIVE (the home's archive), `cp -` keeps what it got in
+ * DIR/cp.tar, `create` prints a container id. container_label is the slug
+ * label of bottle-unit-1; running is its State.Running.
+ */
+static void fake_commit(struct fake *f, const char *container_label, const char *running)
+{
+    char *path = fs_join(f->dir, "docker");
+    char *text =
+        xasprintf("#!/bin/sh\n"
+                  "{ for a in \"$@\"; do printf '%%s\\n' \"$a\"; done; echo ---; } >>'%s'\n"
+                  "env >'%s/env.'\"$1\"\n"
+                  "case \"$1\" in\n"
+                  "version) echo 20.10.24 ;;\n"
+                  "container) printf '%%s\\n%%s\\n1000:1000\\n/home/agent\\n' '%s' '%s' ;;\n"
+                  "exec) printf 'HOMEARCHIVE' ;;\n"
+                  "create) echo scratch0123 ;;\n"
+                  "cp) cat >'%s/cp.tar' ;;\n"
+                  "image) [ \"$2\" = inspect ] && [ -e '%s/committed' ] && echo sha256:feed ;;\n"
+                  "commit) for a in \"$@\"; do [ \"$a\" = bottle-committed-unit-1:latest ] && "
+                  "touch '%s/committed'; done; exit 0 ;;\n"
+                  "*) exit 0 ;;\n"
+                  "esac\n",
+                  f->log, f->dir, container_label, running, f->dir, f->dir, f->dir);
+    testutil_write(path, text);
+    chmod(path, 0755);
+    setenv(DOCKER_BIN_ENV, path, 1);
+    free(text);
+    free(path);
+}
+
+static void test_commit_sequence(void **state)
+{
+    struct fake *f = *state;
+    fake_commit(f, "unit-1", "true");
+    struct strv bottles = STRV_INIT;
+    strv_push(&bottles, "dev");
+    strv_push(&bottles, "extra");
+    struct docker_commit_request req = {
+        .slug = "unit-1",
+        .agent = "claude",
+        .bottles = &bottles,
+        .workspace = "/work/my \"ws\"",
+        .scratch_dir = f->dir,
+    };
+    struct docker_snapshot snap;
+    struct bottle_err err = {0};
+    setenv("UNIT_SECRET_TOKEN", "tok-should-not-reach-docker", 1);
+    if (docker_commit_slug(&req, &snap, &err) != 0)
+        fail_msg("commit: %s", err.msg);
+    unsetenv("UNIT_SECRET_TOKEN");
+    assert_string_equal(snap.ref, "bottle-committed-unit-1:latest");
+    assert_string_equal(snap.id, "sha256:feed");
+    static const char *const steps[] = {
+        "exec\n--user\n1000:1000\nbottle-unit-1\ntar\n-c\n-f\n-\n-C\n/home/agent\n.\n---\n",
+        "commit\n--pause=true\n--change\nLABEL dev.bottle.slug=\"\"\n--change\n"
+        "LABEL dev.bottle.home=\"\"\nbottle-unit-1\nbottle-committed-unit-1:partial\n---\n",
+        "create\n--network\nnone\nbottle-committed-unit-1:partial\n---\n",
+        "cp\n-\nscratch0123:/\n---\n",
+        "commit\n--change\nLABEL dev.bottle.snapshot.slug=\"unit-1\"\n--change\n"
+        "LABEL dev.bottle.snapshot.agent=\"claude\"\n--change\n"
+        "LABEL dev.bottle.snapshot.bottles=\"dev,extra\"\n--change\n"
+        "LABEL dev.bottle.snapshot.workspace=\"/work/my \\\"ws\\\"\"\n--change\n"
+        "LABEL dev.bottle.snapshot.archive=\"/.bottle-home.tar\"\nscratch0123\n"
+        "bottle-committed-unit-1:latest\n---\n",
+        "rm\n--force\n--volumes\nscratch0123\n---\n",
+        "image\nrm\nbottle-committed-unit-1:partial\n---\n",
+    };
+    char *log = slurp(f->log);
+    const char *at = log;
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        const char *hit = strstr(at, steps[i]);
+        if (!hit)
+            fail_msg("step %zu missing or out of order: %s\nlog:\n%s", i, steps[i], log);
+        at = hit + strlen(steps[i]);
+    }
+    free(log);
+    /* docker cp got a tar whose one entry is the home's archive, as the agent's user. */
+    char *cmd =
+        xasprintf("tar -tvf '%s/cp.tar' && tar -xOf '%s/cp.tar' .bottle-home.tar", f->dir, f->dir);
+    FILE *p = popen(cmd, "r");
+    char buf[512] = "";
+    size_t n = fread(buf, 1, sizeof(buf) - 1, p);
+    buf[n] = '\0';
+    assert_int_equal(pclose(p), 0);
+    assert_non_null(strstr(buf, "-rw------- 1000/1000"));
+    assert_non_null(strstr(buf, ".bottle-home.tar\nHOMEARCHIVE"));
+    free(cmd);
+    char *env_path = fs_join(f->dir, "env.commit");
+    char *env = slurp(env_path);
+    assert_null(strstr(env, "tok-should-not-reach-docker"));
+    free(env);
+    free(env_path);
+    docker_snapshot_free(&snap);
+    strv_free(&bottles);
+}
+
+static void test_commit_refusals(void **state)
+{
+    struct fake *f = *state;
+    struct docker_commit_request req = {.slug = "unit-1", .agent = "a", .scratch_dir = f->dir};
+    struct docker_snapshot snap;
+    struct bottle_err err = {0};
+    fake_commit(f, "someone-else", "true");
+    assert_int_equal(docker_commit_slug(&req, &snap, &err), -EPERM);
+    assert_non_null(strstr(err.msg, "is not bottle 'unit-1''s"));
+    assert_false(logged(f, "commit\n"));
+    err_clear(&err);
+    fake_commit(f, "unit-1", "false");
+    assert_int_equal(docker_commit_slug(&req, &snap, &err), -ESRCH);
+    assert_non_null(strstr(err.msg, "not running"));
+    err_clear(&err);
+    req.slug = "Upper";
+    assert_int_equal(docker_commit_slug(&req, &snap, &err), -EINVAL);
+    assert_int_equal(err.kind, ERR_KIND_USAGE);
+    assert_false(logged(f, "commit\n"));
+}
+
+static void test_snapshot_find_missing(void **state)
+{
+    struct fake *f = *state;
+    fake_commit(f, "unit-1", "true");
+    struct docker_snapshot snap;
+    struct bottle_err err = {0};
+    assert_int_equal(docker_snapshot_find("unit-1", &snap, &err), -ENOENT);
+    assert_int_equal(err.kind, ERR_KIND_USAGE);
+    assert_non_null(strstr(err.msg, "no snapshot of bottle 'unit-1'"));
+    assert_non_null(strstr(err.msg, "bottle commit unit-1"));
+    assert_null(snap.ref);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -459,6 +679,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_engine_checks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_build_then_launch_refused_outside_parent, setup,
                                         teardown),
+        cmocka_unit_test(test_snapshot_ref),
+        cmocka_unit_test(test_label_change),
+        cmocka_unit_test_setup_teardown(test_tar_header, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_sequence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_find_missing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
