@@ -32,6 +32,7 @@ struct dlp_engine *dlp_engine_new(const struct dlp_config *cfg, const struct str
     int rc = dlp_starts_build(e);
     if (rc == 0)
         rc = dlp_secrets_build(e, secrets);
+    dlp_simd_init(e);
     if (rc < 0) {
         err_set(err, -rc, "dlp: cannot build the engine");
         dlp_engine_free(e);

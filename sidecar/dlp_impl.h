@@ -79,6 +79,10 @@ struct dlp_engine {
     struct dlp_start *starts;
     size_t n_starts;
     uint64_t pairs[65536 / 64]; /* bit (b0 | b1 << 8): some prefix starts with b0 b1 */
+    bool simd_cpu;              /* the CPU has what dlp_simd.c needs (AVX2) */
+    bool simd;                  /* the vector filters are used (BOTTLE_DLP_SIMD=0: never) */
+    uint8_t teddy[8][16];       /* nibble tables of the pairs, 2 sets of 8 buckets */
+    uint8_t pack[256][8];       /* shuffle packing the bytes an 8-bit mask selects */
     struct dlp_secret *secrets;
     size_t n_secrets, n_skipped;
     struct dlp_variant *variants;
@@ -139,6 +143,23 @@ void dlp_find_secret_values(const struct dlp_engine *e, const char *p, size_t le
 /* Passes 2 and 3 over the projection of p; skips secrets already in `found` (pass 1). */
 void dlp_find_secret_fragments(const struct dlp_engine *e, const char *p, size_t len,
                                struct dlp_hits *h);
+
+/* dlp_simd.c (AVX2 on x86-64; elsewhere e->simd stays false) */
+#define DLP_SIMD_BUCKETS 16
+/* Builds the tables from e->pairs; e->simd from the CPU and BOTTLE_DLP_SIMD. */
+void dlp_simd_init(struct dlp_engine *e);
+/* Turns the vector filters off (portable path only) or back on when the CPU has them. */
+void dlp_engine_use_simd(struct dlp_engine *e, bool on);
+/*
+ * The first position in [k, limit) whose two bytes begin some prefix (e->pairs)
+ * and whose previous byte is not alphanumeric, or limit. Reads u[k - 1 ..
+ * limit + 32]: needs k >= 1 and limit + 33 <= len.
+ */
+size_t dlp_simd_next_start(const struct dlp_engine *e, const unsigned char *u, size_t k,
+                           size_t limit);
+/* Appends the alphanumeric bytes of p[*pi..] to q at *pm, 32 at a time, while both fit. */
+void dlp_simd_project(const struct dlp_engine *e, const char *p, size_t *pi, size_t len, char *q,
+                      size_t *pm, size_t cap);
 
 /* dlp_decode.c */
 enum dlp_decode_rc { DLP_DECODE_OK = 0, DLP_DECODE_TOO_LARGE, DLP_DECODE_BAD };

@@ -101,7 +101,13 @@ static size_t redact_target(const struct dlp_engine *e, unsigned bits, const cha
     return done;
 }
 
-/* JSON: each string literal redacted as sent, or unescaped, redacted and escaped again. */
+/*
+ * JSON: each string literal redacted as sent when it has no escapes, else
+ * unescaped, redacted and escaped again. A literal with escapes is always
+ * redacted through its unescaped value, which is what the scan read: a
+ * value written plainly would otherwise be redacted and the same value
+ * with an escape in it (`\u0074ok-...`) kept, failing the re-scan.
+ */
 static size_t redact_json(const struct dlp_engine *e, unsigned bits, const char *p, size_t n,
                           struct buf *out)
 {
@@ -109,17 +115,18 @@ static size_t redact_json(const struct dlp_engine *e, unsigned bits, const char 
     for (size_t i = 0; i < n; i++) {
         if (p[i] != '"')
             continue;
-        size_t start = i + 1, end = dlp_json_string_end(p, n, start);
+        size_t start = i + 1, end = dlp_json_string_end(p, n, start), k = 0;
         buf_append(out, p + from, start - from);
-        size_t mark = out->len, k = redact_text(e, bits, p + start, end - start, false, out);
-        if (!k && memchr(p + start, '\\', end - start)) {
+        if (!memchr(p + start, '\\', end - start)) {
+            k = redact_text(e, bits, p + start, end - start, false, out);
+        } else {
             struct buf u = BUF_INIT, r = BUF_INIT;
             dlp_json_unescape(p + start, end - start, &u);
             k = redact_text(e, bits, u.data ? u.data : "", u.len, false, &r);
-            if (k) {
-                out->len = mark;
+            if (k)
                 dlp_json_escape(r.data, r.len, out);
-            }
+            else
+                buf_append(out, p + start, end - start);
             buf_free(&u);
             buf_free(&r);
         }

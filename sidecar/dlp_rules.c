@@ -348,8 +348,12 @@ static size_t try_starts(const struct dlp_engine *e, const char *p, size_t len, 
 void dlp_find_patterns(const struct dlp_engine *e, const char *p, size_t len, struct dlp_hits *h)
 {
     const unsigned char *u = (const unsigned char *)p;
+    /* The vector filter skips to the next position that may pass the two checks below. */
+    size_t vector_end = e->simd && len >= 34 ? len - 33 : 0;
     h->ops += len;
     for (size_t i = 0; i + 1 < len; i++) { /* every prefix has two bytes or more */
+        if (i >= 1 && i < vector_end)
+            i = dlp_simd_next_start(e, u, i, vector_end);
         unsigned pair = u[i] | (unsigned)u[i + 1] << 8;
         if (!((e->pairs[pair >> 6] >> (pair & 63)) & 1))
             continue;
@@ -516,10 +520,14 @@ static size_t match_injection_phrase(const char *p, size_t len, size_t i)
 
 void dlp_find_injection(const char *p, size_t len, struct dlp_hits *h)
 {
+    /* The first letters of every verb and phrase, either case: one load per byte. */
+    static const unsigned char starts[256] = {
+        ['i'] = 1, ['I'] = 1, ['d'] = 1, ['D'] = 1, ['f'] = 1, ['F'] = 1,
+        ['o'] = 1, ['O'] = 1, ['y'] = 1, ['Y'] = 1, ['n'] = 1, ['N'] = 1,
+        ['p'] = 1, ['P'] = 1, ['w'] = 1, ['W'] = 1, ['<'] = 1};
     h->ops += len;
     for (size_t i = 0; i < len; i++) {
-        char c = (char)(p[i] | 0x20);
-        if (!strchr("idfoynpw<", c) || !c)
+        if (!starts[(unsigned char)p[i]])
             continue;
         if (i > 0 && (((p[i - 1] | 0x20) >= 'a' && (p[i - 1] | 0x20) <= 'z')))
             continue;

@@ -10,12 +10,13 @@
  * and 3 enter every window of each secret's alphanumeric projection. The
  * text is hashed every `step` bytes (a multiplicative hash of an unaligned
  * 64-bit load: it recomputes rather than rolls, at the same cost), a bit
- * filter of 16 bits per entry answers most checks, and only filter hits
+ * filter of 64 bits per entry answers most checks, and only filter hits
  * probe the table, compare keys and verify or extend the match. A window
  * shared by more than DLP_WINDOW_SHARE secrets is public structure (a
  * common prefix), not secret material, and is not entered again, so no key
  * verifies more than that many entries. Work per byte is therefore
- * constant in expectation whatever the number of secrets.
+ * constant in expectation whatever the number of secrets. With AVX2 the
+ * projection is built by dlp_simd.c; the checks themselves are scalar.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -54,10 +55,29 @@ static unsigned log2_at_least(size_t n)
     return b;
 }
 
+/*
+ * The bit filter: one bit per window hash, FILTER_BITS bits per entry, so
+ * about 1 check in 64 passes on text that holds no secret (a pass costs a
+ * table probe and a mispredicted branch; the check itself is a few
+ * instructions). The bit is found by the top bits of the hash (its word)
+ * and six middle bits (its place in the word).
+ */
+#define FILTER_BITS 64
+
+static size_t filter_word(const struct dlp_wtable *t, uint64_t h)
+{
+    return (size_t)(h >> (64 - (t->fbits - 6)));
+}
+
+static unsigned filter_bit(uint64_t h)
+{
+    return (unsigned)(h >> 32) & 63;
+}
+
 static void wtable_init(struct dlp_wtable *t, size_t entries)
 {
     t->bits = log2_at_least(entries * 2 + 16);
-    t->fbits = log2_at_least(entries * 16 + 4096);
+    t->fbits = log2_at_least(entries * FILTER_BITS + 4096);
     t->slots = xcalloc((size_t)1 << t->bits, sizeof(*t->slots));
     t->filter = xcalloc(((size_t)1 << t->fbits) / 64, sizeof(uint64_t));
 }
@@ -85,8 +105,7 @@ static void wtable_put(struct dlp_wtable *t, uint64_t key, uint32_t id, uint32_t
     while (t->slots[s].used)
         s = (s + 1) & mask;
     t->slots[s] = (struct dlp_wentry){key, id, off, 1};
-    uint64_t bit = h >> (64 - t->fbits);
-    t->filter[bit >> 6] |= (uint64_t)1 << (bit & 63);
+    t->filter[filter_word(t, h)] |= (uint64_t)1 << filter_bit(h);
 }
 
 /* ---- encodings ------------------------------------------------------------ */
@@ -306,6 +325,32 @@ void dlp_secrets_free(struct dlp_engine *e)
 
 /* ---- pass 1 --------------------------------------------------------------- */
 
+/* The window at i passes the table's bit filter. */
+static bool filter_has(const struct dlp_wtable *t, const char *p, size_t i)
+{
+    uint64_t h = mix(load8(p + i));
+    return (t->filter[filter_word(t, h)] >> filter_bit(h)) & 1;
+}
+
+/*
+ * The first of i, i + step, ... below end whose window passes the filter, or
+ * the first of them at or past end. A loop with no call in it, so everything stays in registers;
+ * with the usual step of 4, four windows are checked per branch.
+ */
+static size_t next_filter_hit(const struct dlp_wtable *t, const char *p, size_t i, size_t end,
+                              size_t step)
+{
+    if (step == 4)
+        for (; i + 12 < end; i += 16)
+            if (filter_has(t, p, i) | filter_has(t, p, i + 4) | filter_has(t, p, i + 8) |
+                filter_has(t, p, i + 12))
+                break;
+    for (; i < end; i += step)
+        if (filter_has(t, p, i))
+            return i;
+    return i;
+}
+
 /* Verifies the entries under the window at i; returns the end of a match (0: none). */
 static size_t probe_raw(const struct dlp_engine *e, const char *p, size_t len, size_t i,
                         uint64_t k8, uint64_t h, struct dlp_hits *hits)
@@ -333,13 +378,13 @@ void dlp_find_secret_values(const struct dlp_engine *e, const char *p, size_t le
     if (e->n_variants == 0 || len < 8)
         return;
     h->ops += len;
-    unsigned shift = 64 - e->raw.fbits;
     size_t step = e->raw_step;
-    for (size_t i = 0; i + 8 <= len; i += step) {
-        uint64_t k8 = load8(p + i), x = mix(k8), bit = x >> shift;
-        if (!((e->raw.filter[bit >> 6] >> (bit & 63)) & 1))
-            continue;
-        size_t end = probe_raw(e, p, len, i, k8, x, h);
+    for (size_t i = 0;; i += step) {
+        i = next_filter_hit(&e->raw, p, i, len - 7, step);
+        if (i >= len - 7)
+            break;
+        uint64_t k8 = load8(p + i);
+        size_t end = probe_raw(e, p, len, i, k8, mix(k8), h);
         if (end)
             i = end - step;
     }
@@ -386,12 +431,13 @@ static size_t scan_projection(const struct dlp_engine *e, const char *q, size_t 
                               size_t m, size_t base, struct dlp_hits *h)
 {
     const struct dlp_wtable *t = &e->proj;
-    unsigned shift = 64 - t->fbits;
-    size_t mask = ((size_t)1 << t->bits) - 1, j;
-    for (j = from; j < to && j + 8 <= m; j += e->proj_step) {
-        uint64_t key = load8(q + j), x = mix(key), bit = x >> shift;
-        if (!((t->filter[bit >> 6] >> (bit & 63)) & 1))
-            continue;
+    size_t mask = ((size_t)1 << t->bits) - 1, j, end = m < 8 ? 0 : m - 7;
+    end = to < end ? to : end;
+    for (j = from; j < end; j += e->proj_step) {
+        j = next_filter_hit(t, q, j, end, e->proj_step);
+        if (j >= end)
+            break;
+        uint64_t key = load8(q + j), x = mix(key);
         for (size_t s = slot_of(t, x); t->slots[s].used; s = (s + 1) & mask) {
             h->ops++;
             if (t->slots[s].key == key)
@@ -399,6 +445,68 @@ static size_t scan_projection(const struct dlp_engine *e, const char *q, size_t 
         }
     }
     return j;
+}
+
+/* A range of the projection, [start, end). */
+struct proj_range {
+    size_t start, end;
+};
+
+static int range_cmp(const void *a, const void *b)
+{
+    const struct proj_range *x = a, *y = b;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/*
+ * The projected ranges of the redactable matches already in h (token
+ * patterns, pass 1): what redaction will replace. Passes 2 and 3 must not
+ * read them, or a second secret sharing 12 characters with a value found
+ * whole (a common prefix, a token that extends another) is reported as a
+ * partial leak and refused under every policy, though redacting the value
+ * removes it. Costs one counting pass, only over a text that has a match.
+ */
+static size_t redacted_ranges(const struct dlp_engine *e, const char *p, size_t len,
+                              const struct dlp_hits *h, struct proj_range **out)
+{
+    size_t n = 0;
+    *out = NULL;
+    for (size_t i = 0; i < h->n; i++)
+        n += h->items[i].kind == DLP_KIND_PATTERN || h->items[i].kind == DLP_KIND_SECRET;
+    if (n == 0)
+        return 0;
+    struct proj_range *r = xcalloc(n, sizeof(*r));
+    n = 0;
+    for (size_t i = 0; i < h->n; i++)
+        if (h->items[i].kind == DLP_KIND_PATTERN || h->items[i].kind == DLP_KIND_SECRET)
+            r[n++] =
+                (struct proj_range){h->items[i].offset, h->items[i].offset + h->items[i].length};
+    qsort(r, n, sizeof(*r), range_cmp);
+    /* raw offsets to projected ones: ends are not sorted, so count up to each bound */
+    size_t at = 0, count = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t end = r[i].end < len ? r[i].end : len;
+        for (; at < r[i].start; at++)
+            count += (e->cls[(unsigned char)p[at]] & CC_ALNUM) != 0;
+        size_t pend = count;
+        for (size_t k = at; k < end; k++)
+            pend += (e->cls[(unsigned char)p[k]] & CC_ALNUM) != 0;
+        r[i] = (struct proj_range){count, pend};
+    }
+    *out = r;
+    return n;
+}
+
+/* Blanks the redacted ranges in the block q[0, m) at projected offset base: no key holds a 0. */
+static void blank_ranges(char *q, size_t m, size_t base, const struct proj_range *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t s = r[i].start > base ? r[i].start - base : 0;
+        size_t t = r[i].end > base ? r[i].end - base : 0;
+        t = t < m ? t : m;
+        if (s < t)
+            memset(q + s, 0, t - s);
+    }
 }
 
 /*
@@ -411,15 +519,20 @@ void dlp_find_secret_fragments(const struct dlp_engine *e, const char *p, size_t
 {
     if (e->n_secrets == 0 || len < 8)
         return;
+    struct proj_range *red;
+    size_t n_red = redacted_ranges(e, p, len, h, &red);
     size_t keep = 2 * e->longest_proj + 16, cap = PROJ_BLOCK + keep, m = 0, from = 0, base = 0;
     char *q = xmalloc((len < cap ? len : cap) + 1); /* headers and names stay small */
     h->ops += len;
     for (size_t i = 0; i < len;) {
+        if (e->simd)
+            dlp_simd_project(e, p, &i, len, q, &m, cap);
         while (i < len && m < cap) {
             unsigned char c = (unsigned char)p[i++];
             q[m] = (char)c;
             m += (e->cls[c] & CC_ALNUM) != 0;
         }
+        blank_ranges(q, m, base, red, n_red);
         if (i == len)
             break;
         size_t to = m - (e->longest_proj + 8); /* windows whose right side is all here */
@@ -432,4 +545,5 @@ void dlp_find_secret_fragments(const struct dlp_engine *e, const char *p, size_t
     h->ops += m;
     scan_projection(e, q, from, m, m, base, h);
     free(q);
+    free(red);
 }
