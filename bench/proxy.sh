@@ -68,6 +68,19 @@ PIDS="$PIDS $BPID"
 i=0
 while [ ! -s "$W/px.port" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
 echo "bottle $(cut -d' ' -f1 "$W/px.port") $W/pca/ca.pem $BPID" >>"$W/proxies"
+# The same route with every DLP detector off: what DLP adds (not an anchor)
+cat >"$W/cfg-nodlp.json" <<JSON
+{"listen": "127.0.0.1:0", "log": "off",
+ "tls": {"ca_cert": "$W/pca/ca.pem", "ca_key": "$W/pca/ca-key.pem", "leaf_key": "$W/pca/leaf-key.pem",
+         "extra_ca": "$W/uca/ca.pem"},
+ "resolve": ["$H:$UP:127.0.0.1"],
+ "routes": [{"host": "$H:$UP", "dlp": {"outbound_detectors": false, "inbound_detectors": false}}]}
+JSON
+"$P" --config "$W/cfg-nodlp.json" --port-file "$W/px-nodlp.port" 2>"$W/bottle-nodlp.log" &
+PIDS="$PIDS $!"
+i=0
+while [ ! -s "$W/px-nodlp.port" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+NODLP=$(cut -d' ' -f1 "$W/px-nodlp.port")
 
 start_squid() {
     if [ ! -x "$SQUID" ] || [ -z "$CERTGEN" ]; then
@@ -184,6 +197,22 @@ latency() {
     printf '%-40s %s (added p50 / p99 ms)\n' "latency added, 1 client, keep-alive" "$out"
 }
 
+# dlp_cost SIZE: keep-alive POSTs of a SIZE-byte JSON body, 1 client then 8, through bottle
+# with its default DLP (outbound on the request, injection scan of the response) and with
+# every detector off; what DLP adds to p50/p99 and takes from requests/s
+dlp_cost() {
+    on=$(load "$(value bottle "$W/ports")" "$W/pca/ca.pem" 1 "$1" post)
+    off=$(load "$NODLP" "$W/pca/ca.pem" 1 "$1" post)
+    on8=$(load "$(value bottle "$W/ports")" "$W/pca/ca.pem" 8 "$1" post)
+    off8=$(load "$NODLP" "$W/pca/ca.pem" 8 "$1" post)
+    f() { echo "$1" | cut -d' ' -f"$2"; }
+    printf '%-40s DLP off p50 %s p99 %s ms | DLP on p50 %s p99 %s ms | added p50 +%s p99 +%s ms | 8 clients req/s off %s on %s (%s)\n' \
+        "POST $(($1 / 1024)) KiB JSON, DLP on vs off" "$(f "$off" 2)" "$(f "$off" 3)" "$(f "$on" 2)" "$(f "$on" 3)" \
+        "$(awk "BEGIN{printf \"%.3f\", $(f "$on" 2) - $(f "$off" 2)}")" \
+        "$(awk "BEGIN{printf \"%.3f\", $(f "$on" 3) - $(f "$off" 3)}")" \
+        "$(f "$off8" 1)" "$(f "$on8" 1)" "$(ratio "$(f "$on8" 1)" "$(f "$off8" 1)")"
+}
+
 # memory MODE N: idle connections (bytes each) or open streams (total MiB)
 memory() {
     out=""
@@ -213,5 +242,8 @@ throughput "keep-alive, 8 clients, 1 KiB" 8 1024 keepalive
 throughput "keep-alive, 8 clients, 64 KiB" 8 65536 keepalive
 throughput "new TLS connection per request, 8" 8 1024 newconn
 latency
+awk '{print $1, $2}' "$W/proxies" >"$W/ports"
+dlp_cost 16384
+dlp_cost 262144
 memory idle "$IDLE_N"
 memory sse "$SSE_N"

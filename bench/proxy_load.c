@@ -7,9 +7,10 @@
  * the proxy process in resident memory. Numbers only; nothing is asserted.
  *
  *   proxy_load serve CERT KEY PORTFILE
- *   proxy_load load HOST PORT PROXYPORT(0=direct) CAFILE CLIENTS SECONDS SIZE keepalive|newconn
- *     prints: requests/s p50_ms p99_ms errors (BENCH_REQUESTS=N: N requests per
- *     client, however long they take)
+ *   proxy_load load HOST PORT PROXYPORT(0=direct) CAFILE CLIENTS SECONDS SIZE
+ * keepalive|newconn|post prints: requests/s p50_ms p99_ms errors (BENCH_REQUESTS=N: N requests per
+ *     client, however long they take); post: keep-alive POSTs of a SIZE-byte
+ *     JSON chat body (prose, code and identifiers, as an agent sends), 1 KiB answers
  *   proxy_load idle HOST PORT PROXYPORT CAFILE N PID
  *     N keep-alive connections, one request each, then idle; prints:
  *     rss_before_kib rss_after_kib bytes_per_connection connections_open
@@ -19,6 +20,7 @@
  *   proxy_load freeport          prints a loopback port that was free just now
  *   proxy_load wait PORT SECONDS exits 0 once PORT accepts connections
  */
+#define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -37,7 +39,8 @@ static SSL_CTX *ctx;
 static const char *host, *cafile;
 static int port, proxy_port, seconds;
 static size_t size;
-static int newconn;
+static int newconn, post;
+static char *post_body; /* the JSON body of post mode */
 
 static double now(void)
 {
@@ -84,10 +87,24 @@ static void *serve_one(void *arg)
                 serve_sse(ssl);
                 break;
             }
+            /* A request body (post mode) is read and dropped before answering. */
+            size_t used = (size_t)(end + 4 - buf);
+            char *cl = strcasestr(buf, "\r\nContent-Length:");
+            size_t skip = cl && cl < end ? strtoul(cl + 17, NULL, 10) : 0;
             size_t n = 65536;
             char *q = strstr(buf, "size=");
             if (q && q < end)
                 n = strtoul(q + 5, NULL, 10);
+            size_t in_buf = have - used < skip ? have - used : skip;
+            used += in_buf;
+            skip -= in_buf;
+            while (skip) {
+                char sink[16384];
+                int r2 = SSL_read(ssl, sink, (int)(skip < sizeof(sink) ? skip : sizeof(sink)));
+                if (r2 <= 0)
+                    goto out;
+                skip -= (size_t)r2;
+            }
             if (n > sizeof(body))
                 n = sizeof(body);
             char head[128];
@@ -95,10 +112,10 @@ static void *serve_one(void *arg)
                 snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", n);
             if (SSL_write(ssl, head, hl) <= 0 || (n && SSL_write(ssl, body, (int)n) <= 0))
                 break;
-            size_t used = (size_t)(end + 4 - buf);
             memmove(buf, buf + used, have - used);
             have -= used;
         }
+out:;
     int fd = SSL_get_fd(ssl);
     SSL_free(ssl);
     close(fd);
@@ -196,6 +213,30 @@ static void hang_up(SSL *ssl)
     close(fd);
 }
 
+/* A chat request of about n bytes: prose, code and identifiers in JSON strings, as agents send. */
+static char *chat_body(size_t n)
+{
+    static const char *const pieces[] = {
+        "Please refactor the parser so that it reports line and column for every error. ",
+        "static int parse_header(const char *p, size_t n, struct header *out)\\n{\\n",
+        "    if (n < 2 || p[0] != '\\\"')\\n        return -EINVAL;\\n",
+        "The test in tests/unit/test_http.c fails at commit "
+        "3f9a2c1d8e7b6a5f4e3d2c1b0a9f8e7d6c5b4a39. ",
+        "request id 7c9e6679-7425-40de-944b-e07fc1f90ae7, size 4096, retry after 250 ms. ",
+    };
+    char *b = malloc(n + 256);
+    size_t len = (size_t)sprintf(b, "{\"model\":\"bench\",\"max_tokens\":64,\"messages\":"
+                                    "[{\"role\":\"user\",\"content\":\"");
+    for (size_t i = 0; len + 200 < n; i++) {
+        const char *p = pieces[i % 5];
+        memcpy(b + len, p, strlen(p));
+        len += strlen(p);
+    }
+    len += (size_t)sprintf(b + len, "\"}]}");
+    b[len] = '\0';
+    return b;
+}
+
 struct worker {
     double *lat;
     size_t n, cap;
@@ -204,10 +245,19 @@ struct worker {
 
 static int one_request(SSL *ssl)
 {
-    char req[256], buf[65536];
-    int n = snprintf(req, sizeof(req), "GET /x?size=%zu HTTP/1.1\r\nHost: %s:%d\r\n\r\n", size,
+    char req[320], buf[65536];
+    int n;
+    if (post)
+        n = snprintf(req, sizeof(req),
+                     "POST /v1/messages?size=1024 HTTP/1.1\r\nHost: %s:%d\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+                     host, port, strlen(post_body));
+    else
+        n = snprintf(req, sizeof(req), "GET /x?size=%zu HTTP/1.1\r\nHost: %s:%d\r\n\r\n", size,
                      host, port);
     if (SSL_write(ssl, req, n) != n)
+        return -1;
+    if (post && SSL_write(ssl, post_body, (int)strlen(post_body)) != (int)strlen(post_body))
         return -1;
     size_t have = 0, want = (size_t)-1;
     char head[4096];
@@ -435,6 +485,9 @@ int main(int argc, char **argv)
     seconds = atoi(argv[7]);
     size = strtoul(argv[8], NULL, 10);
     newconn = strcmp(argv[9], "newconn") == 0;
+    post = strcmp(argv[9], "post") == 0;
+    if (post)
+        post_body = chat_body(size);
     ctx = SSL_CTX_new(TLS_client_method());
     SSL_CTX_load_verify_locations(ctx, cafile, NULL);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);

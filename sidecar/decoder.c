@@ -23,7 +23,7 @@ struct decoder {
     size_t zhead_len;
     BrotliDecoderState *br;
     size_t br_mem, br_mem_max;
-    unsigned char out[DECODE_CHUNK];
+    unsigned char *out; /* DECODE_CHUNK bytes; identity needs none */
 };
 
 void header_token(const char *v, size_t n, char *out, size_t cap)
@@ -100,10 +100,10 @@ static int decode_br(struct decoder *d, const unsigned char *p, size_t n)
     size_t avail_in = n;
     for (;;) {
         uint8_t *next_out = d->out;
-        size_t avail_out = sizeof(d->out);
+        size_t avail_out = DECODE_CHUNK;
         BrotliDecoderResult r =
             BrotliDecoderDecompressStream(d->br, &avail_in, &next_in, &avail_out, &next_out, NULL);
-        if (emit(d, sizeof(d->out) - avail_out))
+        if (emit(d, DECODE_CHUNK - avail_out))
             return 1;
         if (r == BROTLI_DECODER_RESULT_NEEDS_MORE_INPUT)
             return 0;
@@ -137,9 +137,9 @@ static int inflate_some(struct decoder *d, const unsigned char *p, size_t n)
     d->z.avail_in = (uInt)n;
     do {
         d->z.next_out = d->out;
-        d->z.avail_out = sizeof(d->out);
+        d->z.avail_out = DECODE_CHUNK;
         int rc = inflate(&d->z, Z_NO_FLUSH);
-        if (emit(d, sizeof(d->out) - d->z.avail_out))
+        if (emit(d, DECODE_CHUNK - d->z.avail_out))
             return 1;
         if (rc == Z_STREAM_END) {
             d->stopped = true;
@@ -231,6 +231,8 @@ struct decoder *decoder_new(enum content_coding coding, size_t br_mem_max, decod
             return NULL;
         }
     }
+    if (coding != CODING_IDENTITY)
+        d->out = xmalloc(DECODE_CHUNK);
     return d;
 }
 
@@ -242,5 +244,6 @@ void decoder_free(struct decoder *d)
         inflateEnd(&d->z);
     if (d->br)
         BrotliDecoderDestroyInstance(d->br);
+    free(d->out);
     free(d);
 }

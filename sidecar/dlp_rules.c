@@ -12,6 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "sidecar/dlp_impl.h"
 
@@ -518,25 +521,61 @@ static size_t match_injection_phrase(const char *p, size_t len, size_t i)
     return 0;
 }
 
+/* The first letters of every verb and phrase above, either case. */
+static const unsigned char injection_starts[256] = {
+    ['i'] = 1, ['I'] = 1, ['d'] = 1, ['D'] = 1, ['f'] = 1, ['F'] = 1, ['o'] = 1,
+    ['O'] = 1, ['y'] = 1, ['Y'] = 1, ['n'] = 1, ['N'] = 1, ['p'] = 1, ['P'] = 1,
+    ['w'] = 1, ['W'] = 1, ['r'] = 1, ['R'] = 1, ['<'] = 1};
+
+static bool is_letter(char c)
+{
+    return (c | 0x20) >= 'a' && (c | 0x20) <= 'z';
+}
+
+/* A phrase starting at i (a start letter at a word start), or 0. */
+static size_t injection_at(const char *p, size_t len, size_t i)
+{
+    if (!injection_starts[(unsigned char)p[i]] || (i > 0 && is_letter(p[i - 1])))
+        return 0;
+    size_t end = match_injection_words(p, len, i);
+    return end ? end : match_injection_phrase(p, len, i);
+}
+
 void dlp_find_injection(const char *p, size_t len, struct dlp_hits *h)
 {
-    /* The first letters of every verb and phrase, either case: one load per byte. */
-    static const unsigned char starts[256] = {
-        ['i'] = 1, ['I'] = 1, ['d'] = 1, ['D'] = 1, ['f'] = 1, ['F'] = 1,
-        ['o'] = 1, ['O'] = 1, ['y'] = 1, ['Y'] = 1, ['n'] = 1, ['N'] = 1,
-        ['p'] = 1, ['P'] = 1, ['w'] = 1, ['W'] = 1, ['<'] = 1};
     h->ops += len;
-    for (size_t i = 0; i < len; i++) {
-        if (!starts[(unsigned char)p[i]])
-            continue;
-        if (i > 0 && (((p[i - 1] | 0x20) >= 'a' && (p[i - 1] | 0x20) <= 'z')))
-            continue;
-        size_t end = match_injection_words(p, len, i);
-        if (!end)
-            end = match_injection_phrase(p, len, i);
+    size_t i = 0;
+#ifdef __SSE2__
+    /* 16 bytes at a time: a bit for each byte that is a start letter once case-folded. */
+    static const char firsts[] = "idfoynpwr<";
+    __m128i fold = _mm_set1_epi8(0x20);
+    while (i + 16 <= len) {
+        __m128i v = _mm_or_si128(_mm_loadu_si128((const __m128i *)(const void *)(p + i)), fold);
+        __m128i hit = _mm_setzero_si128();
+        for (size_t k = 0; k < sizeof(firsts) - 1; k++)
+            hit = _mm_or_si128(hit, _mm_cmpeq_epi8(v, _mm_set1_epi8(firsts[k])));
+        unsigned mask = (unsigned)_mm_movemask_epi8(hit);
+        size_t next = i + 16;
+        while (mask) {
+            size_t at = i + (size_t)__builtin_ctz(mask);
+            mask &= mask - 1;
+            size_t end = injection_at(p, len, at);
+            if (end) {
+                dlp_hits_push(h, DLP_RULE_INJECTION, DLP_KIND_INJECTION, at, end - at, -1);
+                next = end; /* the next phrase starts after this one */
+                break;
+            }
+        }
+        i = next;
+    }
+#endif
+    while (i < len) {
+        size_t end = injection_at(p, len, i);
         if (end) {
             dlp_hits_push(h, DLP_RULE_INJECTION, DLP_KIND_INJECTION, i, end - i, -1);
-            i = end - 1;
+            i = end;
+        } else {
+            i++;
         }
     }
 }

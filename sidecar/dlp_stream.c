@@ -101,31 +101,84 @@ static void keep_new(struct dlp_stream *s, struct dlp_hits *h, size_t old)
     h->n = k;
 }
 
+static void find(struct dlp_stream *s, const char *p, size_t n, struct dlp_hits *h)
+{
+    if (s->dir == DLP_INBOUND) {
+        if (s->detectors & DLP_IN_NAIVE_INJECTION)
+            dlp_find_injection(p, n, h);
+    } else {
+        dlp_find_outbound(s->e, s->detectors, p, n, h);
+    }
+}
+
+/* Stream offsets for the hits of a scan that began at stream offset `at`. */
+static void shift(struct dlp_hits *h, uint64_t at)
+{
+    for (size_t i = 0; i < h->n; i++)
+        if (h->items[i].kind != DLP_KIND_FRAGMENT && h->items[i].kind != DLP_KIND_PARTIAL)
+            h->items[i].offset += (size_t)at;
+}
+
+/* Keeps the last `overlap` bytes of what was scanned as the next piece's prefix. */
+static void keep_tail(struct dlp_stream *s, const char *p, size_t n)
+{
+    size_t keep = n < s->overlap ? n : s->overlap;
+    buf_reset(&s->tail);
+    buf_append(&s->tail, p + n - keep, keep);
+    s->tail_start += n - keep;
+}
+
 int dlp_stream_feed(struct dlp_stream *s, const char *p, size_t n, struct dlp_result *res)
 {
     if (!s || (!p && n))
         return -EINVAL;
     size_t old = s->tail.len;
-    buf_append(&s->tail, p, n);
     struct dlp_hits h = {0};
-    if (s->dir == DLP_INBOUND) {
-        if (s->detectors & DLP_IN_NAIVE_INJECTION)
-            dlp_find_injection(s->tail.data, s->tail.len, &h);
-    } else {
-        dlp_find_outbound(s->e, s->detectors, s->tail.data, s->tail.len, &h);
+    if (n <= s->overlap) {
+        /* A small piece is scanned behind the kept bytes, in one buffer. */
+        buf_append(&s->tail, p, n);
+        find(s, s->tail.data, s->tail.len, &h);
+        keep_new(s, &h, old);
+        shift(&h, s->tail_start);
+        dlp_emit(s->e, res, s->location, &h, 0);
+        dlp_hits_free(&h);
+        if (s->tail.len > s->overlap) {
+            size_t drop = s->tail.len - s->overlap;
+            memmove(s->tail.data, s->tail.data + drop, s->overlap);
+            s->tail.len = s->overlap;
+            s->tail.data[s->tail.len] = 0;
+            s->tail_start += drop;
+        }
+        return 0;
     }
-    keep_new(s, &h, old);
-    for (size_t i = 0; i < h.n; i++)
-        if (h.items[i].kind != DLP_KIND_FRAGMENT && h.items[i].kind != DLP_KIND_PARTIAL)
-            h.items[i].offset += (size_t)s->tail_start;
+    /*
+     * A large piece is not copied: matches straddling the kept bytes and the
+     * piece are found in the kept bytes plus the piece's first `overlap`
+     * bytes (only those starting in the kept bytes are taken), and the piece
+     * is scanned where it lies.
+     */
+    uint64_t piece_start = s->tail_start + old;
+    if (old) {
+        buf_append(&s->tail, p, s->overlap);
+        find(s, s->tail.data, s->tail.len, &h);
+        size_t k = 0;
+        for (size_t i = 0; i < h.n; i++)
+            if (h.items[i].kind == DLP_KIND_FRAGMENT || h.items[i].kind == DLP_KIND_PARTIAL ||
+                h.items[i].offset < old)
+                h.items[k++] = h.items[i];
+        h.n = k;
+        keep_new(s, &h, old);
+        shift(&h, s->tail_start);
+        dlp_emit(s->e, res, s->location, &h, 0);
+        dlp_hits_free(&h);
+        memset(&h, 0, sizeof(h));
+    }
+    s->tail_start = piece_start;
+    find(s, p, n, &h);
+    keep_new(s, &h, 0);
+    shift(&h, piece_start);
     dlp_emit(s->e, res, s->location, &h, 0);
     dlp_hits_free(&h);
-    if (s->tail.len > s->overlap) {
-        size_t drop = s->tail.len - s->overlap;
-        memmove(s->tail.data, s->tail.data + drop, s->overlap);
-        s->tail.len = s->overlap;
-        s->tail.data[s->tail.len] = 0;
-        s->tail_start += drop;
-    }
+    keep_tail(s, p, n);
     return 0;
 }
