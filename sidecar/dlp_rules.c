@@ -20,6 +20,14 @@
 
 /* ---- matchers ------------------------------------------------------------- */
 
+static bool memchr_digit(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] >= '0' && p[i] <= '9')
+            return true;
+    return false;
+}
+
 static size_t run_len(const struct dlp_engine *e, const char *p, size_t len, size_t i,
                       uint16_t mask, size_t limit)
 {
@@ -115,6 +123,37 @@ static const char *find_bytes(const char *p, size_t len, const char *lit)
     return memmem(p, len, lit, strlen(lit));
 }
 
+/*
+ * After a BEGIN line: line breaks (raw, or written \\n inside a string) or
+ * blanks, then key material — 16 base64 characters, or an encrypted key's or
+ * a PGP block's header lines. The end of the text counts too (the key may be
+ * in the next piece of a stream); anything else, such as the closing quote
+ * of a string in code that parses keys, means the line is only named.
+ */
+static bool pem_body_follows(const struct dlp_engine *e, const char *p, size_t len, size_t i)
+{
+    size_t gap = 0;
+    while (i < len && gap < 16) {
+        if (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n') {
+            i++;
+        } else if (p[i] == '\\' && i + 1 < len && (p[i + 1] == 'n' || p[i + 1] == 'r')) {
+            i += 2;
+        } else {
+            break;
+        }
+        gap++;
+    }
+    if (i >= len)
+        return true;
+    if (gap == 0)
+        return false;
+    static const char *const headers[] = {"Proc-Type:", "Version:", "Comment:", NULL};
+    for (size_t k = 0; headers[k]; k++)
+        if (len - i >= strlen(headers[k]) && memcmp(p + i, headers[k], strlen(headers[k])) == 0)
+            return true;
+    return run_len(e, p, len, i, CC_B64, 16) >= 16;
+}
+
 /* The BEGIN line, and through the END line when it follows within 64 KiB. */
 static size_t match_pem(const struct dlp_engine *e, const struct dlp_rule *r, const char *p,
                         size_t len, size_t at, size_t plen, size_t *vstart)
@@ -134,6 +173,8 @@ static size_t match_pem(const struct dlp_engine *e, const struct dlp_rule *r, co
     if (i + 5 > len || memcmp(p + i, "-----", 5) != 0)
         return 0;
     i += 5;
+    if (!pem_body_follows(e, p, len, i))
+        return 0;
     *vstart = at;
     size_t span = len - i < 65536 ? len - i : 65536;
     const char *end = find_bytes(p + i, span, "-----END ");
@@ -328,6 +369,42 @@ static bool prefix_at(const char *p, size_t len, size_t at, const char *pre, siz
 }
 
 /* Tries every rule listed for p[at]; returns the match end (0: none). */
+/* Azurite's development storage key, published in Microsoft's documentation. */
+static const char azurite_key[] =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/*
+ * Values that have a credential's shape but are documentation: a run of a
+ * few repeated characters (ghp_xxxx..., AIzaSyXXXX..., T00000000/B00000000/
+ * XXXX), a Slack token made of words, AWS's example secret, Azurite's key.
+ * A random value of these lengths never has fewer than 6 distinct characters.
+ */
+static bool placeholder(const struct dlp_rule *r, const char *p, size_t from, size_t end)
+{
+    if (r->match == match_pem || r->match == match_jwt)
+        return false;
+    const char *v = p + from;
+    size_t n = end - from;
+    if (strcmp(r->name, "aws_secret_access_key") == 0 && n >= 10 &&
+        memcmp(v + n - 10, "EXAMPLEKEY", 10) == 0)
+        return true;
+    if (strcmp(r->name, "azure_storage_key") == 0 && n == sizeof(azurite_key) - 1 &&
+        memcmp(v, azurite_key, n) == 0)
+        return true;
+    if (strcmp(r->name, "slack_token") == 0 && !memchr_digit(v, n))
+        return true; /* real ones are xoxb-<digits>-<digits>-...: "xoxb-your-bot-token" is not */
+    uint64_t seen[4] = {0};
+    unsigned distinct = 0;
+    for (size_t i = 0; i < n && distinct < 6; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (!(seen[c >> 6] & (1ull << (c & 63)))) {
+            seen[c >> 6] |= 1ull << (c & 63);
+            distinct++;
+        }
+    }
+    return distinct < 6;
+}
+
 static size_t try_starts(const struct dlp_engine *e, const char *p, size_t len, size_t at,
                          struct dlp_hits *h)
 {
@@ -340,6 +417,8 @@ static size_t try_starts(const struct dlp_engine *e, const char *p, size_t len, 
         if (!prefix_at(p, len, at, pre, plen, r->icase))
             continue;
         size_t end = (r->match ? r->match : match_run)(e, r, p, len, at, plen, &vstart);
+        if (end && placeholder(r, p, vstart == at ? at + plen : vstart, end))
+            end = 0;
         if (end) {
             dlp_hits_push(h, r->name, DLP_KIND_PATTERN, vstart, end - vstart, -1);
             return end;
