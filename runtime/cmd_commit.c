@@ -37,7 +37,8 @@ static const char commit_help[] =
     "'docker rmi bottle-committed-<slug>'.\n"
     "\n"
     "Only Docker bottles can be committed (exit 2 for a native one, or a slug\n"
-    "that is not running). Exit codes: 0 committed, 1 the engine failed, 2 usage.\n";
+    "that is not running). Exit codes: 0 committed, 1 the engine failed, 2 usage,\n"
+    "3 refused (the container is not this bottle's, or runs as root).\n";
 
 /* The plan the bottle was started with ($BOTTLE_HOME/state/<slug>/plan.json). */
 static cJSON *read_plan(const char *home, const char *slug, struct bottle_err *err)

@@ -827,6 +827,7 @@ static void ws_shut(struct conn *c, uint16_t code, const char *reason, const cha
     char text[124];
     snprintf(text, sizeof(text), "%s: %s", reason, message);
     ws_close_frame(&c->cout, code, text);
+    c->log.decision = "refused";
     c->log.reason = reason;
     proxy_count_refusal(c->px, reason);
     log_warn("WebSocket closed", "host", c->fwd.host, "reason", reason, "what", message, NULL);

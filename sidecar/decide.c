@@ -351,6 +351,15 @@ void decide_request(struct conn *c, size_t head_len)
         return;
     }
     bool tls = c->tunnel;
+    if (req->upgrade_websocket && !c->req_done) {
+        /* The handshake has no body; bytes after it would be read as frames. */
+        c->cin.start += head_len;
+        c->close_after = true;
+        conn_refuse(c, 400, REASON_UPGRADE_WITH_BODY,
+                    "a WebSocket upgrade request cannot carry a body");
+        c->cin.start = c->cin.end;
+        return;
+    }
     if (c->tunnel && req->form != HTTP_FORM_ORIGIN) {
         c->cin.start += head_len;
         conn_refuse(c, 400, HTTP_ERR_BAD_TARGET,

@@ -10,12 +10,15 @@
 #include "common/buf.h"
 
 #define DECODE_CHUNK 16384
+#define TRAILING     "data follows the end of the compressed stream"
 
 struct decoder {
     enum content_coding coding;
     decoder_sink sink;
     void *arg;
-    bool stopped; /* by the sink, an error, or the end of the stream */
+    bool stopped; /* by the sink or an error */
+    bool strict;  /* bytes after the end of the compressed stream are an error */
+    bool ended;   /* the compressed stream (a gzip member) ended */
     const char *error;
     z_stream z;
     bool z_ready;
@@ -108,8 +111,8 @@ static int decode_br(struct decoder *d, const unsigned char *p, size_t n)
         if (r == BROTLI_DECODER_RESULT_NEEDS_MORE_INPUT)
             return 0;
         if (r == BROTLI_DECODER_RESULT_SUCCESS) {
-            d->stopped = true; /* anything after the stream is not body */
-            return 0;
+            d->ended = true;
+            return avail_in && d->strict ? fail(d, TRAILING) : 0;
         }
         if (r == BROTLI_DECODER_RESULT_ERROR)
             return fail(d, "the br body does not decode");
@@ -142,8 +145,12 @@ static int inflate_some(struct decoder *d, const unsigned char *p, size_t n)
         if (emit(d, DECODE_CHUNK - d->z.avail_out))
             return 1;
         if (rc == Z_STREAM_END) {
-            d->stopped = true;
-            return 0;
+            if (d->coding == CODING_GZIP && d->z.avail_in > 0) {
+                inflateReset(&d->z); /* another member follows (RFC 1952 2.2) */
+                continue;
+            }
+            d->ended = true;
+            return d->z.avail_in && d->strict ? fail(d, TRAILING) : 0;
         }
         if (rc == Z_BUF_ERROR && d->z.avail_out != 0)
             return 0; /* wants more input */
@@ -171,6 +178,10 @@ static int decode_zlib(struct decoder *d, const unsigned char *p, size_t n)
     } else if (!d->z_ready && start_inflate(d) < 0) {
         return -1;
     }
+    if (n && d->ended && d->coding == CODING_GZIP) {
+        inflateReset(&d->z); /* the next gzip member */
+        d->ended = false;
+    }
     return n ? inflate_some(d, p, n) : 0;
 }
 
@@ -183,6 +194,8 @@ int decoder_feed(struct decoder *d, const void *data, size_t len)
         return -1;
     const unsigned char *p = data;
     while (len && !d->stopped) {
+        if (d->ended && d->coding != CODING_GZIP)
+            return d->strict ? fail(d, TRAILING) : 0;
         size_t n = len < ZLIB_SLICE ? len : ZLIB_SLICE;
         int rc = 0;
         switch (d->coding) {
@@ -214,8 +227,8 @@ const char *decoder_error(const struct decoder *d)
     return d->error;
 }
 
-struct decoder *decoder_new(enum content_coding coding, size_t br_mem_max, decoder_sink sink,
-                            void *arg)
+struct decoder *decoder_new(enum content_coding coding, size_t br_mem_max, bool strict,
+                            decoder_sink sink, void *arg)
 {
     if (coding == CODING_UNSUPPORTED)
         return NULL;
@@ -224,6 +237,7 @@ struct decoder *decoder_new(enum content_coding coding, size_t br_mem_max, decod
     d->sink = sink;
     d->arg = arg;
     d->br_mem_max = br_mem_max;
+    d->strict = strict;
     if (coding == CODING_BR) {
         d->br = BrotliDecoderCreateInstance(br_alloc, br_free, d);
         if (!d->br) {

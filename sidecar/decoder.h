@@ -33,13 +33,17 @@ typedef int (*decoder_sink)(void *arg, const unsigned char *p, size_t n);
 
 struct decoder;
 
-/* NULL for CODING_UNSUPPORTED or when the decompressor cannot start. */
-struct decoder *decoder_new(enum content_coding coding, size_t br_mem_max, decoder_sink sink,
-                            void *arg);
+/*
+ * NULL for CODING_UNSUPPORTED or when the decompressor cannot start. gzip
+ * bodies may hold several members, decoded one after the other (as clients
+ * do). Bytes after the end of a compressed stream are ignored, or with
+ * strict an error: a scanner must not let through what it did not decode.
+ */
+struct decoder *decoder_new(enum content_coding coding, size_t br_mem_max, bool strict,
+                            decoder_sink sink, void *arg);
 /*
  * Decodes the next piece of the body. Returns 0, 1 when the sink stopped
- * it, or -1 once the input does not decode (decoder_error says how). Input
- * after the end of the compressed stream is ignored.
+ * it, or -1 once the input does not decode (decoder_error says how).
  */
 int decoder_feed(struct decoder *d, const void *p, size_t n);
 /* Why decoding failed, or NULL. */

@@ -124,34 +124,28 @@ static const char *find_bytes(const char *p, size_t len, const char *lit)
 }
 
 /*
- * After a BEGIN line: line breaks (raw, or written \\n inside a string) or
- * blanks, then key material — 16 base64 characters, or an encrypted key's or
- * a PGP block's header lines. The end of the text counts too (the key may be
- * in the next piece of a stream); anything else, such as the closing quote
- * of a string in code that parses keys, means the line is only named.
+ * After a BEGIN line: is it only named, as a string in code that parses keys
+ * (`startswith("-----BEGIN RSA PRIVATE KEY-----")`)? Only when a quote, a
+ * closing bracket or a separator follows it at once and no run of key
+ * material (40 base64 characters) comes in the next 128 bytes (a key kept as
+ * an array of lines). Anything else — line breaks however escaped, key
+ * material, the end of the text (the key may be in the next piece of a
+ * stream) — counts as a key.
  */
-static bool pem_body_follows(const struct dlp_engine *e, const char *p, size_t len, size_t i)
+static bool pem_named_only(const struct dlp_engine *e, const char *p, size_t len, size_t i)
 {
-    size_t gap = 0;
-    while (i < len && gap < 16) {
-        if (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n') {
-            i++;
-        } else if (p[i] == '\\' && i + 1 < len && (p[i + 1] == 'n' || p[i + 1] == 'r')) {
-            i += 2;
-        } else {
-            break;
-        }
-        gap++;
-    }
-    if (i >= len)
-        return true;
-    if (gap == 0)
+    while (i < len && (p[i] == ' ' || p[i] == '\t'))
+        i++;
+    if (i >= len || !p[i] || !strchr("\"'`),;]}", p[i]))
         return false;
-    static const char *const headers[] = {"Proc-Type:", "Version:", "Comment:", NULL};
-    for (size_t k = 0; headers[k]; k++)
-        if (len - i >= strlen(headers[k]) && memcmp(p + i, headers[k], strlen(headers[k])) == 0)
-            return true;
-    return run_len(e, p, len, i, CC_B64, 16) >= 16;
+    size_t lim = i + 128 < len ? i + 128 : len;
+    for (size_t k = i; k < lim; k++) {
+        size_t n = run_len(e, p, lim, k, CC_B64, 40);
+        if (n >= 40)
+            return false;
+        k += n;
+    }
+    return true;
 }
 
 /* The BEGIN line, and through the END line when it follows within 64 KiB. */
@@ -173,7 +167,7 @@ static size_t match_pem(const struct dlp_engine *e, const struct dlp_rule *r, co
     if (i + 5 > len || memcmp(p + i, "-----", 5) != 0)
         return 0;
     i += 5;
-    if (!pem_body_follows(e, p, len, i))
+    if (pem_named_only(e, p, len, i))
         return 0;
     *vstart = at;
     size_t span = len - i < 65536 ? len - i : 65536;

@@ -154,8 +154,10 @@ int dlp_stream_feed(struct dlp_stream *s, const char *p, size_t n, struct dlp_re
     /*
      * A large piece is not copied: matches straddling the kept bytes and the
      * piece are found in the kept bytes plus the piece's first `overlap`
-     * bytes (only those starting in the kept bytes are taken), and the piece
-     * is scanned where it lies.
+     * bytes, and the piece is scanned where it lies. A match the two scans
+     * share has one stream offset and is reported once (seen_before); one
+     * that reaches the end of the joined bytes was cut there, not ended, and
+     * is left to the scan of the whole piece.
      */
     uint64_t piece_start = s->tail_start + old;
     if (old) {
@@ -164,7 +166,7 @@ int dlp_stream_feed(struct dlp_stream *s, const char *p, size_t n, struct dlp_re
         size_t k = 0;
         for (size_t i = 0; i < h.n; i++)
             if (h.items[i].kind == DLP_KIND_FRAGMENT || h.items[i].kind == DLP_KIND_PARTIAL ||
-                h.items[i].offset < old)
+                h.items[i].offset + h.items[i].length < s->tail.len)
                 h.items[k++] = h.items[i];
         h.n = k;
         keep_new(s, &h, old);

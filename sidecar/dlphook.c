@@ -112,7 +112,7 @@ int dlp_response_start(const struct dlp_engine *e, const struct route *route,
     r->route = route;
     r->warned = warned;
     dlp_result_init(&r->res);
-    r->dec = decoder_new(coding, RESPONSE_BR_MEM_MAX, response_sink, r);
+    r->dec = decoder_new(coding, RESPONSE_BR_MEM_MAX, true, response_sink, r);
     if (!r->dec) {
         dlp_response_free(r);
         if (route->dlp.inbound_block) {

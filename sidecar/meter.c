@@ -360,7 +360,7 @@ struct meter *meter_new(enum meter_api api, const char *content_type, size_t con
     else if (coding == CODING_UNSUPPORTED)
         mark_unknown(m, "the content encoding is not supported");
     if (!m->dead) {
-        m->dec = decoder_new(coding, METER_BROTLI_MEM_MAX, body_bytes, m);
+        m->dec = decoder_new(coding, METER_BROTLI_MEM_MAX, false, body_bytes, m);
         if (!m->dec)
             mark_unknown(m, "cannot start the content decoder");
     }

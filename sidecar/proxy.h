@@ -43,6 +43,7 @@
 #define REASON_RESOLVER_BUSY      "resolver_busy"
 #define REASON_INTERNAL           "internal_error"
 #define REASON_WS_PROTOCOL        "websocket_protocol_error"
+#define REASON_UPGRADE_WITH_BODY  "upgrade_with_body"
 
 /* What a hook says about a request: pass (reason NULL) or refuse with status and reason. */
 struct proxy_verdict {

@@ -3,6 +3,9 @@
 
 #include <string.h>
 
+/* Frame heads and control frames held beside a message's payload, at most. */
+#define WS_HOLD_SLACK 65536
+
 void ws_dir_init(struct ws_dir *d, bool from_client, size_t max_message)
 {
     memset(d, 0, sizeof(*d));
@@ -79,6 +82,9 @@ static enum ws_unit frame_start(struct ws_dir *d)
         return fail(d, "a frame has a reserved opcode");
     }
     if (!is_control(d->opcode) && d->msg.len + len > d->max_message)
+        return fail(d, "a message is larger than the sidecar can scan");
+    /* What is held counts too: many empty fragments or pings inside one message. */
+    if (d->hold.len + len > d->max_message + WS_HOLD_SLACK)
         return fail(d, "a message is larger than the sidecar can scan");
     d->in_payload = true;
     return WS_UNIT_NONE;

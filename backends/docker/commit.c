@@ -226,15 +226,28 @@ static int commit_check_container(struct commit_job *j, struct bottle_err *err)
     return rc;
 }
 
+/* A descriptor above 2: spawn_run reads 0 as "no descriptor given" (stdin may be closed). */
+static int above_stdio(int fd)
+{
+    if (fd < 0 || fd > 2)
+        return fd;
+    int moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return moved;
+}
+
 static int open_scratch_file(const char *dir, struct bottle_err *err)
 {
-    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    int fd = above_stdio(open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
     if (fd >= 0)
         return fd;
     char *templ = xasprintf("%s/.commit-XXXXXX", dir);
     fd = mkostemp(templ, O_CLOEXEC);
     if (fd >= 0)
         unlink(templ);
+    fd = above_stdio(fd);
     free(templ);
     if (fd < 0)
         return err_set(err, errno, "docker: cannot make a scratch file in %s: %s", dir,
@@ -284,7 +297,7 @@ static int commit_archive_home(struct commit_job *j, struct bottle_err *err)
     unsigned uid = 0, gid = 0;
     sscanf(j->user, "%u:%u", &uid, &gid);
     unsigned char header[512];
-    docker_tar_header(header, DOCKER_SNAPSHOT_ARCHIVE + 1, 0600, uid, gid, size,
+    docker_tar_header(header, DOCKER_SNAPSHOT_ARCHIVE + 1, 0644, uid, gid, size,
                       (long long)time(NULL));
     static const unsigned char zeros[512 * 3];
     size_t pad = (512 - size % 512) % 512;

@@ -5,11 +5,11 @@
 . "$BOTTLE_SRC/tests/lib.sh"
 . "$BOTTLE_SRC/tests/fixtures/sidecar_env.sh"
 
-plan 17
+plan 19
 
 for tool in curl openssl python3; do
     if ! command -v $tool >/dev/null; then
-        for i in $(seq 17); do skip "sidecar dlp flow case $i" "" "$tool missing"; done
+        for i in $(seq 19); do skip "sidecar dlp flow case $i" "" "$tool missing"; done
         exit 0
     fi
 done
@@ -109,7 +109,19 @@ else fail "response big" "$out"; fi
 out=$(pcurl "https://api.test:$UP/say?text=fine" -H 'Accept-Encoding: identity')
 if [ "$out" = "fine" ]; then ok "response: clean identity body passes"; else fail "response clean" "$out"; fi
 
-# 17: nothing above leaked a secret into the log
+# 17-18: a second gzip member is scanned too; an upgrade request with a body is refused
+out=$(pcurl --compressed "https://other.test:$UP/say?text=$Q&gzip=2" 2>&1)
+if ! echo "$out" | grep -q 'previous instructions' &&
+    [ "$(grep -c 'response cut.*dlp_injection' "$W/proxy.log")" -ge 2 ]; then
+    ok "response: the phrase in a second gzip member is cut too"
+else fail "response gzip member" "$out"; fi
+out=$(printf 'GET /ws HTTP/1.1\r\nHost: api.test:%s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nContent-Length: 6\r\n\r\n\x81\x80abcd' "$UP" |
+    python3 "$FIX/proxyclient.py" "$PX" raw x 0)
+if echo "$out" | grep -q '"reason": "upgrade_with_body"'; then
+    ok "WebSocket: an upgrade request with a body is refused (400 upgrade_with_body)"
+else fail "upgrade with body" "$out"; fi
+
+# 19: nothing above leaked a secret into the log
 if ! grep -q "$CANARY" "$W/proxy.log" && ! grep -q "$GHP" "$W/proxy.log"; then
     ok "no secret value in the sidecar's log"
 else fail "log leak"; fi

@@ -647,6 +647,24 @@ static void test_stream_large_pieces(void **state)
             dlp_stream_free(st);
         }
     buf_free(&text);
+    /* A keyword at the end of one piece, its value at the start of a large next one. */
+    struct buf big = BUF_INIT;
+    buf_append_str(&big, "kR8mN2pQ4sT6vX8zA1cE3gI5kM7oQ9sU0wY2aB4d\" ");
+    for (size_t i = 0; i < 3 * overlap; i++)
+        buf_append_char(&big, (char)('a' + i % 19));
+    const char *first = "config = {aws_secret_access_key = \"";
+    struct dlp_stream *st = dlp_stream_new(e, DLP_OUTBOUND, ALL_OUT, "ws");
+    struct dlp_result r;
+    dlp_result_init(&r);
+    assert_int_equal(dlp_stream_feed(st, first, strlen(first), &r), 0);
+    assert_int_equal(r.n, 0);
+    assert_int_equal(dlp_stream_feed(st, big.data, big.len, &r), 0);
+    assert_int_equal(r.n, 1);
+    assert_string_equal(r.matches[0].rule, "aws_secret_access_key");
+    assert_int_equal(r.matches[0].offset, strlen(first));
+    dlp_result_free(&r);
+    dlp_stream_free(st);
+    buf_free(&big);
     free(tok), free(s);
     dlp_engine_free(e);
 }

@@ -1152,6 +1152,10 @@ static const struct {
                     " KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\"}"},
     {"private_key", "-----BEGIN OPENSSH PRIVATE"
                     " KEY-----"}, /* the key may follow in the next piece */
+    {"private_key", "{\"args\": \"{\\\"pem\\\": \\\"-----BEGIN EC PRIVATE"
+                    " KEY-----\\\\nMHcCAQEEIDx7Kq2ZpR9vLmN4\\\"}\"}"}, /* escaped twice */
+    {"private_key", "lines = [\"-----BEGIN RSA PRIVATE"
+                    " KEY-----\", \"MIIEowIBAAKCAQEAx7Kq2ZpR9vLmN4tW8sYb3CdE6fGhJ1aQ5uIo\"]"},
     {"private_key", "-----BEGIN RSA PRIVATE"
                     " KEY-----\nProc-Type: 4,ENCRYPTED\n"},
 };

@@ -622,7 +622,7 @@ static void test_commit_sequence(void **state)
     size_t n = fread(buf, 1, sizeof(buf) - 1, p);
     buf[n] = '\0';
     assert_int_equal(pclose(p), 0);
-    assert_non_null(strstr(buf, "-rw------- 1000/1000"));
+    assert_non_null(strstr(buf, "-rw-r--r-- 1000/1000"));
     assert_non_null(strstr(buf, ".bottle-home.tar\nHOMEARCHIVE"));
     free(cmd);
     char *env_path = fs_join(f->dir, "env.commit");

@@ -205,6 +205,12 @@ static void test_unreadable_frames(void **state)
     put_frame(&in, false, WS_OP_TEXT, big, 300, true, 0);
     put_frame(&in, true, WS_OP_CONTINUATION, big, 300, true, 0);
     expect_error(&in, true, 512, "larger than");
+    /* Empty fragments and pings inside one message cannot pile up without bound. */
+    buf_reset(&in);
+    put_frame(&in, false, WS_OP_TEXT, "", 0, true, 0);
+    for (int i = 0; i < 20000; i++)
+        put_frame(&in, i % 2 == 0, i % 2 ? WS_OP_CONTINUATION : WS_OP_PING, "", 0, true, 0);
+    expect_error(&in, true, 1024, "larger than");
     buf_free(&in);
 }
 
@@ -260,6 +266,21 @@ static size_t gzip_into(const char *text, size_t n, unsigned char *out, size_t c
     return len;
 }
 
+/* Feeds z in two pieces cut at split; returns the last decoder_feed result. */
+static int decode_split(const char *ce, bool strict, const unsigned char *z, size_t zn,
+                        size_t split, struct buf *got)
+{
+    struct sink s = {BUF_INIT, 0};
+    struct decoder *d = decoder_new(content_coding_for(ce, strlen(ce)), 1 << 20, strict, sink, &s);
+    assert_non_null(d);
+    int rc = decoder_feed(d, z, split);
+    if (rc == 0)
+        rc = decoder_feed(d, z + split, zn - split);
+    decoder_free(d);
+    *got = s.got;
+    return rc;
+}
+
 static void test_decoder_codings_at_every_split(void **state)
 {
     (void)state;
@@ -270,21 +291,34 @@ static void test_decoder_codings_at_every_split(void **state)
         int bits;
     } cases[] = {{"gzip", 15 + 16}, {"x-gzip", 15 + 16}, {"deflate", 15}, {"deflate", -15}};
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
-        unsigned char z[512];
+        unsigned char z[1024];
         size_t zn = gzip_into(text, tn, z, sizeof(z), cases[c].bits);
-        /* Bytes after the end of the compressed stream are not body. */
-        memcpy(z + zn, "TRAILING", 8);
-        for (size_t split = 1; split < zn + 8; split++) {
-            struct sink s = {BUF_INIT, 0};
-            struct decoder *d = decoder_new(content_coding_for(cases[c].ce, strlen(cases[c].ce)),
-                                            1 << 20, sink, &s);
-            assert_non_null(d);
-            assert_int_equal(decoder_feed(d, z, split), 0);
-            assert_int_equal(decoder_feed(d, z + split, zn + 8 - split), 0);
-            assert_int_equal(s.got.len, tn);
-            assert_memory_equal(s.got.data, text, tn);
-            decoder_free(d);
-            buf_free(&s.got);
+        bool gzip = cases[c].bits > 15;
+        for (size_t split = 1; split < zn; split++) {
+            struct buf got;
+            assert_int_equal(decode_split(cases[c].ce, true, z, zn, split, &got), 0);
+            assert_int_equal(got.len, tn);
+            assert_memory_equal(got.data, text, tn);
+            buf_free(&got);
+        }
+        /* A second gzip member is body too; after another coding's end, bytes are not. */
+        size_t total = zn + (gzip ? gzip_into(text, tn, z + zn, sizeof(z) - zn, cases[c].bits)
+                                  : (memcpy(z + zn, "TRAILING", 8), 8));
+        for (size_t split = 1; split < total; split++) {
+            struct buf got;
+            int rc = decode_split(cases[c].ce, false, z, total, split, &got);
+            assert_int_equal(rc, 0);
+            assert_int_equal(got.len, gzip ? 2 * tn : tn);
+            buf_free(&got);
+            rc = decode_split(cases[c].ce, true, z, total, split, &got);
+            assert_int_equal(rc, gzip ? 0 : -1); /* strict: what follows is never let through */
+            buf_free(&got);
+        }
+        if (gzip) { /* garbage after a member does not decode */
+            memcpy(z + zn, "TRAILING", 8);
+            struct buf got;
+            assert_int_equal(decode_split(cases[c].ce, false, z, zn + 8, zn, &got), -1);
+            buf_free(&got);
         }
     }
 }
@@ -295,16 +329,16 @@ static void test_decoder_errors_and_stops(void **state)
     assert_int_equal(content_coding_for("gzip, br", 8), CODING_UNSUPPORTED);
     assert_int_equal(content_coding_for(" Identity ", 10), CODING_IDENTITY);
     assert_int_equal(content_coding_for(NULL, 0), CODING_IDENTITY);
-    assert_null(decoder_new(CODING_UNSUPPORTED, 0, sink, NULL));
+    assert_null(decoder_new(CODING_UNSUPPORTED, 0, false, sink, NULL));
     struct sink s = {BUF_INIT, 0};
-    struct decoder *d = decoder_new(CODING_GZIP, 0, sink, &s);
+    struct decoder *d = decoder_new(CODING_GZIP, 0, false, sink, &s);
     assert_int_equal(decoder_feed(d, "not gzip at all", 15), -1);
     assert_non_null(strstr(decoder_error(d), "gzip"));
     assert_int_equal(decoder_feed(d, "x", 1), -1);
     decoder_free(d);
     buf_free(&s.got);
     struct sink st = {BUF_INIT, 4};
-    d = decoder_new(CODING_IDENTITY, 0, sink, &st);
+    d = decoder_new(CODING_IDENTITY, 0, false, sink, &st);
     assert_int_equal(decoder_feed(d, "abcdef", 6), 1);
     assert_int_equal(decoder_feed(d, "ghi", 3), 0); /* stopped: nothing more reaches the sink */
     assert_int_equal(st.got.len, 6);
