@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,6 +29,11 @@ static void child_exec(const char *const argv[], const struct spawn_opts *o, int
     if (err_fd >= 0)
         dup2(err_fd, STDERR_FILENO);
     signal(SIGPIPE, SIG_DFL);
+    if (o->file_size_max) {
+        struct rlimit lim = {o->file_size_max, o->file_size_max};
+        if (setrlimit(RLIMIT_FSIZE, &lim) < 0)
+            _exit(127);
+    }
     if (o->envp)
         execvpe(argv[0], (char *const *)argv, o->envp);
     else

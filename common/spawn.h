@@ -7,6 +7,7 @@
 #define BOTTLE_COMMON_SPAWN_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stddef.h>
 
 #include "common/buf.h"
@@ -23,6 +24,9 @@ struct spawn_opts {
      * memory), instead of stdin_data or /dev/null / a capture. */
     int stdin_fd;
     int stdout_fd;
+    /* > 0: the child may write no file past this size (RLIMIT_FSIZE; stdout_fd included):
+     * a write beyond it fails, so a runaway stream cannot fill the disk. */
+    uint64_t file_size_max;
 };
 
 struct spawn_result {

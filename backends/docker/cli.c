@@ -97,7 +97,7 @@ int docker_cli_run(const struct docker_cli *cli, const char *const *args, bool s
 }
 
 int docker_cli_run_io(const struct docker_cli *cli, const char *const *args, int in_fd, int out_fd,
-                      int ok_up_to, int *exit_code, struct bottle_err *err)
+                      uint64_t out_max, int ok_up_to, int *exit_code, struct bottle_err *err)
 {
     struct strv argv = STRV_INIT;
     strv_push(&argv, cli->path);
@@ -108,6 +108,7 @@ int docker_cli_run_io(const struct docker_cli *cli, const char *const *args, int
         .envp = cli->env.len ? cli->env.items : empty_env,
         .stdin_fd = in_fd,
         .stdout_fd = out_fd,
+        .file_size_max = out_max,
     };
     struct spawn_result res;
     memset(&res, 0, sizeof(res));

@@ -286,10 +286,12 @@ static int commit_archive_home(struct commit_job *j, struct bottle_err *err)
     /* GNU tar exits 1 when a file changed while it was read: the archive is still whole. */
     const char *args[] = {"exec", "--user", j->user, j->container, "tar", "-c",
                           "-f",   "-",      "-C",    j->home,      ".",   NULL};
-    int rc = docker_cli_run_io(&j->cli, args, -1, fd, 1, NULL, err);
+    int rc = docker_cli_run_io(&j->cli, args, -1, fd, 512 + DOCKER_SNAPSHOT_HOME_MAX, 1, NULL, err);
     if (rc < 0)
-        return err_prefix(err, "docker: archiving the agent's home %s (the image needs tar)",
-                          j->home);
+        return err_prefix(err,
+                          "docker: archiving the agent's home %s (the image needs tar; the "
+                          "archive may not exceed %llu GiB)",
+                          j->home, (unsigned long long)(DOCKER_SNAPSHOT_HOME_MAX >> 30));
     struct stat sb;
     if (fstat(fd, &sb) < 0 || sb.st_size <= 512)
         return err_set(err, EIO, "docker: tar in %s wrote no archive of %s", j->container, j->home);
@@ -335,7 +337,7 @@ static int commit_image(struct commit_job *j, struct bottle_err *err)
         return err_prefix(err, "docker: adding the home to the snapshot");
     char *dest = xasprintf("%s:/", j->scratch);
     const char *cp[] = {"cp", "-", dest, NULL};
-    rc = docker_cli_run_io(&j->cli, cp, j->archive_fd, -1, 0, NULL, err);
+    rc = docker_cli_run_io(&j->cli, cp, j->archive_fd, -1, 0, 0, NULL, err);
     free(dest);
     if (rc < 0)
         return err_prefix(err, "docker: adding the home to the snapshot");

@@ -425,7 +425,7 @@ static int restore_home(const struct docker_priv *p, struct bottle_err *err)
     const char *args[] = {"exec", "--user", user, p->name,
                           "tar",  "-x",     "-f", DOCKER_SNAPSHOT_ARCHIVE,
                           "-C",   home,     NULL};
-    int rc = docker_cli_run_io(&p->cli, args, -1, -1, 0, NULL, err);
+    int rc = docker_cli_run_io(&p->cli, args, -1, -1, 0, 0, NULL, err);
     free(user);
     if (rc < 0)
         return err_prefix(err, "docker: restoring the snapshot's home into %s", home);

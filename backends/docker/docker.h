@@ -25,6 +25,8 @@ int docker_remove_slug(const char *slug, struct bottle_err *err);
 #define DOCKER_SNAPSHOT_REPO_PREFIX "bottle-committed-"
 /* Where a snapshot keeps the archive of the agent's home (a plain file in the image). */
 #define DOCKER_SNAPSHOT_ARCHIVE "/.bottle-home.tar"
+/* Largest archive of an agent's home a commit writes to the host's disk. */
+#define DOCKER_SNAPSHOT_HOME_MAX (16ull << 30)
 /* Labels of a snapshot: where it came from. Never policy, never a value of the environment. */
 #define DOCKER_LABEL_SNAP_SLUG      "dev.bottle.snapshot.slug"
 #define DOCKER_LABEL_SNAP_AGENT     "dev.bottle.snapshot.agent"

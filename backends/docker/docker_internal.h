@@ -7,6 +7,7 @@
 #define BOTTLE_BACKENDS_DOCKER_INTERNAL_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "backends/backend.h"
@@ -47,10 +48,11 @@ int docker_cli_run(const struct docker_cli *cli, const char *const *args, bool s
 /*
  * docker_cli_run with the command's stdin and stdout on files (in_fd, out_fd; -1: /dev/null
  * and a capture that is dropped), no timeout, and its exit code in *exit_code (which may be
- * NULL). A non-zero exit is an error unless it is at most ok_up_to.
+ * NULL). A non-zero exit is an error unless it is at most ok_up_to. out_max > 0: out_fd's
+ * file may not grow past that size (the command fails there).
  */
 int docker_cli_run_io(const struct docker_cli *cli, const char *const *args, int in_fd, int out_fd,
-                      int ok_up_to, int *exit_code, struct bottle_err *err);
+                      uint64_t out_max, int ok_up_to, int *exit_code, struct bottle_err *err);
 /* `docker version`: fails with a clear message when no engine answers. */
 int docker_cli_probe(const struct docker_cli *cli, struct bottle_err *err);
 

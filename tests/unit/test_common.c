@@ -126,6 +126,25 @@ static void test_spawn_captures_output_and_stderr_in_error(void **state)
     assert_true(spawn_run(missing_argv, NULL, &r, &err) < 0);
     assert_int_equal(r.exit_code, 127);
     spawn_result_free(&r);
+
+    /* A stream into a file stops at file_size_max, and the command fails. */
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    const char *big_argv[] = {"head", "-c", "1000000", "/dev/zero", NULL};
+    struct spawn_opts f = {.timeout_ms = 5000, .stdout_fd = fileno(tmp), .file_size_max = 65536};
+    assert_true(spawn_run(big_argv, &f, &r, &err) < 0);
+    struct stat sb;
+    assert_int_equal(fstat(fileno(tmp), &sb), 0);
+    assert_true(sb.st_size <= 65536);
+    spawn_result_free(&r);
+    f.file_size_max = 0; /* and without the limit it is whole */
+    assert_int_equal(ftruncate(fileno(tmp), 0), 0);
+    assert_int_equal(lseek(fileno(tmp), 0, SEEK_SET), 0);
+    assert_int_equal(spawn_run(big_argv, &f, &r, &err), 0);
+    assert_int_equal(fstat(fileno(tmp), &sb), 0);
+    assert_int_equal(sb.st_size, 1000000);
+    spawn_result_free(&r);
+    fclose(tmp);
 }
 
 static void test_log_json_and_level(void **state)
