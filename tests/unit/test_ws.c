@@ -66,9 +66,11 @@ static enum ws_unit feed_all(struct ws_dir *d, const struct buf *in, size_t step
             if (k == WS_UNIT_NONE)
                 continue;
             const struct buf *p = k == WS_UNIT_MESSAGE ? &d->msg : &d->ctl;
-            u->kinds[u->n] = k;
-            snprintf(u->payloads[u->n], sizeof(u->payloads[0]), "%.*s", (int)p->len,
-                     p->data ? p->data : "");
+            if (u->n < sizeof(u->kinds) / sizeof(u->kinds[0])) { /* the first units are kept */
+                u->kinds[u->n] = k;
+                snprintf(u->payloads[u->n], sizeof(u->payloads[0]), "%.*s", (int)p->len,
+                         p->data ? p->data : "");
+            }
             u->n++;
             ws_dir_release(d, k, &u->released);
         }
