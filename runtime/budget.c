@@ -13,6 +13,7 @@
 
 #include "common/fs.h"
 #include "common/json.h"
+#include "manifest/manifest.h"
 #include "runtime/controller.h"
 #include "runtime/state.h"
 
@@ -38,10 +39,24 @@ enum ledger_scope budget_counting_scope(const char *plan_scope)
     return LEDGER_SCOPE_BOTTLE;
 }
 
+int budget_ledger_path(const char *home, char **out, struct bottle_err *err)
+{
+    struct manifest_index idx = {.home_dir = (char *)home, .project_dir = NULL};
+    struct settings st;
+    *out = NULL;
+    if (manifest_index_load_settings(&idx, &st, err) < 0)
+        return -(err->code ? err->code : EINVAL);
+    *out = st.ledger_path ? xstrdup(st.ledger_path) : fs_join(home, LEDGER_FILE);
+    settings_free(&st);
+    return 0;
+}
+
 struct ledger *budget_ledger_open(const char *home, struct bottle_err *err)
 {
     struct ledger *lg = NULL;
-    char *db = fs_join(home, LEDGER_FILE);
+    char *db = NULL;
+    if (budget_ledger_path(home, &db, err) < 0)
+        return NULL;
     if (access(db, F_OK) != 0 || ledger_open(db, &lg, err) < 0)
         lg = NULL;
     free(db);

@@ -30,8 +30,13 @@ cJSON *budget_tokens_json(const char *home, const char *slug, struct ledger *lg)
 /* A bottle's plan.json from its state directory, or NULL when it is gone or unreadable. */
 cJSON *budget_read_plan(const char *home, const char *slug);
 /*
- * The host's ledger under home for reading, or NULL: none yet (err untouched)
- * or it cannot be opened (err says why).
+ * The ledger bottles started from home use: settings.yml's `ledger:` when
+ * set, else home/bottle.db. -errno with err set when settings.yml is broken.
+ */
+int budget_ledger_path(const char *home, char **out, struct bottle_err *err);
+/*
+ * That ledger, opened for reading, or NULL: none yet (err untouched) or it
+ * cannot be opened (err says why).
  */
 struct ledger *budget_ledger_open(const char *home, struct bottle_err *err);
 

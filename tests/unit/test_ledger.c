@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "common/buf.h"
+#include "runtime/budget.h"
 #include "runtime/ledger.h"
 
 struct fixture {
@@ -170,6 +171,43 @@ static void test_default_path_uses_bottle_home(void **state)
     free(want);
     free(p);
     unsetenv("BOTTLE_HOME");
+}
+
+/* budget, usage and the dashboard read the ledger settings.yml names, as bottles write it. */
+static void test_readers_follow_settings_ledger(void **state)
+{
+    struct fixture *f = *state;
+    char *path = NULL;
+    struct bottle_err err = {0};
+    assert_int_equal(budget_ledger_path(f->dir, &path, &err), 0);
+    char *want = xasprintf("%s/bottle.db", f->dir);
+    assert_string_equal(path, want);
+    free(want);
+    free(path);
+    char *custom = xasprintf("%s/elsewhere.db", f->dir);
+    char *settings = xasprintf("%s/settings.yml", f->dir);
+    char *text = xasprintf("shutdown: cutoff\nledger: %s\n", custom);
+    testutil_write(settings, text);
+    assert_int_equal(budget_ledger_path(f->dir, &path, &err), 0);
+    assert_string_equal(path, custom);
+    free(path);
+    /* Not there yet: nothing to read, and no error. */
+    assert_null(budget_ledger_open(f->dir, &err));
+    assert_int_equal(err.msg[0], 0);
+    struct ledger *w = NULL;
+    assert_int_equal(ledger_open(custom, &w, &err), 0);
+    set_budget(w, LEDGER_SCOPE_BOTTLE, "b9", "claude", 77);
+    ledger_close(w);
+    struct ledger *r = budget_ledger_open(f->dir, &err);
+    assert_non_null(r);
+    ledger_close(r);
+    /* A broken settings.yml is an error naming the file, not a silent default. */
+    testutil_write(settings, "ledger: [not, a, path]\n");
+    assert_null(budget_ledger_open(f->dir, &err));
+    assert_non_null(strstr(err.msg, "settings.yml"));
+    free(text);
+    free(settings);
+    free(custom);
 }
 
 /* ---- reserve, settle, release ------------------------------------------------- */
@@ -638,6 +676,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kernel_counters_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reserve_in_given_budgets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_default_path_uses_bottle_home, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readers_follow_settings_ledger, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reserve_settle_release_arithmetic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_incomplete_is_charged_the_reservation, setup,
                                         teardown),
