@@ -56,31 +56,25 @@ UP=$(cat "$W/up.port")
 
 # ---- the proxies: NAME PORT CAFILE PID per line in $W/proxies
 : >"$W/proxies"
-cat >"$W/cfg.json" <<JSON
+# start_bottle NAME ROUTE_JSON: a bottle-proxy for the upstream; its port in $W/NAME.port
+start_bottle() {
+    cat >"$W/$1.json" <<JSON
 {"listen": "127.0.0.1:0", "log": "off",
  "tls": {"ca_cert": "$W/pca/ca.pem", "ca_key": "$W/pca/ca-key.pem", "leaf_key": "$W/pca/leaf-key.pem",
          "extra_ca": "$W/uca/ca.pem"},
- "resolve": ["$H:$UP:127.0.0.1"], "routes": [{"host": "$H:$UP"}]}
+ "resolve": ["$H:$UP:127.0.0.1"], "routes": [$2]}
 JSON
-"$P" --config "$W/cfg.json" --port-file "$W/px.port" 2>"$W/bottle.log" &
-BPID=$!
-PIDS="$PIDS $BPID"
-i=0
-while [ ! -s "$W/px.port" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
-echo "bottle $(cut -d' ' -f1 "$W/px.port") $W/pca/ca.pem $BPID" >>"$W/proxies"
+    "$P" --config "$W/$1.json" --port-file "$W/$1.port" 2>"$W/$1.log" &
+    BPID=$!
+    PIDS="$PIDS $BPID"
+    i=0
+    while [ ! -s "$W/$1.port" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+}
+start_bottle bottle '{"host": "'$H:$UP'"}'
+echo "bottle $(cut -d' ' -f1 "$W/bottle.port") $W/pca/ca.pem $BPID" >>"$W/proxies"
 # The same route with every DLP detector off: what DLP adds (not an anchor)
-cat >"$W/cfg-nodlp.json" <<JSON
-{"listen": "127.0.0.1:0", "log": "off",
- "tls": {"ca_cert": "$W/pca/ca.pem", "ca_key": "$W/pca/ca-key.pem", "leaf_key": "$W/pca/leaf-key.pem",
-         "extra_ca": "$W/uca/ca.pem"},
- "resolve": ["$H:$UP:127.0.0.1"],
- "routes": [{"host": "$H:$UP", "dlp": {"outbound_detectors": false, "inbound_detectors": false}}]}
-JSON
-"$P" --config "$W/cfg-nodlp.json" --port-file "$W/px-nodlp.port" 2>"$W/bottle-nodlp.log" &
-PIDS="$PIDS $!"
-i=0
-while [ ! -s "$W/px-nodlp.port" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
-NODLP=$(cut -d' ' -f1 "$W/px-nodlp.port")
+start_bottle nodlp '{"host": "'$H:$UP'", "dlp": {"outbound_detectors": false, "inbound_detectors": false}}'
+NODLP=$(cut -d' ' -f1 "$W/nodlp.port")
 
 start_squid() {
     if [ ! -x "$SQUID" ] || [ -z "$CERTGEN" ]; then

@@ -14,11 +14,6 @@
 #include "common/buf.h"
 #include "manifest/manifest.h"
 
-static char *dup_or_null(const char *s)
-{
-    return s ? xstrdup(s) : NULL;
-}
-
 static void set_str(char **dst, const char *src)
 {
     if (!src)
@@ -63,7 +58,7 @@ void budget_merge(struct budget_entry **items, size_t *n, const struct budget_en
         }
         (*items)[j].tokens = src[i].tokens;
         free((*items)[j].origin);
-        (*items)[j].origin = dup_or_null(src[i].origin);
+        (*items)[j].origin = xstrdup_or_null(src[i].origin);
     }
 }
 
@@ -135,10 +130,10 @@ static void merge_one(struct bottle_def *acc, const struct bottle_def *later, bo
     merge_env(acc, later);
     if (later->provider_declared) {
         provider_free_fields(&acc->provider);
-        acc->provider.template_name = dup_or_null(later->provider.template_name);
+        acc->provider.template_name = xstrdup_or_null(later->provider.template_name);
         strv_copy(&acc->provider.command, &later->provider.command);
-        acc->provider.auth_token = dup_or_null(later->provider.auth_token);
-        acc->provider.dockerfile = dup_or_null(later->provider.dockerfile);
+        acc->provider.auth_token = xstrdup_or_null(later->provider.auth_token);
+        acc->provider.dockerfile = xstrdup_or_null(later->provider.dockerfile);
         strv_copy(&acc->provider.startup_args, &later->provider.startup_args);
         acc->provider_declared = true;
     }
@@ -322,7 +317,7 @@ static int resolve_one(struct resolver *rs, const char *name, const struct bottl
         free(acc.file);
         acc.file = xstrdup(def.file);
         free(acc.body);
-        acc.body = dup_or_null(def.body);
+        acc.body = xstrdup_or_null(def.body);
         strv_free(&acc.extends);
         strv_copy(&acc.extends, &def.extends);
         acc.extends_line = def.extends_line;

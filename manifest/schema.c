@@ -710,16 +710,11 @@ void bottle_def_free(struct bottle_def *b)
     memset(b, 0, sizeof(*b));
 }
 
-static char *dup_or_null(const char *s)
-{
-    return s ? xstrdup(s) : NULL;
-}
-
 void bottle_def_copy(struct bottle_def *dst, const struct bottle_def *src)
 {
     memset(dst, 0, sizeof(*dst));
-    dst->name = dup_or_null(src->name);
-    dst->file = dup_or_null(src->file);
+    dst->name = xstrdup_or_null(src->name);
+    dst->file = xstrdup_or_null(src->file);
     strv_copy(&dst->extends, &src->extends);
     dst->extends_line = src->extends_line;
     dst->extends_col = src->extends_col;
@@ -727,27 +722,27 @@ void bottle_def_copy(struct bottle_def *dst, const struct bottle_def *src)
         dst->env = xcalloc(src->n_env, sizeof(*dst->env));
         for (size_t i = 0; i < src->n_env; i++) {
             dst->env[i].name = xstrdup(src->env[i].name);
-            dst->env[i].value = dup_or_null(src->env[i].value);
+            dst->env[i].value = xstrdup_or_null(src->env[i].value);
             dst->env[i].from_host = src->env[i].from_host;
         }
         dst->n_env = src->n_env;
     }
     dst->provider_declared = src->provider_declared;
-    dst->provider.template_name = dup_or_null(src->provider.template_name);
+    dst->provider.template_name = xstrdup_or_null(src->provider.template_name);
     strv_copy(&dst->provider.command, &src->provider.command);
-    dst->provider.auth_token = dup_or_null(src->provider.auth_token);
-    dst->provider.dockerfile = dup_or_null(src->provider.dockerfile);
+    dst->provider.auth_token = xstrdup_or_null(src->provider.auth_token);
+    dst->provider.dockerfile = xstrdup_or_null(src->provider.dockerfile);
     strv_copy(&dst->provider.startup_args, &src->provider.startup_args);
-    dst->git_user.name = dup_or_null(src->git_user.name);
-    dst->git_user.email = dup_or_null(src->git_user.email);
+    dst->git_user.name = xstrdup_or_null(src->git_user.name);
+    dst->git_user.email = xstrdup_or_null(src->git_user.email);
     dst->repos_declared = src->repos_declared;
     if (src->n_repos) {
         dst->repos = xcalloc(src->n_repos, sizeof(*dst->repos));
         for (size_t i = 0; i < src->n_repos; i++) {
-            dst->repos[i].name = dup_or_null(src->repos[i].name);
-            dst->repos[i].url = dup_or_null(src->repos[i].url);
-            dst->repos[i].key_provider = dup_or_null(src->repos[i].key_provider);
-            dst->repos[i].key_path = dup_or_null(src->repos[i].key_path);
+            dst->repos[i].name = xstrdup_or_null(src->repos[i].name);
+            dst->repos[i].url = xstrdup_or_null(src->repos[i].url);
+            dst->repos[i].key_provider = xstrdup_or_null(src->repos[i].key_provider);
+            dst->repos[i].key_path = xstrdup_or_null(src->repos[i].key_path);
         }
         dst->n_repos = src->n_repos;
     }
@@ -762,16 +757,16 @@ void bottle_def_copy(struct bottle_def *dst, const struct bottle_def *src)
     if (src->n_budgets) {
         dst->budgets = xcalloc(src->n_budgets, sizeof(*dst->budgets));
         for (size_t i = 0; i < src->n_budgets; i++) {
-            dst->budgets[i].provider = dup_or_null(src->budgets[i].provider);
+            dst->budgets[i].provider = xstrdup_or_null(src->budgets[i].provider);
             dst->budgets[i].tokens = src->budgets[i].tokens;
-            dst->budgets[i].origin = dup_or_null(src->budgets[i].origin);
+            dst->budgets[i].origin = xstrdup_or_null(src->budgets[i].origin);
         }
         dst->n_budgets = src->n_budgets;
     }
     dst->shutdown = src->shutdown;
     dst->enforcement = src->enforcement;
     strv_copy(&dst->seccomp, &src->seccomp);
-    dst->body = dup_or_null(src->body);
+    dst->body = xstrdup_or_null(src->body);
 }
 
 /* ---- agent ----------------------------------------------------------------------- */

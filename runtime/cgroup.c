@@ -318,6 +318,20 @@ static int wait_events(int dir_fd, const char *key, int want, int timeout_ms,
     return rc;
 }
 
+int cgroup_frozen(int dir_fd, bool *frozen, struct bottle_err *err)
+{
+    *frozen = false;
+    int fd = openat(dir_fd, "cgroup.events", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return err_set(err, errno, "cgroup: cannot open cgroup.events: %s", strerror(errno));
+    int v = events_value(fd, "frozen");
+    close(fd);
+    if (v < 0)
+        return err_set(err, EIO, "cgroup: cgroup.events has no frozen state");
+    *frozen = v == 1;
+    return 0;
+}
+
 int cgroup_freeze(int dir_fd, int timeout_ms, struct bottle_err *err)
 {
     int rc = write_at(dir_fd, "cgroup.freeze", "1", err);

@@ -90,6 +90,8 @@ enum cgroup_spawn_flags {
 pid_t cgroup_spawn_into(int dir_fd, unsigned flags, int (*fn)(void *), void *arg,
                         struct bottle_err *err);
 
+/* Whether cgroup.events says the cgroup is frozen. */
+int cgroup_frozen(int dir_fd, bool *frozen, struct bottle_err *err);
 /* Writes cgroup.freeze and waits (timeout_ms) until cgroup.events says frozen. */
 int cgroup_freeze(int dir_fd, int timeout_ms, struct bottle_err *err);
 int cgroup_thaw(int dir_fd, int timeout_ms, struct bottle_err *err);

@@ -85,15 +85,10 @@ void controller_audit(struct controller *c, const char *action, uid_t by, const 
 
 static bool agent_frozen(const struct controller *c)
 {
-    if (!c->have_cgroup || c->cg.agent_fd < 0)
-        return false;
-    int fd = openat(c->cg.agent_fd, "cgroup.freeze", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    char b[4] = {0};
-    ssize_t r = read(fd, b, sizeof(b) - 1);
-    close(fd);
-    return r > 0 && b[0] == '1';
+    bool frozen = false;
+    struct bottle_err ignored = {0};
+    return c->have_cgroup && c->cg.agent_fd >= 0 &&
+           cgroup_frozen(c->cg.agent_fd, &frozen, &ignored) == 0 && frozen;
 }
 
 static bool cut_off(const struct controller *c)

@@ -139,16 +139,7 @@ int enforce_frozen(const char *slug, bool *frozen, struct bottle_err *err)
     int rc = cgroup_bottle_open(slug, &cg, err);
     if (rc < 0)
         return rc;
-    int fd = openat(cg.agent_fd, "cgroup.events", O_RDONLY | O_CLOEXEC);
+    rc = cgroup_frozen(cg.agent_fd, frozen, err);
     cgroup_bottle_close(&cg);
-    if (fd < 0)
-        return err_set(err, errno, "cannot read the freeze state of %s: %s", slug, strerror(errno));
-    char text[256];
-    ssize_t n = read(fd, text, sizeof(text) - 1);
-    close(fd);
-    if (n < 0)
-        return err_set(err, errno, "cannot read the freeze state of %s", slug);
-    text[n] = '\0';
-    *frozen = strstr(text, "frozen 1") != NULL;
-    return 0;
+    return rc < 0 ? err_prefix(err, "the freeze state of %s", slug) : 0;
 }

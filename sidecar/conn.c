@@ -831,10 +831,9 @@ static void ws_shut(struct conn *c, uint16_t code, const char *reason, const cha
     c->log.reason = reason;
     proxy_count_refusal(c->px, reason);
     log_warn("WebSocket closed", "host", c->fwd.host, "reason", reason, "what", message, NULL);
-    upstream_close(c);
+    upstream_close(c);         /* drops what the upstream sent or was to be sent */
     c->cin.start = c->cin.end; /* nothing more from the client is looked at */
-    c->uin.start = c->uin.end;
-    c->u2c_ok = c->c2u_ok = 0;
+    c->c2u_ok = 0;
     c->close_after = true;
     conn_request_finish(c);
 }

@@ -20,14 +20,6 @@
 
 /* ---- matchers ------------------------------------------------------------- */
 
-static bool memchr_digit(const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p[i] >= '0' && p[i] <= '9')
-            return true;
-    return false;
-}
-
 static size_t run_len(const struct dlp_engine *e, const char *p, size_t len, size_t i,
                       uint16_t mask, size_t limit)
 {
@@ -82,6 +74,31 @@ static size_t match_keyword(const struct dlp_engine *e, const struct dlp_rule *r
     return i + n;
 }
 
+/* AWS's documentation secret ends in EXAMPLEKEY, as its key ids end in EXAMPLE. */
+static size_t match_aws_secret(const struct dlp_engine *e, const struct dlp_rule *r, const char *p,
+                               size_t len, size_t at, size_t plen, size_t *vstart)
+{
+    size_t end = match_keyword(e, r, p, len, at, plen, vstart);
+    if (end && end - *vstart >= 10 && memcmp(p + end - 10, "EXAMPLEKEY", 10) == 0)
+        return 0;
+    return end;
+}
+
+/* Real Slack tokens carry digits (xoxb-<digits>-<digits>-...); "xoxb-your-bot-token" does not. */
+static size_t match_slack_token(const struct dlp_engine *e, const struct dlp_rule *r, const char *p,
+                                size_t len, size_t at, size_t plen, size_t *vstart)
+{
+    size_t end = match_run(e, r, p, len, at, plen, vstart);
+    for (size_t i = at + plen; end && i < end; i++)
+        if (e->cls[(unsigned char)p[i]] & CC_DIGIT)
+            return end;
+    return 0;
+}
+
+/* Azurite's development storage key, published in Microsoft's documentation. */
+static const char azurite_key[] =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
 /* Base64 key after "AccountKey=": the run plus its '=' padding. */
 static size_t match_padded(const struct dlp_engine *e, const struct dlp_rule *r, const char *p,
                            size_t len, size_t at, size_t plen, size_t *vstart)
@@ -95,6 +112,17 @@ static size_t match_padded(const struct dlp_engine *e, const struct dlp_rule *r,
         i++;
     *vstart = at + plen;
     return i;
+}
+
+/* A storage connection string's key, except Azurite's published one. */
+static size_t match_azure_key(const struct dlp_engine *e, const struct dlp_rule *r, const char *p,
+                              size_t len, size_t at, size_t plen, size_t *vstart)
+{
+    size_t end = match_padded(e, r, p, len, at, plen, vstart);
+    if (end && end - *vstart == sizeof(azurite_key) - 1 &&
+        memcmp(p + *vstart, azurite_key, sizeof(azurite_key) - 1) == 0)
+        return 0;
+    return end;
 }
 
 /* header.payload.signature, each base64url; the payload must be JSON ("eyJ"). */
@@ -207,7 +235,7 @@ const struct dlp_rule dlp_rules[] = {
      match_aws_key},
     {"aws_secret_access_key",
      P("aws_secret_access_key", "aws-secret-access-key", "secretaccesskey", "secret_access_key"),
-     CC_B64, 40, 40, true, match_keyword},
+     CC_B64, 40, 40, true, match_aws_secret},
     {"github_fine_grained_pat", P("github_pat_"), CC_WORD, 70, 255, false, NULL},
     {"github_pat", P("ghp_"), CC_ALNUM, 36, 255, false, NULL},
     {"github_oauth_token", P("gho_"), CC_ALNUM, 36, 255, false, NULL},
@@ -216,7 +244,7 @@ const struct dlp_rule dlp_rules[] = {
     {"gitlab_pat", P("glpat-"), CC_B64U, 20, 255, false, NULL},
     {"gitlab_token", P("glrt-", "gldt-", "glft-", "glptt-"), CC_B64U, 20, 255, false, NULL},
     {"slack_token", P("xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-"), CC_ALNUM | CC_DASH, 10, 255,
-     false, NULL},
+     false, match_slack_token},
     {"slack_app_token", P("xapp-"), CC_ALNUM | CC_DASH, 20, 255, false, NULL},
     {"slack_webhook", P("hooks.slack.com/services/", "hooks.slack.com/workflows/"),
      CC_ALNUM | CC_UNDER | CC_PLUS, 20, 255, false, NULL},
@@ -233,7 +261,7 @@ const struct dlp_rule dlp_rules[] = {
     {"twilio_api_key", P("SK"), CC_HEXL, 32, 32, false, NULL},
     {"twilio_account_sid", P("AC"), CC_HEXL, 32, 32, false, NULL},
     {"sendgrid_api_key", P("SG."), 0, 0, 0, false, match_sendgrid},
-    {"azure_storage_key", P("AccountKey="), CC_B64, 80, 90, false, match_padded},
+    {"azure_storage_key", P("AccountKey="), CC_B64, 80, 90, false, match_azure_key},
     {"azure_shared_access_key", P("SharedAccessKey="), CC_B64, 40, 48, false, match_padded},
     {"private_key", P("-----BEGIN "), 0, 0, 0, false, match_pem},
     {"jwt", P("eyJ"), 0, 0, 0, false, match_jwt},
@@ -362,16 +390,11 @@ static bool prefix_at(const char *p, size_t len, size_t at, const char *pre, siz
     return icase ? strncasecmp(p + at, pre, plen) == 0 : memcmp(p + at, pre, plen) == 0;
 }
 
-/* Tries every rule listed for p[at]; returns the match end (0: none). */
-/* Azurite's development storage key, published in Microsoft's documentation. */
-static const char azurite_key[] =
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
-
 /*
- * Values that have a credential's shape but are documentation: a run of a
- * few repeated characters (ghp_xxxx..., AIzaSyXXXX..., T00000000/B00000000/
- * XXXX), a Slack token made of words, AWS's example secret, Azurite's key.
- * A random value of these lengths never has fewer than 6 distinct characters.
+ * A value with a credential's shape but fewer than 6 distinct characters is
+ * a documentation placeholder (ghp_xxxx..., AIzaSyXXXX..., T00000000/
+ * B00000000/XXXX): a random value of these lengths always has more. Rule
+ * specific exemptions live in the rules' own matchers.
  */
 static bool placeholder(const struct dlp_rule *r, const char *p, size_t from, size_t end)
 {
@@ -379,14 +402,6 @@ static bool placeholder(const struct dlp_rule *r, const char *p, size_t from, si
         return false;
     const char *v = p + from;
     size_t n = end - from;
-    if (strcmp(r->name, "aws_secret_access_key") == 0 && n >= 10 &&
-        memcmp(v + n - 10, "EXAMPLEKEY", 10) == 0)
-        return true;
-    if (strcmp(r->name, "azure_storage_key") == 0 && n == sizeof(azurite_key) - 1 &&
-        memcmp(v, azurite_key, n) == 0)
-        return true;
-    if (strcmp(r->name, "slack_token") == 0 && !memchr_digit(v, n))
-        return true; /* real ones are xoxb-<digits>-<digits>-...: "xoxb-your-bot-token" is not */
     uint64_t seen[4] = {0};
     unsigned distinct = 0;
     for (size_t i = 0; i < n && distinct < 6; i++) {
@@ -399,6 +414,7 @@ static bool placeholder(const struct dlp_rule *r, const char *p, size_t from, si
     return distinct < 6;
 }
 
+/* Tries every rule listed for p[at]; returns the match end (0: none). */
 static size_t try_starts(const struct dlp_engine *e, const char *p, size_t len, size_t at,
                          struct dlp_hits *h)
 {
@@ -594,7 +610,11 @@ static size_t match_injection_phrase(const char *p, size_t len, size_t i)
     return 0;
 }
 
-/* The first letters of every verb and phrase above, either case. */
+/*
+ * The first letters of every verb and phrase above, either case; the vector
+ * loop in dlp_find_injection compares against the same letters (its
+ * `firsts`). test_inbound_injection finds every phrase at every alignment.
+ */
 static const unsigned char injection_starts[256] = {
     ['i'] = 1, ['I'] = 1, ['d'] = 1, ['D'] = 1, ['f'] = 1, ['F'] = 1, ['o'] = 1,
     ['O'] = 1, ['y'] = 1, ['Y'] = 1, ['n'] = 1, ['N'] = 1, ['p'] = 1, ['P'] = 1,
@@ -620,7 +640,7 @@ void dlp_find_injection(const char *p, size_t len, struct dlp_hits *h)
     size_t i = 0;
 #ifdef __SSE2__
     /* 16 bytes at a time: a bit for each byte that is a start letter once case-folded. */
-    static const char firsts[] = "idfoynpwr<";
+    static const char firsts[] = "idfoynpwr<"; /* injection_starts, case-folded */
     __m128i fold = _mm_set1_epi8(0x20);
     while (i + 16 <= len) {
         __m128i v = _mm_or_si128(_mm_loadu_si128((const __m128i *)(const void *)(p + i)), fold);

@@ -119,13 +119,16 @@ static void shift(struct dlp_hits *h, uint64_t at)
             h->items[i].offset += (size_t)at;
 }
 
-/* Keeps the last `overlap` bytes of what was scanned as the next piece's prefix. */
-static void keep_tail(struct dlp_stream *s, const char *p, size_t n)
+/* Keeps only the last `overlap` bytes of the tail as the next piece's prefix. */
+static void trim_tail(struct dlp_stream *s)
 {
-    size_t keep = n < s->overlap ? n : s->overlap;
-    buf_reset(&s->tail);
-    buf_append(&s->tail, p + n - keep, keep);
-    s->tail_start += n - keep;
+    if (s->tail.len <= s->overlap)
+        return;
+    size_t drop = s->tail.len - s->overlap;
+    memmove(s->tail.data, s->tail.data + drop, s->overlap);
+    s->tail.len = s->overlap;
+    s->tail.data[s->tail.len] = 0;
+    s->tail_start += drop;
 }
 
 int dlp_stream_feed(struct dlp_stream *s, const char *p, size_t n, struct dlp_result *res)
@@ -142,13 +145,7 @@ int dlp_stream_feed(struct dlp_stream *s, const char *p, size_t n, struct dlp_re
         shift(&h, s->tail_start);
         dlp_emit(s->e, res, s->location, &h, 0);
         dlp_hits_free(&h);
-        if (s->tail.len > s->overlap) {
-            size_t drop = s->tail.len - s->overlap;
-            memmove(s->tail.data, s->tail.data + drop, s->overlap);
-            s->tail.len = s->overlap;
-            s->tail.data[s->tail.len] = 0;
-            s->tail_start += drop;
-        }
+        trim_tail(s);
         return 0;
     }
     /*
@@ -181,6 +178,8 @@ int dlp_stream_feed(struct dlp_stream *s, const char *p, size_t n, struct dlp_re
     shift(&h, piece_start);
     dlp_emit(s->e, res, s->location, &h, 0);
     dlp_hits_free(&h);
-    keep_tail(s, p, n);
+    buf_reset(&s->tail); /* the piece is longer than the overlap: its end is the new tail */
+    buf_append(&s->tail, p + n - s->overlap, s->overlap);
+    s->tail_start = piece_start + n - s->overlap;
     return 0;
 }
