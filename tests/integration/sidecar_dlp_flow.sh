@@ -5,11 +5,11 @@
 . "$BOTTLE_SRC/tests/lib.sh"
 . "$BOTTLE_SRC/tests/fixtures/sidecar_env.sh"
 
-plan 19
+plan 21
 
 for tool in curl openssl python3; do
     if ! command -v $tool >/dev/null; then
-        for i in $(seq 19); do skip "sidecar dlp flow case $i" "" "$tool missing"; done
+        for i in $(seq 21); do skip "sidecar dlp flow case $i" "" "$tool missing"; done
         exit 0
     fi
 done
@@ -121,7 +121,19 @@ if echo "$out" | grep -q '"reason": "upgrade_with_body"'; then
     ok "WebSocket: an upgrade request with a body is refused (400 upgrade_with_body)"
 else fail "upgrade with body" "$out"; fi
 
-# 19: nothing above leaked a secret into the log
+# 19-20: a response DLP cannot decode: refused on a blocking route, passed (and said) on warn
+out=$(pcurl "https://other.test:$UP/say?text=fine&ce=compress")
+if echo "$out" | grep -q '"reason": "dlp_undecodable"'; then
+    ok "response: a content coding DLP cannot decode is refused on a blocking route (502 dlp_undecodable)"
+else fail "response undecodable block" "$out"; fi
+before=$(grep -c 'response not scanned' "$W/proxy.log")
+out=$(pcurl "https://api.test:$UP/say?text=fine&ce=compress")
+after=$(grep -c 'response not scanned' "$W/proxy.log")
+if [ "$out" = "fine" ] && [ "$after" -gt "$before" ]; then
+    ok "response: on a warning route it passes, logged as not scanned"
+else fail "response undecodable warn" "$out" "$before -> $after"; fi
+
+# 21: nothing above leaked a secret into the log
 if ! grep -q "$CANARY" "$W/proxy.log" && ! grep -q "$GHP" "$W/proxy.log"; then
     ok "no secret value in the sidecar's log"
 else fail "log leak"; fi
