@@ -77,7 +77,7 @@ echo "refused=$code" >>"$R"
 grep -q host_not_allowed "$PWD/refused.out" && echo "refused_reason=host_not_allowed" >>"$R"
 python3 - "$R" <<'PY'
 import errno, os, socket, sys, threading
-r = open(sys.argv[1], "a")
+r = open(sys.argv[1], "a", buffering=1)  # line by line: a crash keeps what was found
 a1 = os.environ["HTTP_PROXY"].split("//")[1].split(":")[0]
 def tcp(addr):
     s = socket.socket()
@@ -140,12 +140,12 @@ rc=$?
 SLUG=$(sed -n '1s/^bottle: //p' "$W/out")
 if [ $rc -eq 5 ] && [ -n "$SLUG" ]; then ok "agent exit code 5 passes through; slug $SLUG printed"; else fail "exit code" "rc=$rc" "$(cat "$W/out" "$W/err")"; fi
 res() { grep -q "^$1\$" "$WS/result"; }
-check_res() { if res "$2"; then ok "$1"; else fail "$1" "$(cat "$WS/result" 2>/dev/null)" "$(cat "$W/err")"; fi; }
+check_res() { if res "$2"; then ok "$1"; else fail "$1" "$(cat "$WS/result" 2>/dev/null)" "$(cat "$W/out" "$W/err")"; fi; }
 # 2-9: inside the bottle
 if res "allowed=0" && grep -q '"method"' "$WS/allowed.out"; then ok "HTTPS to the allowed route through the sidecar"; else fail "allowed route" "$(cat "$WS/result" "$WS/allowed.out" 2>/dev/null)"; fi
 if grep -q "Bearer $TOKEN" "$W/up.log"; then ok "upstream saw the injected token"; else fail "token injection" "$(cat "$W/up.log")"; fi
 if res "refused=403" && res "refused_reason=host_not_allowed"; then ok "host outside the routes refused (403 host_not_allowed)"; else fail "refused host" "$(cat "$WS/result" "$WS/refused.out")"; fi
-if res "direct=EPERM" && res "direct_a1=EPERM"; then ok "direct TCP connects get EPERM"; else fail "direct TCP" "$(cat "$WS/result")"; fi
+if res "direct=EPERM" && res "direct_a1=EPERM"; then ok "direct TCP connects get EPERM"; else fail "direct TCP" "$(cat "$WS/result")" "$(cat "$W/out" "$W/err")"; fi
 check_res "UDP send gets EPERM" "udp=EPERM"
 check_res "the bottle's own loopback works" "loopback=hello-loopback"
 check_res "the agent's environment holds no token" "env_token=absent"
