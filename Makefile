@@ -23,10 +23,14 @@ LIBS := $(PKG_LIBS) -lpthread
 
 COMMON_SRC := $(wildcard common/*.c)
 MANIFEST_SRC := $(wildcard manifest/*.c)
-RUNTIME_SRC := $(filter-out runtime/main.c,$(wildcard runtime/*.c))
+KERNEL_SRC := $(wildcard kernel/*.c)
+LEDGER_SRC := $(wildcard ledger/*.c)
+BPF_LOADER_SRC := $(filter-out %.bpf.c,$(wildcard bpf/*.c))
+RUNTIME_SRC := $(filter-out runtime/main.c,$(wildcard runtime/*.c runtime/*/*.c))
 BACKENDS_SRC := $(wildcard backends/*.c backends/*/*.c)
-SIDECAR_SRC := $(filter-out sidecar/main.c,$(wildcard sidecar/*.c))
-LIB_SRC := $(COMMON_SRC) $(MANIFEST_SRC) $(RUNTIME_SRC) $(BACKENDS_SRC) $(SIDECAR_SRC)
+SIDECAR_SRC := $(filter-out sidecar/main.c,$(wildcard sidecar/*.c sidecar/*/*.c))
+LIB_SRC := $(COMMON_SRC) $(MANIFEST_SRC) $(KERNEL_SRC) $(LEDGER_SRC) $(BPF_LOADER_SRC) \
+	$(RUNTIME_SRC) $(BACKENDS_SRC) $(SIDECAR_SRC)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -37,6 +41,9 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
 # BPF objects and skeletons (bpf/*.bpf.c) are generated into $(BUILD)/bpf/.
 -include bpf/bpf.mk
+# Each BPF loader depends on its own skeleton only (bpf/<name>.c on <name>.skel.h).
+$(foreach n,$(BPF_NAMES),$(eval $(BUILD)/bpf/$(n).o: $(BUILD)/bpf/$(n).skel.h))
+$(BUILD)/bpf/policy.o: $(BPF_SKELS)
 # Generated headers (BPF skeletons) are kept, never removed as intermediates.
 .SECONDARY:
 
@@ -44,7 +51,7 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
 all: $(BUILD)/bottle $(BUILD)/bottle-proxy
 
-$(BUILD)/%.o: %.c $(BPF_SKELS)
+$(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC $<"
 	@$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
@@ -103,7 +110,7 @@ format-check:
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
 		--suppress=missingIncludeSystem --suppress=varFuncNullUB --std=c11 -D__linux__ -I. \
-		common manifest runtime sidecar backends
+		common manifest kernel ledger $(BPF_LOADER_SRC) runtime sidecar backends
 
 check: format-check lint asan
 
@@ -114,7 +121,7 @@ fuzz:
 	@for f in $(FUZZ_SRC); do \
 		n=$$(basename $$f .c); echo "  FUZZ $$n"; \
 		clang $(FUZZ_CFLAGS) -o $(BUILD)-fuzz/$$n $$f \
-			$(filter-out runtime/main.c sidecar/main.c,$(COMMON_SRC) $(MANIFEST_SRC) $(SIDECAR_SRC)) runtime/ledger.c runtime/state.c \
+			$(filter-out runtime/main.c sidecar/main.c,$(COMMON_SRC) $(MANIFEST_SRC) $(SIDECAR_SRC) $(LEDGER_SRC)) runtime/controller/state.c \
 			$(PKG_LIBS) || exit 1; \
 	done
 

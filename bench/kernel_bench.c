@@ -25,8 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "runtime/bpf_policy.h"
-#include "runtime/cgroup.h"
+#include "bpf/policy.h"
+#include "kernel/cgroup.h"
 
 static double now_us(void)
 {

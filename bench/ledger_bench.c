@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "runtime/ledger.h"
+#include "ledger/ledger.h"
 
 static double now_s(void)
 {

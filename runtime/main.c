@@ -1,4 +1,4 @@
-#include "runtime/cli.h"
+#include "runtime/cli/cli.h"
 
 int main(int argc, char **argv)
 {

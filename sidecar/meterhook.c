@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "runtime/ledger.h"
+#include "ledger/ledger.h"
 #include "sidecar/meter.h"
 
 struct meterhook {

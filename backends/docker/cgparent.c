@@ -18,7 +18,7 @@
 
 #include "backends/docker/docker_internal.h"
 #include "common/fs.h"
-#include "runtime/cgroup.h"
+#include "kernel/cgroup.h"
 
 int docker_cgroup_parent(int cgroup_fd, char **parent, char **cgroup2_mount, struct bottle_err *err)
 {

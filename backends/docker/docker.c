@@ -32,8 +32,8 @@
 #include "common/fs.h"
 #include "common/json.h"
 #include "manifest/plan.h"
-#include "runtime/cgroup.h"
-#include "runtime/seccomp.h"
+#include "kernel/cgroup.h"
+#include "kernel/seccomp.h"
 
 #define DOCKER_DEFAULT_HOME "/home/agent"
 

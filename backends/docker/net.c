@@ -21,7 +21,7 @@
 #include <netlink/route/link.h>
 
 #include "backends/docker/docker_internal.h"
-#include "runtime/netns.h"
+#include "kernel/netns.h"
 
 #define NET_MAX_ADDRS 8
 

@@ -36,7 +36,7 @@
 #include "backends/native.h"
 #include "backends/native/native_internal.h"
 #include "manifest/plan.h"
-#include "runtime/seccomp.h"
+#include "kernel/seccomp.h"
 
 #define MAX_ENTRIES 24
 #define MAX_OWNED   8

@@ -20,7 +20,7 @@
 #include "backends/native.h"
 #include "backends/native/native_internal.h"
 #include "common/fs.h"
-#include "runtime/cgroup.h"
+#include "kernel/cgroup.h"
 
 /* Guest paths the bottle builds itself; a workspace may not sit on them. */
 static const char *const reserved_guest_paths[] = {"/proc", "/dev", GUEST_BOTTLE_DIR, NULL};

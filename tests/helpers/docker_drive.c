@@ -38,9 +38,9 @@
 #include "backends/backend.h"
 #include "backends/docker/docker.h"
 #include "common/fs.h"
-#include "runtime/bpf_policy.h"
-#include "runtime/cgroup.h"
-#include "runtime/netns.h"
+#include "bpf/policy.h"
+#include "kernel/cgroup.h"
+#include "kernel/netns.h"
 
 #define SIDECAR_PORT 3128
 

@@ -33,8 +33,8 @@
 #include <time.h>
 
 #include "common/fs.h"
-#include "runtime/bpf_policy.h"
-#include "runtime/cgroup.h"
+#include "bpf/policy.h"
+#include "kernel/cgroup.h"
 
 #define KH_IO_TIMEOUT_S  3
 #define KH_CHILD_ALARM_S 15

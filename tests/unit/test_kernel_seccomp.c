@@ -14,7 +14,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
-#include "runtime/seccomp.h"
+#include "kernel/seccomp.h"
 
 extern char **environ;
 

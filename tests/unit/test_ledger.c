@@ -10,8 +10,8 @@
 #include <time.h>
 
 #include "common/buf.h"
-#include "runtime/budget.h"
-#include "runtime/ledger.h"
+#include "ledger/budget.h"
+#include "ledger/ledger.h"
 
 struct fixture {
     char *dir;

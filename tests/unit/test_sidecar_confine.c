@@ -35,7 +35,7 @@
 #include <sys/wait.h>
 #include <termios.h>
 
-#include "runtime/ledger.h"
+#include "ledger/ledger.h"
 #include "sidecar/confine.h"
 
 /* Exit code, or 128 + the signal that ended the child. */

@@ -1,0 +1,315 @@
+/*
+ * seccomp — see seccomp.h. Built on libseccomp; the Docker rendering walks
+ * the same tables so the two can never disagree.
+ */
+#include "kernel/seccomp.h"
+
+#include <errno.h>
+#include <linux/sched.h>
+#include <seccomp.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "common/json.h"
+
+static const char *const denied_syscalls[] = {
+    "ptrace",
+    "mount",
+    "umount2",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "move_mount",
+    "open_tree",
+    "mount_setattr",
+    "pivot_root",
+    "chroot",
+    "bpf",
+    "perf_event_open",
+    "unshare",
+    "setns",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "userfaultfd",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "reboot",
+    "swapon",
+    "swapoff",
+    NULL,
+};
+
+/*
+ * CLONE_NEWTIME (0x80) is absent on purpose: clone() keeps the exit signal in
+ * its low byte, so that bit is not a flag there (only clone3, denied, has it).
+ */
+static const unsigned long clone_denied_flags[] = {
+    CLONE_NEWNS,   CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC,
+    CLONE_NEWUSER, CLONE_NEWPID,    CLONE_NEWNET, 0,
+};
+
+static const char *clone_flag_name(unsigned long bit)
+{
+    switch (bit) {
+    case CLONE_NEWNS:
+        return "CLONE_NEWNS";
+    case CLONE_NEWCGROUP:
+        return "CLONE_NEWCGROUP";
+    case CLONE_NEWUTS:
+        return "CLONE_NEWUTS";
+    case CLONE_NEWIPC:
+        return "CLONE_NEWIPC";
+    case CLONE_NEWUSER:
+        return "CLONE_NEWUSER";
+    case CLONE_NEWPID:
+        return "CLONE_NEWPID";
+    case CLONE_NEWNET:
+        return "CLONE_NEWNET";
+    default:
+        return "?";
+    }
+}
+
+const char *const *seccomp_denied_syscalls(void)
+{
+    return denied_syscalls;
+}
+
+const unsigned long *seccomp_clone_denied_flags(void)
+{
+    return clone_denied_flags;
+}
+
+static bool in_base_list(const char *name)
+{
+    for (size_t i = 0; denied_syscalls[i]; i++) {
+        if (strcmp(denied_syscalls[i], name) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Extra names that add something: not in the base list, not clone3, no repeats. */
+static void extra_names(const struct strv *extra, struct strv *out)
+{
+    for (size_t i = 0; extra && i < extra->len; i++) {
+        const char *n = extra->items[i];
+        if (in_base_list(n) || strcmp(n, "clone3") == 0 || strv_contains(out, n))
+            continue;
+        strv_push(out, n);
+    }
+}
+
+int seccomp_profile_check(const struct strv *extra, struct bottle_err *err)
+{
+    for (size_t i = 0; extra && i < extra->len; i++) {
+        const char *n = extra->items[i];
+        if (seccomp_syscall_resolve_name(n) == __NR_SCMP_ERROR)
+            return err_set_kind(err, ERR_KIND_MANIFEST, EINVAL,
+                                "seccomp: '%s' is not a syscall on this architecture "
+                                "(names as in syscalls(2), e.g. 'ptrace')",
+                                n);
+    }
+    return 0;
+}
+
+static bool extra_denies_clone(const struct strv *extras)
+{
+    return strv_contains(extras, "clone");
+}
+
+int seccomp_profile_describe(const struct strv *extra, struct buf *out, struct bottle_err *err)
+{
+    int rc = seccomp_profile_check(extra, err);
+    if (rc < 0)
+        return rc;
+    struct strv extras = STRV_INIT;
+    extra_names(extra, &extras);
+    buf_append_str(out, "default: allow\nother architectures: kill process\n");
+    for (size_t i = 0; denied_syscalls[i]; i++)
+        buf_printf(out, "%s: EPERM\n", denied_syscalls[i]);
+    if (extra_denies_clone(&extras)) {
+        buf_append_str(out, "clone: EPERM (manifest)\n");
+    } else {
+        for (size_t i = 0; clone_denied_flags[i]; i++)
+            buf_printf(out, "clone with %s: EPERM\n", clone_flag_name(clone_denied_flags[i]));
+    }
+    buf_append_str(out, "clone3: ENOSYS\n");
+    for (size_t i = 0; i < extras.len; i++) {
+        if (strcmp(extras.items[i], "clone") != 0)
+            buf_printf(out, "%s: EPERM (manifest)\n", extras.items[i]);
+    }
+    strv_free(&extras);
+    return 0;
+}
+
+static int add_rule(scmp_filter_ctx ctx, uint32_t action, const char *name, bool required,
+                    struct bottle_err *err)
+{
+    int nr = seccomp_syscall_resolve_name(name);
+    if (nr == __NR_SCMP_ERROR) {
+        /* A base-list syscall this architecture lacks cannot be called either. */
+        if (!required)
+            return 0;
+        return err_set_kind(err, ERR_KIND_MANIFEST, EINVAL, "seccomp: unknown syscall '%s'", name);
+    }
+    int rc = seccomp_rule_add(ctx, action, nr, 0);
+    if (rc < 0)
+        return err_set(err, -rc, "seccomp: cannot add the rule for %s: %s", name, strerror(-rc));
+    return 0;
+}
+
+static int build_filter(const struct strv *extra, scmp_filter_ctx *out, struct bottle_err *err)
+{
+    *out = NULL;
+    int rc = seccomp_profile_check(extra, err);
+    if (rc < 0)
+        return rc;
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    if (!ctx)
+        return err_set(err, ENOMEM, "seccomp: cannot create a filter");
+    struct strv extras = STRV_INIT;
+    extra_names(extra, &extras);
+    rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+    if (rc == 0)
+        rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 1);
+    if (rc < 0) {
+        rc = err_set(err, -rc, "seccomp: cannot set filter attributes: %s", strerror(-rc));
+        goto out;
+    }
+    for (size_t i = 0; denied_syscalls[i]; i++) {
+        if ((rc = add_rule(ctx, SCMP_ACT_ERRNO(EPERM), denied_syscalls[i], false, err)) < 0)
+            goto out;
+    }
+    if (extra_denies_clone(&extras)) {
+        rc = add_rule(ctx, SCMP_ACT_ERRNO(EPERM), "clone", true, err);
+    } else {
+        for (size_t i = 0; clone_denied_flags[i]; i++) {
+            scmp_datum_t bit = clone_denied_flags[i];
+            rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+                                  SCMP_A0(SCMP_CMP_MASKED_EQ, bit, bit));
+            if (rc < 0) {
+                rc = err_set(err, -rc, "seccomp: cannot add the clone rule: %s", strerror(-rc));
+                goto out;
+            }
+        }
+    }
+    if (rc < 0)
+        goto out;
+    if ((rc = add_rule(ctx, SCMP_ACT_ERRNO(ENOSYS), "clone3", false, err)) < 0)
+        goto out;
+    for (size_t i = 0; i < extras.len; i++) {
+        if (strcmp(extras.items[i], "clone") == 0)
+            continue;
+        if ((rc = add_rule(ctx, SCMP_ACT_ERRNO(EPERM), extras.items[i], true, err)) < 0)
+            goto out;
+    }
+out:
+    strv_free(&extras);
+    if (rc < 0) {
+        seccomp_release(ctx);
+        return rc;
+    }
+    *out = ctx;
+    return 0;
+}
+
+int seccomp_profile_apply(const struct strv *extra, struct bottle_err *err)
+{
+    scmp_filter_ctx ctx = NULL;
+    int rc = build_filter(extra, &ctx, err);
+    if (rc < 0)
+        return rc;
+    rc = seccomp_load(ctx);
+    seccomp_release(ctx);
+    if (rc < 0)
+        return err_set(err, -rc, "seccomp: cannot load the filter: %s", strerror(-rc));
+    return 0;
+}
+
+/* Docker's architecture names for the native one; others are refused (bad arch). */
+static const char *docker_arch_name(uint32_t arch)
+{
+    switch (arch) {
+    case SCMP_ARCH_X86_64:
+        return "SCMP_ARCH_X86_64";
+    case SCMP_ARCH_AARCH64:
+        return "SCMP_ARCH_AARCH64";
+    case SCMP_ARCH_X86:
+        return "SCMP_ARCH_X86";
+    case SCMP_ARCH_ARM:
+        return "SCMP_ARCH_ARM";
+    case SCMP_ARCH_RISCV64:
+        return "SCMP_ARCH_RISCV64";
+    case SCMP_ARCH_PPC64LE:
+        return "SCMP_ARCH_PPC64LE";
+    case SCMP_ARCH_S390X:
+        return "SCMP_ARCH_S390X";
+    default:
+        return NULL;
+    }
+}
+
+static cJSON *docker_rule(const char *action, int errno_ret)
+{
+    cJSON *rule = cJSON_CreateObject();
+    cJSON_AddItemToObject(rule, "names", cJSON_CreateArray());
+    json_add_str(rule, "action", action);
+    json_add_num(rule, "errnoRet", errno_ret);
+    return rule;
+}
+
+cJSON *seccomp_profile_docker_json(const struct strv *extra, struct bottle_err *err)
+{
+    if (seccomp_profile_check(extra, err) < 0)
+        return NULL;
+    struct strv extras = STRV_INIT;
+    extra_names(extra, &extras);
+    cJSON *doc = cJSON_CreateObject();
+    json_add_str(doc, "defaultAction", "SCMP_ACT_ALLOW");
+    cJSON *arches = cJSON_AddArrayToObject(doc, "architectures");
+    const char *arch = docker_arch_name(seccomp_arch_native());
+    if (arch)
+        cJSON_AddItemToArray(arches, cJSON_CreateString(arch));
+    cJSON *rules = cJSON_AddArrayToObject(doc, "syscalls");
+
+    cJSON *deny = docker_rule("SCMP_ACT_ERRNO", EPERM);
+    cJSON *names = cJSON_GetObjectItem(deny, "names");
+    for (size_t i = 0; denied_syscalls[i]; i++)
+        cJSON_AddItemToArray(names, cJSON_CreateString(denied_syscalls[i]));
+    for (size_t i = 0; i < extras.len; i++)
+        cJSON_AddItemToArray(names, cJSON_CreateString(extras.items[i]));
+    cJSON_AddItemToArray(rules, deny);
+
+    if (!extra_denies_clone(&extras)) {
+        /* One rule per bit: Docker ANDs the args of one rule, the bits must be ORed. */
+        for (size_t i = 0; clone_denied_flags[i]; i++) {
+            cJSON *rule = docker_rule("SCMP_ACT_ERRNO", EPERM);
+            cJSON_AddItemToArray(cJSON_GetObjectItem(rule, "names"), cJSON_CreateString("clone"));
+            cJSON *args = cJSON_AddArrayToObject(rule, "args");
+            cJSON *arg = cJSON_CreateObject();
+            json_add_num(arg, "index", 0);
+            json_add_num(arg, "value", (double)clone_denied_flags[i]);
+            json_add_num(arg, "valueTwo", (double)clone_denied_flags[i]);
+            json_add_str(arg, "op", "SCMP_CMP_MASKED_EQ");
+            cJSON_AddItemToArray(args, arg);
+            json_add_str(rule, "comment", clone_flag_name(clone_denied_flags[i]));
+            cJSON_AddItemToArray(rules, rule);
+        }
+    }
+    cJSON *clone3 = docker_rule("SCMP_ACT_ERRNO", ENOSYS);
+    cJSON_AddItemToArray(cJSON_GetObjectItem(clone3, "names"), cJSON_CreateString("clone3"));
+    cJSON_AddItemToArray(rules, clone3);
+    strv_free(&extras);
+    return doc;
+}
