@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "bpf/policy.h"
+#include "common/home.h"
 #include "kernel/cgroup.h"
 
 #define FREEZE_TIMEOUT_MS 2000
@@ -112,7 +113,7 @@ int enforce_apply(const char *slug, enum enforce_action a, int *aborted, struct 
 {
     if (aborted)
         *aborted = 0;
-    if (!cgroup_slug_valid(slug))
+    if (!home_slug_valid(slug))
         return err_set_kind(err, ERR_KIND_USAGE, EINVAL, "'%s' is not a bottle name",
                             slug ? slug : "");
     switch (a) {

@@ -28,6 +28,7 @@
 
 #include "bpf/policy.skel.h"
 #include "bpf/sockkill.skel.h"
+#include "common/home.h"
 #include "common/fs.h"
 #include "common/log.h"
 #include "kernel/cgroup.h"
@@ -367,7 +368,7 @@ int bpf_policy_install(const char *slug, int cgroup_fd, uint64_t cgroup_id,
     struct policy_bpf *skel = NULL;
     bool dir_made = false;
 
-    if (!cgroup_slug_valid(slug)) {
+    if (!home_slug_valid(slug)) {
         rc = err_set_kind(err, ERR_KIND_USAGE, EINVAL, "bpf: invalid bottle name '%s'", slug);
         goto out;
     }
@@ -441,7 +442,7 @@ int bpf_policy_destroy(const char *slug, struct bottle_err *err)
 {
     char *root = NULL;
     struct bottle_err ignore;
-    if (!cgroup_slug_valid(slug))
+    if (!home_slug_valid(slug))
         return err_set_kind(err, ERR_KIND_USAGE, EINVAL, "bpf: invalid bottle name '%s'",
                             slug ? slug : "");
     if (bpffs_root_dir(false, &root, &ignore) < 0 || !fs_is_dir(root)) {

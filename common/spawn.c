@@ -1,3 +1,4 @@
+#include "common/clock.h"
 #include "common/spawn.h"
 
 #include <errno.h>
@@ -11,13 +12,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
 
 static void child_exec(const char *const argv[], const struct spawn_opts *o, int in_fd, int out_fd,
                        int err_fd)
@@ -104,7 +98,7 @@ int spawn_run(const char *const argv[], const struct spawn_opts *opts, struct sp
         fcntl(in_pipe[1], F_SETFL, O_NONBLOCK);
 
     size_t in_off = 0;
-    long deadline = o->timeout_ms > 0 ? now_ms() + o->timeout_ms : 0;
+    long deadline = o->timeout_ms > 0 ? clock_mono_ms() + o->timeout_ms : 0;
     void (*old_pipe)(int) = signal(SIGPIPE, SIG_IGN);
     while (in_pipe[1] >= 0 || out_pipe[0] >= 0 || err_pipe[0] >= 0) {
         struct pollfd pfd[3];
@@ -128,7 +122,7 @@ int spawn_run(const char *const argv[], const struct spawn_opts *opts, struct sp
         }
         int wait_ms = -1;
         if (deadline) {
-            long left = deadline - now_ms();
+            long left = deadline - clock_mono_ms();
             if (left <= 0) {
                 r->timed_out = true;
                 break;

@@ -19,33 +19,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
+#include "common/home.h"
 #include "common/fs.h"
 #include "kernel/platform.h"
 
 #define BPFFS_DEFAULT_MOUNT "/sys/fs/bpf"
 #define CGROUP_AGENT        "agent"
 #define CGROUP_PROXY        "proxy"
-
-bool cgroup_slug_valid(const char *slug)
-{
-    if (!slug || !*slug || strlen(slug) > 64 || strcmp(slug, ".") == 0 || strcmp(slug, "..") == 0)
-        return false;
-    for (const char *p = slug; *p; p++) {
-        char c = *p;
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '-' || c == '_' || c == '.';
-        if (!ok)
-            return false;
-    }
-    return true;
-}
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int cgroup2_mount_point(char **mount_point, struct bottle_err *err)
 {
@@ -173,7 +154,7 @@ static int bottle_fill(const char *slug, struct cgroup_bottle *cg, struct bottle
     memset(cg, 0, sizeof(*cg));
     cg->agent_fd = -1;
     cg->proxy_fd = -1;
-    if (!cgroup_slug_valid(slug))
+    if (!home_slug_valid(slug))
         return err_set_kind(err, ERR_KIND_USAGE, EINVAL, "cgroup: invalid bottle name '%s'",
                             slug ? slug : "");
     char *root = NULL;
@@ -298,13 +279,13 @@ static int wait_events(int dir_fd, const char *key, int want, int timeout_ms,
     int fd = openat(dir_fd, "cgroup.events", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return err_set(err, errno, "cgroup: cannot open cgroup.events: %s", strerror(errno));
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = clock_mono_ms() + timeout_ms;
     int rc = 0;
     for (;;) {
         int v = events_value(fd, key);
         if (v == want)
             break;
-        long long left = deadline - now_ms();
+        long long left = deadline - clock_mono_ms();
         if (left <= 0) {
             rc = err_set(err, ETIMEDOUT, "cgroup: '%s' did not become %d within %d ms", key, want,
                          timeout_ms);
@@ -496,7 +477,7 @@ static int remove_tree(const char *path, int depth)
 
 int cgroup_bottle_remove(const char *slug, int timeout_ms, struct bottle_err *err)
 {
-    if (!cgroup_slug_valid(slug))
+    if (!home_slug_valid(slug))
         return err_set_kind(err, ERR_KIND_USAGE, EINVAL, "cgroup: invalid bottle name '%s'",
                             slug ? slug : "");
     char *root = NULL;
@@ -597,7 +578,7 @@ int bpffs_root_dir(bool create, char **path, struct bottle_err *err)
 int bpffs_bottle_dir(const char *slug, bool create, char **path, struct bottle_err *err)
 {
     *path = NULL;
-    if (!cgroup_slug_valid(slug))
+    if (!home_slug_valid(slug))
         return err_set_kind(err, ERR_KIND_USAGE, EINVAL, "bpffs: invalid bottle name '%s'",
                             slug ? slug : "");
     char *root = NULL;

@@ -37,8 +37,6 @@ struct cgroup_bottle {
     uint64_t proxy_id;
 };
 
-/* true when slug is usable as one path component: [A-Za-z0-9._-]{1,64}, not "." or "..". */
-bool cgroup_slug_valid(const char *slug);
 
 /* Where bottle mounts cgroup2 when the host has no cgroup2 mount at all. */
 #define CGROUP2_PRIVATE_MOUNT "/run/bottle/cgroup2"

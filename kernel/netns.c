@@ -24,7 +24,7 @@
 #include <netlink/route/route.h>
 
 #include "common/fs.h"
-#include "runtime/controller/state.h"
+#include "common/home.h"
 
 #define GUEST_PREFIX_LEN 30
 
@@ -505,7 +505,7 @@ int netns_create(const char *slug, const struct netns_options *opts, struct netn
                  struct bottle_err *err)
 {
     netns_reset(nb);
-    if (!state_slug_valid(slug))
+    if (!home_slug_valid(slug))
         return err_set(err, EINVAL, "netns: '%s' is not a slug", slug ? slug : "");
     nb->slug = xstrdup(slug);
 
@@ -602,7 +602,7 @@ int netns_destroy(struct netns_bottle *nb, struct bottle_err *err)
 
 int netns_remove_slug(const char *slug, struct bottle_err *err)
 {
-    if (!state_slug_valid(slug))
+    if (!home_slug_valid(slug))
         return err_set(err, EINVAL, "netns: '%s' is not a slug", slug ? slug : "");
     struct netns_bottle nb;
     netns_reset(&nb);
@@ -627,7 +627,7 @@ int netns_list_slugs(struct strv *slugs, struct bottle_err *err)
     struct dirent *de;
     while ((de = readdir(d)))
         if (str_starts_with(de->d_name, NETNS_NAME_PREFIX) &&
-            state_slug_valid(de->d_name + strlen(NETNS_NAME_PREFIX)))
+            home_slug_valid(de->d_name + strlen(NETNS_NAME_PREFIX)))
             strv_push(slugs, de->d_name + strlen(NETNS_NAME_PREFIX));
     closedir(d);
     if (slugs->len > 1)

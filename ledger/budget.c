@@ -15,7 +15,7 @@
 #include "common/json.h"
 #include "manifest/manifest.h"
 #include "runtime/controller/controller.h"
-#include "runtime/controller/state.h"
+#include "common/home.h"
 
 #define PLAN_FILE_MAX (4u << 20)
 
@@ -185,13 +185,13 @@ int cmd_budget(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    if (slug && !state_slug_valid(slug)) {
+    if (slug && !home_slug_valid(slug)) {
         fprintf(stderr, "bottle: budget: '%s' is not a bottle name\n", slug);
         return EXIT_USAGE;
     }
     char *home = NULL;
     struct bottle_err err = {0};
-    if (state_home(&home, &err) < 0) {
+    if (home_path(&home, &err) < 0) {
         fprintf(stderr, "bottle: %s\n", err.msg);
         return err_exit_code(&err);
     }
@@ -213,7 +213,7 @@ int cmd_budget(int argc, char **argv)
         DIR *d = opendir(dir);
         free(dir);
         for (struct dirent *e; d && (e = readdir(d));)
-            if (state_slug_valid(e->d_name) && controller_slug_live(e->d_name))
+            if (home_slug_valid(e->d_name) && controller_slug_live(e->d_name))
                 add_bottle(list, lg, home, e->d_name);
         if (d)
             closedir(d);

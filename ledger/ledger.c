@@ -25,9 +25,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/buf.h"
 #include "common/fs.h"
-#include "runtime/controller/state.h"
+#include "common/home.h"
 
 #define LEDGER_SCHEMA_VERSION 2
 #define BACKOFF_MIN_US        50
@@ -170,13 +171,6 @@ static int64_t now_s(void)
     return (int64_t)time(NULL);
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static uint64_t next_random(struct ledger *l)
 {
     l->rng ^= l->rng << 13;
@@ -268,7 +262,7 @@ static int commit(struct ledger *l, int64_t deadline, struct bottle_err *err)
 {
     int rc;
     for (int attempt = 0; (rc = exec_sql(l, "COMMIT", err)) == -EAGAIN; attempt++) {
-        if (mono_ms() >= deadline) {
+        if (clock_mono_ms() >= deadline) {
             sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
             return db_fail(l, SQLITE_BUSY, err, "commit");
         }
@@ -287,7 +281,7 @@ static int commit(struct ledger *l, int64_t deadline, struct bottle_err *err)
 static int run_tx_mode(struct ledger *l, bool write, tx_body body, void *arg,
                        struct bottle_err *err)
 {
-    int64_t deadline = mono_ms() + LEDGER_BUSY_TIMEOUT_MS;
+    int64_t deadline = clock_mono_ms() + LEDGER_BUSY_TIMEOUT_MS;
     for (int attempt = 0;; attempt++) {
         int rc = exec_sql(l, write ? "BEGIN IMMEDIATE" : "BEGIN", err);
         if (rc == 0) {
@@ -300,7 +294,7 @@ static int run_tx_mode(struct ledger *l, bool write, tx_body body, void *arg,
         }
         if (rc != -EAGAIN)
             return rc;
-        if (mono_ms() >= deadline)
+        if (clock_mono_ms() >= deadline)
             return db_fail(l, SQLITE_BUSY, err, "transaction");
         backoff_sleep(l, attempt);
     }
@@ -352,12 +346,12 @@ static int migrate_body(struct ledger *l, void *arg, struct bottle_err *err)
 /* journal_mode=WAL needs a moment alone with the file; wait for it like a transaction. */
 static int enable_wal(struct ledger *l, struct bottle_err *err)
 {
-    int64_t deadline = mono_ms() + LEDGER_BUSY_TIMEOUT_MS;
+    int64_t deadline = clock_mono_ms() + LEDGER_BUSY_TIMEOUT_MS;
     for (int attempt = 0;; attempt++) {
         int rc = exec_sql(l, "PRAGMA journal_mode=WAL", err);
         if (rc != -EAGAIN)
             return rc < 0 ? rc : exec_sql(l, "PRAGMA synchronous=NORMAL", err);
-        if (mono_ms() >= deadline)
+        if (clock_mono_ms() >= deadline)
             return db_fail(l, SQLITE_BUSY, err, "journal_mode=WAL");
         backoff_sleep(l, attempt);
     }
@@ -385,7 +379,7 @@ static int create_file(const char *path, struct bottle_err *err)
 int ledger_default_path(char **out, struct bottle_err *err)
 {
     char *home = NULL;
-    int rc = state_home(&home, err);
+    int rc = home_path(&home, err);
     if (rc < 0)
         return rc;
     *out = fs_join(home, LEDGER_FILE);
@@ -414,7 +408,7 @@ int ledger_open(const char *path, struct ledger **out, struct bottle_err *err)
     int rc = path ? (l->path = xstrdup(path), 0) : ledger_default_path(&l->path, err);
     if (rc == 0)
         rc = create_file(l->path, err);
-    l->rng = ((uint64_t)getpid() << 32) ^ (uint64_t)mono_ms() ^ (uint64_t)(uintptr_t)l;
+    l->rng = ((uint64_t)getpid() << 32) ^ (uint64_t)clock_mono_ms() ^ (uint64_t)(uintptr_t)l;
     l->rng |= 1;
     if (rc == 0)
         rc = open_db(l, err);

@@ -27,6 +27,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "common/proc.h"
 #include "backends/docker/docker.h"
 #include "backends/docker/docker_internal.h"
 #include "common/fs.h"
@@ -358,12 +359,7 @@ struct exec_child {
 
 static void exec_child_main(const struct exec_child *c)
 {
-    sigset_t none;
-    sigemptyset(&none);
-    for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP)
-            signal(sig, SIG_DFL);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    proc_reset_signals(true);
     for (int i = 0; i < 3; i++)
         if (c->stdio[i] >= 0 && c->stdio[i] != i && dup2(c->stdio[i], i) < 0)
             _exit(126);
@@ -490,11 +486,7 @@ static bool agent_exited(struct backend_bottle *b)
 {
     if (b->exited)
         return true;
-    siginfo_t si;
-    memset(&si, 0, sizeof(si));
-    if (waitid(P_PID, (id_t)b->pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0)
-        return errno == ECHILD;
-    return si.si_pid == b->pid;
+    return proc_child_exited(b->pid);
 }
 
 static int docker_wait(struct backend_bottle *b, int *exit_code, struct bottle_err *err)

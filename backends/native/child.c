@@ -33,6 +33,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/proc.h"
 #include "backends/native.h"
 #include "backends/native/native_internal.h"
 #include "manifest/plan.h"
@@ -455,9 +456,7 @@ _Noreturn static void run_init(const struct native_child *c)
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &all, NULL);
     /* Handlers and ignores from the controller must not reach the agent. */
-    for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP)
-            signal(sig, SIG_DFL);
+    proc_reset_signals(false);
 
     pid_t agent = fork();
     if (agent < 0)

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/proc.h"
 #include "backends/native.h"
 #include "backends/native/native_internal.h"
 #include "common/fs.h"
@@ -239,31 +240,22 @@ int native_wait(pid_t pid, int *exit_code, struct bottle_err *err)
     return 0;
 }
 
-static bool has_exited(pid_t pid)
-{
-    siginfo_t si;
-    memset(&si, 0, sizeof(si));
-    if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0)
-        return errno == ECHILD;
-    return si.si_pid == pid;
-}
-
 int native_stop(pid_t pid, int sig, int timeout_ms, struct bottle_err *err)
 {
     if (pid <= 0)
         return err_set(err, EINVAL, "native: no bottle to stop");
-    if (has_exited(pid))
+    if (proc_child_exited(pid))
         return 0;
     if (sig != 0 && kill(pid, sig) < 0 && errno != ESRCH)
         return err_set(err, errno, "native: cannot signal the bottle: %s", strerror(errno));
     for (int waited = 0; waited < timeout_ms; waited += 10) {
-        if (has_exited(pid))
+        if (proc_child_exited(pid))
             return 0;
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
     /* SIGKILL on PID 1 of the namespace takes every process of the bottle with it. */
-    if (!has_exited(pid) && kill(pid, SIGKILL) < 0 && errno != ESRCH)
+    if (!proc_child_exited(pid) && kill(pid, SIGKILL) < 0 && errno != ESRCH)
         return err_set(err, errno, "native: cannot kill the bottle: %s", strerror(errno));
     return 0;
 }

@@ -59,7 +59,7 @@ static int ask_controller_to_stop(const char *slug, long timeout_s)
 {
     struct bottle_err err = {0};
     char *home = NULL;
-    if (state_home(&home, &err) < 0)
+    if (home_path(&home, &err) < 0)
         return -1;
     char *path = control_socket_path(home, slug);
     free(home);
@@ -102,7 +102,7 @@ int cmd_stop(int argc, char **argv)
             return cli_usage_error(cmd, "unexpected argument '%s'", a.cur);
         }
     }
-    if (!slug || !state_slug_valid(slug))
+    if (!slug || !home_slug_valid(slug))
         return cli_usage_error(cmd, "which bottle? (a slug, as `bottle start` printed it)");
     struct bottle_err err = {0};
     long pid = (long)controller_live_pid(slug);
@@ -142,7 +142,7 @@ static void list_dir(const char *dir, const char *prefix, const char *suffix, bo
             (dirs_only && de->d_type != DT_DIR) || str_starts_with(n, "doctor-"))
             continue;
         char *slug = xstrndup(n + strlen(prefix), strlen(n) - strlen(prefix) - strlen(suffix));
-        if (state_slug_valid(slug) && !strv_contains(out, slug))
+        if (home_slug_valid(slug) && !strv_contains(out, slug))
             strv_push_owned(out, slug);
         else
             free(slug);
@@ -353,7 +353,7 @@ int cmd_cleanup(int argc, char **argv)
     args_init(&a, argc, argv);
     int kind;
     while ((kind = args_next(&a)) != 0) {
-        if (kind == 2 && state_slug_valid(a.cur)) {
+        if (kind == 2 && home_slug_valid(a.cur)) {
             strv_push(&only, a.cur);
         } else if (args_is(&a, "--dry-run")) {
             if (!args_no_value(&a))
@@ -366,7 +366,7 @@ int cmd_cleanup(int argc, char **argv)
     }
     struct bottle_err err = {0};
     char *home = NULL;
-    if (state_home(&home, &err) < 0)
+    if (home_path(&home, &err) < 0)
         return cli_fail(&err);
     struct strv slugs = STRV_INIT, states = STRV_INIT, tmp = STRV_INIT;
     char *state_dir = fs_join(home, "state");

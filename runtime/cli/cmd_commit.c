@@ -85,7 +85,7 @@ static int commit_slug(const char *slug)
         return cli_fail(&err);
     }
     char *home = NULL;
-    if (state_home(&home, &err) < 0)
+    if (home_path(&home, &err) < 0)
         return cli_fail(&err);
     int rc = 0;
     cJSON *plan = read_plan(home, slug, &err);
@@ -171,7 +171,7 @@ int cmd_commit(int argc, char **argv)
     }
     if (!slug)
         return cli_usage_error(cmd, "which bottle? (a slug, see 'bottle list active')");
-    if (!state_slug_valid(slug))
+    if (!home_slug_valid(slug))
         return cli_usage_error(cmd, "'%s' is not a bottle's slug", slug);
     return commit_slug(slug);
 }

@@ -186,7 +186,7 @@ int cmd_dashboard(int argc, char **argv)
     }
     char *home = NULL;
     struct bottle_err err = {0};
-    if (state_home(&home, &err) < 0) {
+    if (home_path(&home, &err) < 0) {
         fprintf(stderr, "bottle: %s\n", err.msg);
         return err_exit_code(&err);
     }

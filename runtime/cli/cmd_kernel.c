@@ -145,7 +145,7 @@ int kernel_usage_json(const char *slug, cJSON *obj, struct bottle_err *err)
 static struct ledger *usage_ledger(char **home)
 {
     struct bottle_err err = {0};
-    if (state_home(home, &err) < 0)
+    if (home_path(home, &err) < 0)
         return NULL;
     return budget_ledger_open(*home, &err);
 }
@@ -302,7 +302,7 @@ int cmd_usage(int argc, char **argv)
             return usage_error("usage", "unexpected argument '%s'", argv[i]);
         }
     }
-    if (slug && !cgroup_slug_valid(slug))
+    if (slug && !home_slug_valid(slug))
         return usage_error("usage", "'%s' is not a bottle name", slug);
     install_stop_handlers();
     int rc;
@@ -347,7 +347,7 @@ static int cutoff_one(const char *slug, bool restore)
     struct bottle_err err;
     err_clear(&err);
     char *home = NULL;
-    if (state_home(&home, &err) == 0) {
+    if (home_path(&home, &err) == 0) {
         char *path = control_socket_path(home, slug);
         cJSON *req = cJSON_CreateObject();
         json_add_str(req, "cmd", "cutoff");
@@ -406,7 +406,7 @@ int cmd_cutoff(int argc, char **argv)
     }
     if (all == (slug != NULL))
         return usage_error("cutoff", "%s", "name one bottle, or give --all");
-    if (slug && !cgroup_slug_valid(slug))
+    if (slug && !home_slug_valid(slug))
         return usage_error("cutoff", "'%s' is not a bottle name", slug);
     if (slug)
         return cutoff_one(slug, restore);
@@ -460,12 +460,12 @@ static int freeze_or_thaw(int argc, char **argv, bool freeze)
     }
     if (!slug)
         return usage_error(cmd, "%s", "name the bottle");
-    if (!cgroup_slug_valid(slug))
+    if (!home_slug_valid(slug))
         return usage_error(cmd, "'%s' is not a bottle name", slug);
     struct bottle_err err;
     err_clear(&err);
     char *home = NULL;
-    if (state_home(&home, &err) < 0)
+    if (home_path(&home, &err) < 0)
         return fail(&err);
     char *path = control_socket_path(home, slug);
     bool have_socket = access(path, F_OK) == 0;
@@ -588,7 +588,7 @@ int cmd_events(int argc, char **argv)
     }
     if (!slug)
         return usage_error("events", "%s", "name the bottle");
-    if (!cgroup_slug_valid(slug))
+    if (!home_slug_valid(slug))
         return usage_error("events", "'%s' is not a bottle name", slug);
     struct bottle_err err;
     err_clear(&err);

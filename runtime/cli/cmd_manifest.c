@@ -140,7 +140,7 @@ static int list_active(const struct manifest_index *idx, bool json)
     if (d) {
         struct dirent *de;
         while ((de = readdir(d)) != NULL) {
-            if (de->d_name[0] == '.' || !state_slug_valid(de->d_name))
+            if (de->d_name[0] == '.' || !home_slug_valid(de->d_name))
                 continue;
             char *p = fs_join(state, de->d_name);
             if (fs_is_dir(p))

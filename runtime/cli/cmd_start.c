@@ -170,7 +170,7 @@ int cmd_start(int argc, char **argv)
         } else if (args_is(&a, "--resume")) {
             if (!(v = args_value(&a)))
                 goto out;
-            if (!state_slug_valid(v)) {
+            if (!home_slug_valid(v)) {
                 cli_usage_error(cmd, "--resume wants a bottle's slug, not '%s'", v);
                 goto out;
             }

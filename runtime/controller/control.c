@@ -14,16 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/buf.h"
 #include "common/fs.h"
 #include "common/json.h"
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 char *control_socket_path(const char *home, const char *slug)
 {
@@ -161,7 +155,7 @@ static void accept_client(struct control_server *s)
             c->fd = fd;
             c->uid = cred.uid;
             c->len = 0;
-            c->last_ms = now_ms();
+            c->last_ms = clock_mono_ms();
             return;
         }
     }
@@ -203,7 +197,7 @@ static void read_client(struct control_server *s, struct control_client *c)
         return;
     }
     c->len += (size_t)r;
-    c->last_ms = now_ms();
+    c->last_ms = clock_mono_ms();
     if (!serve_lines(s, c))
         client_close(c);
 }
@@ -231,7 +225,7 @@ void control_server_dispatch(struct control_server *s, const struct pollfd *fds,
         if (s->listen_fd < 0)
             return;
     }
-    long long now = now_ms();
+    long long now = clock_mono_ms();
     for (size_t i = 0; i < CONTROL_MAX_CLIENTS; i++) {
         struct control_client *c = &s->clients[i];
         if (c->fd >= 0 && now - c->last_ms > CONTROL_IDLE_MS)
@@ -281,7 +275,7 @@ char *control_handle_line(const char *line, size_t len, control_handler_fn handl
 static int wait_fd(int fd, short events, long long deadline)
 {
     for (;;) {
-        long long left = deadline - now_ms();
+        long long left = deadline - clock_mono_ms();
         if (left <= 0)
             return -ETIMEDOUT;
         struct pollfd p = {.fd = fd, .events = events};
@@ -309,7 +303,7 @@ int control_request(const char *path, const cJSON *req, int timeout_ms, cJSON **
         close(fd);
         return rc;
     }
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = clock_mono_ms() + timeout_ms;
     char *text = cJSON_PrintUnformatted(req);
     char *line = xasprintf("%s\n", text);
     free(text);

@@ -3,6 +3,7 @@
  * records what it created in struct controller, and controller_teardown
  * undoes exactly that, every step even when an earlier one failed.
  */
+#include "common/proc.h"
 #include "runtime/controller/controller.h"
 
 #include <arpa/inet.h>
@@ -56,15 +57,6 @@ static bool sleep_ms(long ms)
 }
 
 /* Whether pid (a child) has exited, without reaping it. */
-static bool child_exited(pid_t pid)
-{
-    siginfo_t si;
-    memset(&si, 0, sizeof(si));
-    if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0)
-        return errno == ECHILD;
-    return si.si_pid == pid;
-}
-
 /* Root-owned, group gid, mode: what the sidecar reads and the agent never can. */
 static int own_for_proxy(const char *path, gid_t gid, mode_t mode, struct bottle_err *err)
 {
@@ -360,12 +352,7 @@ struct proxy_child {
 static int proxy_child_main(void *arg)
 {
     const struct proxy_child *pc = arg;
-    sigset_t none;
-    sigemptyset(&none);
-    for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP)
-            signal(sig, SIG_DFL);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    proc_reset_signals(true);
     setsid(); /* out of the terminal's process group: Ctrl-C is the controller's to handle */
     int t = fcntl(pc->token_fd, F_DUPFD, 16);
     int e = fcntl(pc->events_fd, F_DUPFD, 16);
@@ -399,7 +386,7 @@ static int proxy_wait_ready(struct controller *c, struct bottle_err *err)
     struct sockaddr_in sa = {
         .sin_family = AF_INET, .sin_port = htons(c->proxy_port), .sin_addr = c->nb.host_addr};
     for (int waited = 0; waited <= timeout; waited += 2) {
-        if (child_exited(c->proxy_pid)) {
+        if (proc_child_exited(c->proxy_pid)) {
             int st = 0;
             waitpid(c->proxy_pid, &st, 0);
             c->proxy_pid = 0;
@@ -534,9 +521,9 @@ static void stop_sidecar(struct controller *c)
     if (c->proxy_pid <= 0)
         return;
     kill(c->proxy_pid, SIGTERM);
-    for (int waited = 0; waited < 3000 && !child_exited(c->proxy_pid); waited += 10)
+    for (int waited = 0; waited < 3000 && !proc_child_exited(c->proxy_pid); waited += 10)
         sleep_ms(10);
-    if (!child_exited(c->proxy_pid))
+    if (!proc_child_exited(c->proxy_pid))
         kill(c->proxy_pid, SIGKILL);
     while (waitpid(c->proxy_pid, NULL, 0) < 0 && errno == EINTR)
         ;

@@ -50,7 +50,7 @@
 #define CONTROLLER_PROXY_ENV "BOTTLE_PROXY_BIN"
 
 struct controller_options {
-    const char *home;           /* $BOTTLE_HOME; NULL: state_home() */
+    const char *home;           /* $BOTTLE_HOME; NULL: home_path() */
     const char *const *resolve; /* --resolve HOST:PORT:ADDR, in order */
     size_t n_resolve;
     const char *upstream_ca;    /* --upstream-ca FILE; NULL: none */

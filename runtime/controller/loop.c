@@ -19,7 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/proc.h"
 #include "backends/native.h"
+#include "common/clock.h"
 #include "common/buf.h"
 #include "common/fs.h"
 #include "common/json.h"
@@ -31,22 +33,6 @@
 #include "bpf/enforce.h"
 #include "runtime/controller/control.h"
 #include "runtime/controller/context.h"
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static bool exited(pid_t pid)
-{
-    siginfo_t si;
-    memset(&si, 0, sizeof(si));
-    if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0)
-        return errno == ECHILD;
-    return si.si_pid == pid;
-}
 
 static int pidfd_for(pid_t pid)
 {
@@ -157,7 +143,7 @@ static void signal_agent(struct controller *c, int sig, int grace_ms)
         cgroup_thaw(c->cg.agent_fd, 2000, &ignored); /* a frozen agent cannot act on it */
     }
     controller_agent_signal(c, sig);
-    long long at = mono_ms() + grace_ms;
+    long long at = clock_mono_ms() + grace_ms;
     if (!c->kill_at_ms || at < c->kill_at_ms)
         c->kill_at_ms = at;
 }
@@ -282,7 +268,7 @@ int controller_serve(struct controller *c, const sigset_t *sigs, int *exit_code,
     bool tty_open = c->tty.active;
     int proxy_fd = c->proxy_pid > 0 ? pidfd_for(c->proxy_pid) : -1;
     for (;;) {
-        if (agent_fd < 0 && exited(c->agent_pid))
+        if (agent_fd < 0 && proc_child_exited(c->agent_pid))
             break;
         struct pollfd fds[FD_MAX];
         fds[FD_SIGNAL] = (struct pollfd){.fd = sfd, .events = POLLIN};
@@ -299,7 +285,7 @@ int controller_serve(struct controller *c, const sigset_t *sigs, int *exit_code,
         /* Without pidfds (kernels before 5.3) the exits are polled instead. */
         int timeout = agent_fd < 0 || (c->proxy_pid > 0 && proxy_fd < 0) ? 100 : 1000;
         if (c->kill_at_ms) {
-            long long left = c->kill_at_ms - mono_ms();
+            long long left = c->kill_at_ms - clock_mono_ms();
             timeout = left <= 0 ? 0 : left < timeout ? (int)left : timeout;
         }
         int r = poll(fds, n, timeout);
@@ -319,11 +305,11 @@ int controller_serve(struct controller *c, const sigset_t *sigs, int *exit_code,
                 tty_open = false; /* the agent closed its terminal; its exit comes next */
         }
         if (c->proxy_pid > 0 &&
-            (proxy_fd < 0 ? exited(c->proxy_pid) : (r > 0 && fds[FD_SIDECAR].revents)))
+            (proxy_fd < 0 ? proc_child_exited(c->proxy_pid) : (r > 0 && fds[FD_SIDECAR].revents)))
             on_sidecar_exit(c);
         if (r > 0 && c->have_control)
             control_server_dispatch(&c->control, fds + FD_CONTROL, n - FD_CONTROL);
-        if (c->kill_at_ms && mono_ms() >= c->kill_at_ms && !exited(c->agent_pid)) {
+        if (c->kill_at_ms && clock_mono_ms() >= c->kill_at_ms && !proc_child_exited(c->agent_pid)) {
             struct bottle_err ignored = {0};
             kill_bottle(c, &ignored);
             controller_audit(c, "kill", 0, "grace period over");

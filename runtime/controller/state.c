@@ -25,27 +25,13 @@
 
 #define STATE_MAX_TRIES 32
 
-int state_home(char **out, struct bottle_err *err)
-{
-    const char *env = getenv("BOTTLE_HOME");
-    if (env && *env) {
-        *out = xstrdup(env);
-        return 0;
-    }
-    const char *home = fs_home_dir();
-    if (!home || !*home)
-        return err_set(err, ENOENT, "state: cannot find the home directory; set BOTTLE_HOME");
-    *out = fs_join(home, ".bottle");
-    return 0;
-}
-
 static int home_or_default(const char *home, char **out, struct bottle_err *err)
 {
     if (home && *home) {
         *out = xstrdup(home);
         return 0;
     }
-    return state_home(out, err);
+    return home_path(out, err);
 }
 
 int state_run_dir(const char *home, char **out, struct bottle_err *err)
@@ -63,22 +49,6 @@ int state_run_dir(const char *home, char **out, struct bottle_err *err)
     }
     *out = run;
     return 0;
-}
-
-bool state_slug_valid(const char *slug)
-{
-    size_t n = slug ? strlen(slug) : 0;
-    if (n == 0 || n > STATE_SLUG_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = slug[i];
-        bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-        if (i == 0 && !alnum)
-            return false;
-        if (!alnum && c != '-' && c != '_' && c != '.')
-            return false;
-    }
-    return true;
 }
 
 /*
@@ -165,13 +135,13 @@ int state_create(const char *home, const char *agent, const char *label, struct 
 {
     memset(st, 0, sizeof(*st));
     st->lock_fd = -1;
-    if (label && !state_slug_valid(label))
+    if (label && !home_slug_valid(label))
         return err_set_kind(err, ERR_KIND_USAGE, EINVAL,
                             "label '%s' is not usable: use 1 to %d letters, digits, '.', '_' or "
                             "'-', starting with a letter or digit",
-                            label, STATE_SLUG_MAX);
-    if (!label && (!agent || !state_slug_valid(agent) ||
-                   strlen(agent) + 1 + STATE_SLUG_RANDOM_LEN > STATE_SLUG_MAX))
+                            label, HOME_SLUG_MAX);
+    if (!label && (!agent || !home_slug_valid(agent) ||
+                   strlen(agent) + 1 + STATE_SLUG_RANDOM_LEN > HOME_SLUG_MAX))
         return err_set_kind(err, ERR_KIND_USAGE, EINVAL,
                             "agent name '%s' cannot start a slug; give a --label",
                             agent ? agent : "");
@@ -317,7 +287,7 @@ void state_close(struct state_dir *st)
 int state_slug_active(const char *home, const char *slug, bool *active, struct bottle_err *err)
 {
     *active = false;
-    if (!state_slug_valid(slug))
+    if (!home_slug_valid(slug))
         return err_set(err, EINVAL, "state: '%s' is not a slug", slug ? slug : "");
     char *h = NULL;
     int hrc = home_or_default(home, &h, err);

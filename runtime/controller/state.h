@@ -20,10 +20,10 @@
 #include <sys/types.h>
 
 #include "common/err.h"
+#include "common/home.h"
 #include "manifest/plan.h"
 
 #define STATE_SLUG_RANDOM_LEN 5
-#define STATE_SLUG_MAX        64
 
 struct state_dir {
     char *home;  /* $BOTTLE_HOME */
@@ -33,19 +33,13 @@ struct state_dir {
     int lock_fd; /* holds LOCK_EX while the bottle lives; -1 when closed */
 };
 
-/* $BOTTLE_HOME when set and non-empty, else <home>/.bottle (allocated). */
-int state_home(char **out, struct bottle_err *err);
-
-/* Creates (0700, parents too) and returns $BOTTLE_HOME/run. home NULL: state_home(). */
+/* Creates (0700, parents too) and returns $BOTTLE_HOME/run. home NULL: home_path(). */
 int state_run_dir(const char *home, char **out, struct bottle_err *err);
-
-/* A usable slug: [A-Za-z0-9._-]{1,64}, starting with a letter or digit. */
-bool state_slug_valid(const char *slug);
 
 /*
  * Takes a slug and creates its state directory (0700), holding the slug's
  * lock. label non-NULL: exactly that slug, EEXIST (usage error) when in use.
- * Otherwise <agent>-<5 base36>, retried on collision. home NULL: state_home().
+ * Otherwise <agent>-<5 base36>, retried on collision. home NULL: home_path().
  */
 int state_create(const char *home, const char *agent, const char *label, struct state_dir *st,
                  struct bottle_err *err);

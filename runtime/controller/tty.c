@@ -4,6 +4,8 @@
  */
 #include "runtime/controller/tty.h"
 
+#include "common/clock.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -378,22 +380,15 @@ int tty_relay_winch(struct tty_relay *t, struct bottle_err *err)
     return 0;
 }
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 /* The agent's last words: until its side closes and they are out, or the deadline. */
 static void drain(struct tty_relay *t)
 {
-    long deadline = now_ms() + TTY_RELAY_DRAIN_MS;
+    long deadline = clock_mono_ms() + TTY_RELAY_DRAIN_MS;
     for (;;) {
         struct pollfd fds[TTY_RELAY_FDS];
         tty_relay_fds(t, fds, TTY_RELAY_FDS);
         fds[FD_HOST_IN].fd = -1; /* the user's typing no longer goes anywhere */
-        long left = deadline - now_ms();
+        long left = deadline - clock_mono_ms();
         if (left <= 0 || (fds[FD_MASTER].fd < 0 && fds[FD_HOST_OUT].fd < 0))
             return;
         if (poll(fds, TTY_RELAY_FDS, (int)left) <= 0)

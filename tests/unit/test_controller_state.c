@@ -124,11 +124,11 @@ static void test_invalid_names(void **state)
     struct state_dir st;
     static const char *const bad[] = {"", ".", "..", "a/b", "-x", "has space", "x\n"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        assert_false(state_slug_valid(bad[i]));
+        assert_false(home_slug_valid(bad[i]));
         assert_int_equal(state_create(f->home, "a", bad[i], &st, &err), -EINVAL);
         assert_int_equal(err.kind, ERR_KIND_USAGE);
     }
-    assert_true(state_slug_valid("dev-1.x_y"));
+    assert_true(home_slug_valid("dev-1.x_y"));
     char long_agent[80];
     memset(long_agent, 'a', 60);
     long_agent[60] = '\0';
@@ -177,11 +177,11 @@ static void test_home_default(void **state)
     char *old = getenv("BOTTLE_HOME") ? xstrdup(getenv("BOTTLE_HOME")) : NULL;
     setenv("BOTTLE_HOME", "/some/where", 1);
     char *h = NULL;
-    assert_int_equal(state_home(&h, &err), 0);
+    assert_int_equal(home_path(&h, &err), 0);
     assert_string_equal(h, "/some/where");
     free(h);
     unsetenv("BOTTLE_HOME");
-    assert_int_equal(state_home(&h, &err), 0);
+    assert_int_equal(home_path(&h, &err), 0);
     assert_true(str_ends_with(h, "/.bottle"));
     free(h);
     if (old)
