@@ -1,4 +1,4 @@
-/* budget — see budget.h. */
+/* budget — which ledger scope counts a budget, and a bottle's budgets and usage as JSON (see budget.h). */
 #include "ledger/budget.h"
 
 #include <dirent.h>
@@ -14,21 +14,9 @@
 #include "common/fs.h"
 #include "common/json.h"
 #include "manifest/manifest.h"
-#include "runtime/controller/controller.h"
 #include "common/home.h"
 
 #define PLAN_FILE_MAX (4u << 20)
-
-static const char budget_help[] =
-    "usage: bottle budget [<bottle>] [--json]\n"
-    "\n"
-    "The token budgets of a bottle (every live bottle when none is named): for\n"
-    "each metered provider, the limit, where it was declared (--budget, the\n"
-    "agent, a bottle, a parent bottle or settings.yml; the most specific wins),\n"
-    "whose usage counts against it, what is spent (settled usage plus open\n"
-    "reservations, from the ledger) and what is left.\n"
-    "\n"
-    "  --json   one JSON document: {\"bottles\": [{\"bottle\", \"budgets\": [...]}]}\n";
 
 enum ledger_scope budget_counting_scope(const char *plan_scope)
 {
@@ -82,7 +70,7 @@ cJSON *budget_read_plan(const char *home, const char *slug)
 }
 
 /* One bottle's budgets as a JSON object; spent from the ledger when it opens. */
-static cJSON *bottle_budgets(struct ledger *lg, const char *slug, const cJSON *plan)
+cJSON *budget_bottle_json(struct ledger *lg, const char *slug, const cJSON *plan)
 {
     cJSON *out = cJSON_CreateObject();
     json_add_str(out, "bottle", slug);
@@ -123,123 +111,13 @@ static cJSON *bottle_budgets(struct ledger *lg, const char *slug, const cJSON *p
     return out;
 }
 
-static void print_text(const cJSON *doc)
-{
-    const cJSON *bottle;
-    printf("%-20s %-10s %12s %12s %12s  %s\n", "BOTTLE", "PROVIDER", "LIMIT", "SPENT", "LEFT",
-           "DECLARED IN (COUNTS)");
-    cJSON_ArrayForEach(bottle, cJSON_GetObjectItemCaseSensitive(doc, "bottles"))
-    {
-        const char *slug = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(bottle, "bottle"));
-        const cJSON *b;
-        bool any = false;
-        cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(bottle, "budgets"))
-        {
-            const cJSON *spent = cJSON_GetObjectItemCaseSensitive(b, "spent");
-            const cJSON *left = cJSON_GetObjectItemCaseSensitive(b, "left");
-            char s[24] = "?", l[24] = "?";
-            if (cJSON_IsNumber(spent))
-                snprintf(s, sizeof(s), "%.0f", spent->valuedouble);
-            if (cJSON_IsNumber(left))
-                snprintf(l, sizeof(l), "%.0f", left->valuedouble);
-            const char *source =
-                cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(b, "source"));
-            printf("%-20s %-10s %12.0f %12s %12s  %s %s (%s)\n", slug,
-                   cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(b, "provider")),
-                   cJSON_GetObjectItemCaseSensitive(b, "limit")->valuedouble, s, l,
-                   cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(b, "declared_in")),
-                   source ? source : "",
-                   cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(b, "counts")));
-            any = true;
-        }
-        if (!any)
-            printf("%-20s %-10s %12s\n", slug, "-", "no budget");
-    }
-}
-
-static void add_bottle(cJSON *list, struct ledger *lg, const char *home, const char *slug)
-{
-    cJSON *plan = budget_read_plan(home, slug);
-    if (!plan)
-        return;
-    cJSON_AddItemToArray(list, bottle_budgets(lg, slug, plan));
-    cJSON_Delete(plan);
-}
-
-int cmd_budget(int argc, char **argv)
-{
-    bool json = false;
-    const char *slug = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            fputs(budget_help, stdout);
-            return 0;
-        } else if (strcmp(argv[i], "--json") == 0) {
-            json = true;
-        } else if (argv[i][0] != '-' && !slug) {
-            slug = argv[i];
-        } else {
-            fprintf(stderr,
-                    "bottle: budget: unexpected argument '%s' (see 'bottle budget --help')\n",
-                    argv[i]);
-            return EXIT_USAGE;
-        }
-    }
-    if (slug && !home_slug_valid(slug)) {
-        fprintf(stderr, "bottle: budget: '%s' is not a bottle name\n", slug);
-        return EXIT_USAGE;
-    }
-    char *home = NULL;
-    struct bottle_err err = {0};
-    if (home_path(&home, &err) < 0) {
-        fprintf(stderr, "bottle: %s\n", err.msg);
-        return err_exit_code(&err);
-    }
-    struct ledger *lg = budget_ledger_open(home, &err);
-    if (!lg && err.msg[0])
-        fprintf(stderr, "bottle: budget: spending unknown: %s\n", err.msg);
-    cJSON *doc = cJSON_CreateObject();
-    cJSON *list = cJSON_AddArrayToObject(doc, "bottles");
-    int rc = 0;
-    if (slug) {
-        add_bottle(list, lg, home, slug);
-        if (cJSON_GetArraySize(list) == 0) {
-            fprintf(stderr, "bottle: budget: no bottle '%s' (its state is gone or never was)\n",
-                    slug);
-            rc = EXIT_FAILURE;
-        }
-    } else {
-        char *dir = fs_join(home, "state");
-        DIR *d = opendir(dir);
-        free(dir);
-        for (struct dirent *e; d && (e = readdir(d));)
-            if (home_slug_valid(e->d_name) && controller_slug_live(e->d_name))
-                add_bottle(list, lg, home, e->d_name);
-        if (d)
-            closedir(d);
-    }
-    if (rc == 0) {
-        if (json) {
-            char *text = json_to_text(doc, true);
-            puts(text);
-            free(text);
-        } else {
-            print_text(doc);
-        }
-    }
-    cJSON_Delete(doc);
-    ledger_close(lg);
-    free(home);
-    return rc;
-}
-
 cJSON *budget_tokens_json(const char *home, const char *slug, struct ledger *lg)
 {
     cJSON *list = cJSON_CreateArray();
     if (!lg)
         return list;
     cJSON *plan = budget_read_plan(home, slug);
-    cJSON *budgets = plan ? bottle_budgets(lg, slug, plan) : NULL;
+    cJSON *budgets = plan ? budget_bottle_json(lg, slug, plan) : NULL;
     struct strv providers = STRV_INIT;
     struct bottle_err err = {0};
     ledger_providers(lg, slug, &providers, &err);

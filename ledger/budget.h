@@ -7,9 +7,12 @@
  * a budget from settings.yml counts every bottle on the host, one from the
  * agent's manifest counts every run of that agent, and one from a bottle
  * manifest, a parent bottle or --budget counts this run only.
+ *
+ * Reads plans and the ledger; never prints (`bottle budget` is
+ * runtime/cli/cmd_budget.c).
  */
-#ifndef BOTTLE_RUNTIME_BUDGET_H
-#define BOTTLE_RUNTIME_BUDGET_H
+#ifndef BOTTLE_LEDGER_BUDGET_H
+#define BOTTLE_LEDGER_BUDGET_H
 
 #include <cjson/cJSON.h>
 
@@ -40,7 +43,11 @@ int budget_ledger_path(const char *home, char **out, struct bottle_err *err);
  */
 struct ledger *budget_ledger_open(const char *home, struct bottle_err *err);
 
-/* `bottle budget [<bottle>] [--json]`; returns the exit code. */
-int cmd_budget(int argc, char **argv);
+/*
+ * One bottle's budgets as {"bottle", "agent", "budgets": [{provider, limit,
+ * declared_in, source, counts, spent, left}]}; spent and left are null when
+ * lg is NULL or cannot answer.
+ */
+cJSON *budget_bottle_json(struct ledger *lg, const char *slug, const cJSON *plan);
 
 #endif

@@ -1,5 +1,6 @@
 /*
- * ledger — see ledger.h.
+ * ledger — opening, migrating and the transactions every ledger call runs in
+ * (see ledger.h; reservations are in reserve.c, reports in report.c).
  *
  * Concurrency: every write runs in BEGIN IMMEDIATE, which takes the write
  * lock up front, so a transaction never has to upgrade a read lock (the
@@ -15,6 +16,7 @@
  * money, and a sidecar commits several times per request.
  */
 #include "ledger/ledger.h"
+#include "ledger/ledger_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,27 +35,6 @@
 #define LEDGER_SCHEMA_VERSION 2
 #define BACKOFF_MIN_US        50
 #define BACKOFF_MAX_US        5000
-
-enum stmt_id {
-    ST_SPENT_GLOBAL,
-    ST_SPENT_BOTTLE,
-    ST_SPENT_AGENT,
-    ST_BUDGETS_FOR,
-    ST_RESERVE,
-    ST_RES_GET,
-    ST_RES_CLOSE,
-    ST_RELEASE,
-    ST_RELEASE_STALE,
-    ST_USAGE_INSERT,
-    ST_BUDGET_SET,
-    ST_BUDGET_REMOVE,
-    ST_TOTALS,
-    ST_TOTALS_OPEN,
-    ST_AUDIT_INSERT,
-    ST_AUDIT_LIST,
-    ST_VERSION,
-    ST_COUNT
-};
 
 #define USAGE_SUM(where)                                                                           \
     "SELECT (SELECT COALESCE(SUM(charged_tokens),0) FROM usage WHERE " where ") + "                \
@@ -142,31 +123,23 @@ static const char *const migrations[LEDGER_SCHEMA_VERSION] = {
     " counters TEXT NOT NULL);",
 };
 
-struct ledger {
-    sqlite3 *db;
-    char *path;
-    sqlite3_stmt *stmts[ST_COUNT];
-    uint64_t rng;              /* backoff jitter */
-    struct timespec busy_from; /* when the current wait began */
-};
-
 /* ---- errors, time, backoff ----------------------------------------------- */
 
-static bool is_busy(int rc)
+bool ledger_is_busy(int rc)
 {
     rc &= 0xff;
     return rc == SQLITE_BUSY || rc == SQLITE_LOCKED;
 }
 
-static int db_fail(struct ledger *l, int rc, struct bottle_err *err, const char *what)
+int ledger_db_fail(struct ledger *l, int rc, struct bottle_err *err, const char *what)
 {
-    if (is_busy(rc))
+    if (ledger_is_busy(rc))
         return err_set(err, EBUSY, "ledger: %s: %s: database stayed busy for %d ms", l->path, what,
                        LEDGER_BUSY_TIMEOUT_MS);
     return err_set(err, EIO, "ledger: %s: %s: %s", l->path, what, sqlite3_errmsg(l->db));
 }
 
-static int64_t now_s(void)
+int64_t ledger_now_s(void)
 {
     return (int64_t)time(NULL);
 }
@@ -207,13 +180,13 @@ static int busy_handler(void *arg, int count)
 
 /* ---- statements ------------------------------------------------------------ */
 
-static int stmt_get(struct ledger *l, enum stmt_id id, sqlite3_stmt **out, struct bottle_err *err)
+int ledger_stmt(struct ledger *l, enum stmt_id id, sqlite3_stmt **out, struct bottle_err *err)
 {
     if (!l->stmts[id]) {
         int rc = sqlite3_prepare_v3(l->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
                                     &l->stmts[id], NULL);
         if (rc != SQLITE_OK)
-            return is_busy(rc) ? -EAGAIN : db_fail(l, rc, err, "prepare");
+            return ledger_is_busy(rc) ? -EAGAIN : ledger_db_fail(l, rc, err, "prepare");
     }
     sqlite3_reset(l->stmts[id]);
     sqlite3_clear_bindings(l->stmts[id]);
@@ -221,13 +194,13 @@ static int stmt_get(struct ledger *l, enum stmt_id id, sqlite3_stmt **out, struc
     return 0;
 }
 
-static void bind_text(sqlite3_stmt *s, int i, const char *v)
+void ledger_bind_text(sqlite3_stmt *s, int i, const char *v)
 {
     sqlite3_bind_text(s, i, v ? v : "", -1, SQLITE_TRANSIENT);
 }
 
-/* Like bind_text, but NULL stays NULL (a filter that matches everything). */
-static void bind_filter(sqlite3_stmt *s, int i, const char *v)
+/* Like ledger_bind_text, but NULL stays NULL (a filter that matches everything). */
+void ledger_bind_filter(sqlite3_stmt *s, int i, const char *v)
 {
     if (v)
         sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
@@ -236,35 +209,33 @@ static void bind_filter(sqlite3_stmt *s, int i, const char *v)
 }
 
 /* One step: SQLITE_ROW/SQLITE_DONE, -EAGAIN when busy (the transaction reruns), or an error. */
-static int step(struct ledger *l, sqlite3_stmt *s, struct bottle_err *err)
+int ledger_step(struct ledger *l, sqlite3_stmt *s, struct bottle_err *err)
 {
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW || rc == SQLITE_DONE)
         return rc;
     sqlite3_reset(s);
-    return is_busy(rc) ? -EAGAIN : db_fail(l, rc, err, "query");
+    return ledger_is_busy(rc) ? -EAGAIN : ledger_db_fail(l, rc, err, "query");
 }
 
-static int exec_sql(struct ledger *l, const char *sql, struct bottle_err *err)
+int ledger_exec(struct ledger *l, const char *sql, struct bottle_err *err)
 {
     int rc = sqlite3_exec(l->db, sql, NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         return 0;
-    return is_busy(rc) ? -EAGAIN : db_fail(l, rc, err, sql);
+    return ledger_is_busy(rc) ? -EAGAIN : ledger_db_fail(l, rc, err, sql);
 }
 
 /* ---- transactions ---------------------------------------------------------- */
-
-typedef int (*tx_body)(struct ledger *l, void *arg, struct bottle_err *err);
 
 /* A COMMIT that meets a busy database keeps the transaction open: try again, then give up. */
 static int commit(struct ledger *l, int64_t deadline, struct bottle_err *err)
 {
     int rc;
-    for (int attempt = 0; (rc = exec_sql(l, "COMMIT", err)) == -EAGAIN; attempt++) {
+    for (int attempt = 0; (rc = ledger_exec(l, "COMMIT", err)) == -EAGAIN; attempt++) {
         if (clock_mono_ms() >= deadline) {
             sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
-            return db_fail(l, SQLITE_BUSY, err, "commit");
+            return ledger_db_fail(l, SQLITE_BUSY, err, "commit");
         }
         backoff_sleep(l, attempt);
     }
@@ -278,12 +249,12 @@ static int commit(struct ledger *l, int64_t deadline, struct bottle_err *err)
  * (committed and passed on), -EAGAIN (busy: everything reruns after a backoff) or another negative
  * error (rolled back).
  */
-static int run_tx_mode(struct ledger *l, bool write, tx_body body, void *arg,
+static int run_tx_mode(struct ledger *l, bool write, ledger_tx_body body, void *arg,
                        struct bottle_err *err)
 {
     int64_t deadline = clock_mono_ms() + LEDGER_BUSY_TIMEOUT_MS;
     for (int attempt = 0;; attempt++) {
-        int rc = exec_sql(l, write ? "BEGIN IMMEDIATE" : "BEGIN", err);
+        int rc = ledger_exec(l, write ? "BEGIN IMMEDIATE" : "BEGIN", err);
         if (rc == 0) {
             rc = body(l, arg, err);
             if (rc >= 0) {
@@ -295,18 +266,18 @@ static int run_tx_mode(struct ledger *l, bool write, tx_body body, void *arg,
         if (rc != -EAGAIN)
             return rc;
         if (clock_mono_ms() >= deadline)
-            return db_fail(l, SQLITE_BUSY, err, "transaction");
+            return ledger_db_fail(l, SQLITE_BUSY, err, "transaction");
         backoff_sleep(l, attempt);
     }
 }
 
-static int run_tx(struct ledger *l, tx_body body, void *arg, struct bottle_err *err)
+int ledger_run_tx(struct ledger *l, ledger_tx_body body, void *arg, struct bottle_err *err)
 {
     return run_tx_mode(l, true, body, arg, err);
 }
 
 /* Reads: a deferred transaction sees one snapshot and, under WAL, waits for no writer. */
-static int run_read(struct ledger *l, tx_body body, void *arg, struct bottle_err *err)
+int ledger_run_read(struct ledger *l, ledger_tx_body body, void *arg, struct bottle_err *err)
 {
     return run_tx_mode(l, false, body, arg, err);
 }
@@ -316,14 +287,14 @@ static int run_read(struct ledger *l, tx_body body, void *arg, struct bottle_err
 static int migrate_body(struct ledger *l, void *arg, struct bottle_err *err)
 {
     (void)arg;
-    int rc = exec_sql(l,
+    int rc = ledger_exec(l,
                       "CREATE TABLE IF NOT EXISTS schema_version ("
                       " version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
                       err);
     sqlite3_stmt *s;
-    if (rc < 0 || (rc = stmt_get(l, ST_VERSION, &s, err)) < 0)
+    if (rc < 0 || (rc = ledger_stmt(l, ST_VERSION, &s, err)) < 0)
         return rc;
-    if ((rc = step(l, s, err)) < 0)
+    if ((rc = ledger_step(l, s, err)) < 0)
         return rc;
     int version = sqlite3_column_int(s, 0);
     sqlite3_reset(s);
@@ -331,11 +302,11 @@ static int migrate_body(struct ledger *l, void *arg, struct bottle_err *err)
         return err_set(err, EPROTO, "ledger: %s: schema version %d is newer than this bottle (%d)",
                        l->path, version, LEDGER_SCHEMA_VERSION);
     for (int v = version; v < LEDGER_SCHEMA_VERSION; v++) {
-        if ((rc = exec_sql(l, migrations[v], err)) < 0)
+        if ((rc = ledger_exec(l, migrations[v], err)) < 0)
             return rc;
         char *ins = xasprintf("INSERT INTO schema_version(version, applied_at) VALUES(%d, %lld)",
-                              v + 1, (long long)now_s());
-        rc = exec_sql(l, ins, err);
+                              v + 1, (long long)ledger_now_s());
+        rc = ledger_exec(l, ins, err);
         free(ins);
         if (rc < 0)
             return rc;
@@ -348,11 +319,11 @@ static int enable_wal(struct ledger *l, struct bottle_err *err)
 {
     int64_t deadline = clock_mono_ms() + LEDGER_BUSY_TIMEOUT_MS;
     for (int attempt = 0;; attempt++) {
-        int rc = exec_sql(l, "PRAGMA journal_mode=WAL", err);
+        int rc = ledger_exec(l, "PRAGMA journal_mode=WAL", err);
         if (rc != -EAGAIN)
-            return rc < 0 ? rc : exec_sql(l, "PRAGMA synchronous=NORMAL", err);
+            return rc < 0 ? rc : ledger_exec(l, "PRAGMA synchronous=NORMAL", err);
         if (clock_mono_ms() >= deadline)
-            return db_fail(l, SQLITE_BUSY, err, "journal_mode=WAL");
+            return ledger_db_fail(l, SQLITE_BUSY, err, "journal_mode=WAL");
         backoff_sleep(l, attempt);
     }
 }
@@ -397,9 +368,9 @@ static int open_db(struct ledger *l, struct bottle_err *err)
     sqlite3_busy_handler(l->db, busy_handler, l);
     if ((rc = enable_wal(l, err)) < 0)
         return rc;
-    if ((rc = exec_sql(l, "PRAGMA foreign_keys=ON", err)) < 0)
+    if ((rc = ledger_exec(l, "PRAGMA foreign_keys=ON", err)) < 0)
         return rc;
-    return run_tx(l, migrate_body, NULL, err);
+    return ledger_run_tx(l, migrate_body, NULL, err);
 }
 
 int ledger_open(const char *path, struct ledger **out, struct bottle_err *err)
@@ -434,8 +405,8 @@ void ledger_close(struct ledger *l)
 static int version_body(struct ledger *l, void *arg, struct bottle_err *err)
 {
     sqlite3_stmt *s;
-    int rc = stmt_get(l, ST_VERSION, &s, err);
-    if (rc < 0 || (rc = step(l, s, err)) < 0)
+    int rc = ledger_stmt(l, ST_VERSION, &s, err);
+    if (rc < 0 || (rc = ledger_step(l, s, err)) < 0)
         return rc;
     *(int *)arg = sqlite3_column_int(s, 0);
     sqlite3_reset(s);
@@ -445,7 +416,7 @@ static int version_body(struct ledger *l, void *arg, struct bottle_err *err)
 int ledger_schema_version(struct ledger *l, struct bottle_err *err)
 {
     int version = 0;
-    int rc = run_read(l, version_body, &version, err);
+    int rc = ledger_run_read(l, version_body, &version, err);
     return rc < 0 ? rc : version;
 }
 
@@ -462,685 +433,3 @@ const char *ledger_scope_name(enum ledger_scope scope)
     return "unknown";
 }
 
-/* ---- budgets ---------------------------------------------------------------- */
-
-struct budget_op {
-    const struct ledger_budget *b;
-    bool remove;
-};
-
-static bool valid_scope(enum ledger_scope scope)
-{
-    return scope == LEDGER_SCOPE_GLOBAL || scope == LEDGER_SCOPE_BOTTLE ||
-           scope == LEDGER_SCOPE_AGENT;
-}
-
-static int budget_body(struct ledger *l, void *arg, struct bottle_err *err)
-{
-    const struct budget_op *op = arg;
-    const struct ledger_budget *b = op->b;
-    sqlite3_stmt *s;
-    int rc = stmt_get(l, op->remove ? ST_BUDGET_REMOVE : ST_BUDGET_SET, &s, err);
-    if (rc < 0)
-        return rc;
-    sqlite3_bind_int(s, 1, (int)b->scope);
-    bind_text(s, 2, b->scope == LEDGER_SCOPE_GLOBAL ? "" : b->name);
-    bind_text(s, 3, b->provider);
-    if (!op->remove) {
-        sqlite3_bind_int64(s, 4, b->limit_tokens);
-        sqlite3_bind_int64(s, 5, now_s());
-    }
-    rc = step(l, s, err);
-    sqlite3_reset(s);
-    return rc < 0 ? rc : 0;
-}
-
-static int budget_check(const struct ledger_budget *b, struct bottle_err *err)
-{
-    if (!valid_scope(b->scope))
-        return err_set_kind(err, ERR_KIND_USAGE, EINVAL, "ledger: unknown budget scope %d",
-                            (int)b->scope);
-    if (str_is_empty(b->provider))
-        return err_set_kind(err, ERR_KIND_USAGE, EINVAL, "ledger: a budget needs a provider");
-    if (b->scope != LEDGER_SCOPE_GLOBAL && str_is_empty(b->name))
-        return err_set_kind(err, ERR_KIND_USAGE, EINVAL, "ledger: a %s budget needs a name",
-                            ledger_scope_name(b->scope));
-    if (b->limit_tokens < 0)
-        return err_set_kind(err, ERR_KIND_USAGE, EINVAL,
-                            "ledger: budget limit must be 0 or more tokens, not %lld",
-                            (long long)b->limit_tokens);
-    return 0;
-}
-
-int ledger_budget_set(struct ledger *l, const struct ledger_budget *b, struct bottle_err *err)
-{
-    int rc = budget_check(b, err);
-    if (rc < 0)
-        return rc;
-    struct budget_op op = {b, false};
-    return run_tx(l, budget_body, &op, err);
-}
-
-int ledger_budget_remove(struct ledger *l, enum ledger_scope scope, const char *name,
-                         const char *provider, struct bottle_err *err)
-{
-    struct ledger_budget b = {scope, name, provider, 0};
-    int rc = budget_check(&b, err);
-    if (rc < 0)
-        return rc;
-    struct budget_op op = {&b, true};
-    return run_tx(l, budget_body, &op, err);
-}
-
-static int spent_in(struct ledger *l, enum ledger_scope scope, const char *name,
-                    const char *provider, int64_t *spent, struct bottle_err *err)
-{
-    static const enum stmt_id ids[] = {ST_SPENT_GLOBAL, ST_SPENT_BOTTLE, ST_SPENT_AGENT};
-    sqlite3_stmt *s;
-    int rc = stmt_get(l, ids[scope], &s, err);
-    if (rc < 0)
-        return rc;
-    bind_text(s, 1, provider);
-    if (scope != LEDGER_SCOPE_GLOBAL)
-        bind_text(s, 2, name);
-    if ((rc = step(l, s, err)) < 0)
-        return rc;
-    *spent = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    return 0;
-}
-
-struct spent_op {
-    enum ledger_scope scope;
-    const char *name, *provider;
-    int64_t spent;
-};
-
-static int spent_body(struct ledger *l, void *arg, struct bottle_err *err)
-{
-    struct spent_op *op = arg;
-    return spent_in(l, op->scope, op->name, op->provider, &op->spent, err);
-}
-
-int ledger_spent(struct ledger *l, enum ledger_scope scope, const char *name, const char *provider,
-                 int64_t *spent, struct bottle_err *err)
-{
-    if (!valid_scope(scope))
-        return err_set_kind(err, ERR_KIND_USAGE, EINVAL, "ledger: unknown scope %d", (int)scope);
-    struct spent_op op = {scope, name, provider, 0};
-    int rc = run_read(l, spent_body, &op, err);
-    if (rc == 0)
-        *spent = op.spent;
-    return rc;
-}
-
-/* ---- reserve, settle, release --------------------------------------------- */
-
-struct reserve_op {
-    const struct ledger_subject *who;
-    int64_t tokens;
-    int64_t id;
-    struct ledger_denial *denied;
-    const struct ledger_budget *given; /* ledger_reserve_in: these instead of the stored ones */
-    size_t n_given;
-};
-
-/* Checks one budget; fills the denial when the estimate does not fit. */
-static int check_budget(struct ledger *l, struct reserve_op *op, enum ledger_scope scope,
-                        const char *name, int64_t limit, struct bottle_err *err)
-{
-    int64_t spent;
-    int rc = spent_in(l, scope, name, op->who->provider, &spent, err);
-    if (rc < 0 || op->tokens <= limit - spent) /* no overflow: both are >= 0 */
-        return rc;
-    struct ledger_denial *d = op->denied;
-    d->scope = scope;
-    snprintf(d->name, sizeof(d->name), "%s", name);
-    snprintf(d->provider, sizeof(d->provider), "%s", op->who->provider);
-    d->limit_tokens = limit;
-    d->spent_tokens = spent;
-    d->left_tokens = limit > spent ? limit - spent : 0;
-    return LEDGER_DOES_NOT_FIT;
-}
-
-/* Budgets come most specific first (agent, bottle, global): the first refusal is the one told. */
-static int check_budgets(struct ledger *l, struct reserve_op *op, struct bottle_err *err)
-{
-    if (op->given) {
-        for (size_t i = 0; i < op->n_given; i++) {
-            const struct ledger_budget *b = &op->given[i];
-            int rc = check_budget(l, op, b->scope, b->scope == LEDGER_SCOPE_GLOBAL ? "" : b->name,
-                                  b->limit_tokens, err);
-            if (rc != 0)
-                return rc;
-        }
-        return 0;
-    }
-    sqlite3_stmt *s;
-    int rc = stmt_get(l, ST_BUDGETS_FOR, &s, err);
-    if (rc < 0)
-        return rc;
-    bind_text(s, 1, op->who->provider);
-    bind_text(s, 2, op->who->bottle);
-    bind_text(s, 3, op->who->agent); /* "" matches no agent budget: those need a name */
-    struct {
-        enum ledger_scope scope;
-        char name[LEDGER_NAME_MAX];
-        int64_t limit;
-    } found[3];
-    size_t n = 0;
-    while (n < 3 && (rc = step(l, s, err)) == SQLITE_ROW) {
-        found[n].scope = (enum ledger_scope)sqlite3_column_int(s, 0);
-        snprintf(found[n].name, sizeof(found[n].name), "%s",
-                 (const char *)sqlite3_column_text(s, 1));
-        found[n++].limit = sqlite3_column_int64(s, 2);
-    }
-    sqlite3_reset(s);
-    if (rc < 0)
-        return rc;
-    for (size_t i = 0; i < n; i++) {
-        rc = check_budget(l, op, found[i].scope, found[i].name, found[i].limit, err);
-        if (rc != 0)
-            return rc;
-    }
-    return 0;
-}
-
-static int reserve_body(struct ledger *l, void *arg, struct bottle_err *err)
-{
-    struct reserve_op *op = arg;
-    int rc = check_budgets(l, op, err);
-    if (rc != 0)
-        return rc;
-    sqlite3_stmt *s;
-    if ((rc = stmt_get(l, ST_RESERVE, &s, err)) < 0)
-        return rc;
-    sqlite3_bind_int64(s, 1, now_s());
-    bind_text(s, 2, op->who->bottle);
-    bind_text(s, 3, op->who->agent);
-    bind_text(s, 4, op->who->provider);
-    sqlite3_bind_int64(s, 5, op->tokens);
-    sqlite3_bind_int64(s, 6, (int64_t)getpid());
-    rc = step(l, s, err);
-    sqlite3_reset(s);
-    if (rc < 0)
-        return rc;
-    op->id = sqlite3_last_insert_rowid(l->db);
-    return 0;
-}
-
-static int subject_check(const struct ledger_subject *who, struct bottle_err *err)
-{
-    if (!who || str_is_empty(who->bottle) || str_is_empty(who->provider))
-        return err_set_kind(err, ERR_KIND_USAGE, EINVAL,
-                            "ledger: usage needs a bottle and a provider");
-    return 0;
-}
-
-int ledger_reserve(struct ledger *l, const struct ledger_subject *who, int64_t tokens, int64_t *id,
-                   struct ledger_denial *denied, struct bottle_err *err)
-{
-    int rc = subject_check(who, err);
-    if (rc < 0)
-        return rc;
-    if (tokens < 0 || tokens > LEDGER_TOKENS_MAX)
-        return err_set_kind(err, ERR_KIND_USAGE, EINVAL, "ledger: cannot reserve %lld tokens",
-                            (long long)tokens);
-    struct ledger_denial scratch;
-    struct reserve_op op = {who, tokens, 0, denied ? denied : &scratch, NULL, 0};
-    rc = run_tx(l, reserve_body, &op, err);
-    if (rc == 0)
-        *id = op.id;
-    return rc;
-}
-
-int ledger_reserve_in(struct ledger *l, const struct ledger_subject *who, int64_t tokens,
-                      const struct ledger_budget *budgets, size_t n, int64_t *id,
-                      struct ledger_denial *denied, struct bottle_err *err)
-{
-    int rc = subject_check(who, err);
-    if (rc < 0)
-        return rc;
-    if (tokens < 0 || tokens > LEDGER_TOKENS_MAX)
-        return err_set_kind(err, ERR_KIND_USAGE, EINVAL, "ledger: cannot reserve %lld tokens",
-                            (long long)tokens);
-    for (size_t i = 0; i < n; i++)
-        if (!valid_scope(budgets[i].scope) || budgets[i].limit_tokens < 0 ||
-            (budgets[i].scope != LEDGER_SCOPE_GLOBAL && str_is_empty(budgets[i].name)))
-            return err_set_kind(err, ERR_KIND_USAGE, EINVAL, "ledger: budget %zu is not valid", i);
-    static const struct ledger_budget none;
-    struct ledger_denial scratch;
-    struct reserve_op op = {who, tokens, 0, denied ? denied : &scratch, n ? budgets : &none, n};
-    rc = run_tx(l, reserve_body, &op, err);
-    if (rc == 0)
-        *id = op.id;
-    return rc;
-}
-
-static int64_t usage_sum(const struct ledger_usage *u)
-{
-    return u->input_tokens + u->output_tokens + u->cache_creation_tokens + u->cache_read_tokens;
-}
-
-static int insert_usage(struct ledger *l, const struct ledger_subject *who,
-                        const struct ledger_record *rec, int64_t charged, int64_t reservation,
-                        struct bottle_err *err)
-{
-    sqlite3_stmt *s;
-    int rc = stmt_get(l, ST_USAGE_INSERT, &s, err);
-    if (rc < 0)
-        return rc;
-    sqlite3_bind_int64(s, 1, rec->at ? rec->at : now_s());
-    bind_text(s, 2, who->bottle);
-    bind_text(s, 3, who->agent);
-    bind_text(s, 4, who->provider);
-    bind_text(s, 5, rec->model);
-    bind_text(s, 6, rec->request_id);
-    sqlite3_bind_int64(s, 7, rec->usage.input_tokens);
-    sqlite3_bind_int64(s, 8, rec->usage.output_tokens);
-    sqlite3_bind_int64(s, 9, rec->usage.cache_creation_tokens);
-    sqlite3_bind_int64(s, 10, rec->usage.cache_read_tokens);
-    sqlite3_bind_int64(s, 11, charged);
-    sqlite3_bind_int(s, 12, rec->complete ? 1 : 0);
-    if (reservation > 0)
-        sqlite3_bind_int64(s, 13, reservation);
-    else
-        sqlite3_bind_null(s, 13);
-    rc = step(l, s, err);
-    sqlite3_reset(s);
-    return rc < 0 ? rc : 0;
-}
-
-struct settle_op {
-    int64_t id;
-    const struct ledger_record *rec;
-};
-
-static int settle_body(struct ledger *l, void *arg, struct bottle_err *err)
-{
-    const struct settle_op *op = arg;
-    sqlite3_stmt *s;
-    int rc = stmt_get(l, ST_RES_GET, &s, err);
-    if (rc < 0)
-        return rc;
-    sqlite3_bind_int64(s, 1, op->id);
-    if ((rc = step(l, s, err)) < 0)
-        return rc;
-    if (rc == SQLITE_DONE)
-        return err_set(err, ENOENT, "ledger: no reservation %lld", (long long)op->id);
-    if (strcmp((const char *)sqlite3_column_text(s, 0), "settled") == 0) {
-        sqlite3_reset(s);
-        return err_set(err, EALREADY, "ledger: reservation %lld is already settled",
-                       (long long)op->id);
-    }
-    int64_t reserved = sqlite3_column_int64(s, 1);
-    char *bottle = xstrdup((const char *)sqlite3_column_text(s, 2));
-    char *agent = xstrdup((const char *)sqlite3_column_text(s, 3));
-    char *provider = xstrdup((const char *)sqlite3_column_text(s, 4));
-    sqlite3_reset(s);
-    struct ledger_subject who = {bottle, agent, provider};
-    int64_t charged = usage_sum(&op->rec->usage);
-    if (!op->rec->complete && charged < reserved)
-        charged = reserved;
-    rc = insert_usage(l, &who, op->rec, charged, op->id, err);
-    free(bottle);
-    free(agent);
-    free(provider);
-    if (rc < 0 || (rc = stmt_get(l, ST_RES_CLOSE, &s, err)) < 0)
-        return rc;
-    sqlite3_bind_int64(s, 1, op->id);
-    bind_text(s, 2, "settled");
-    sqlite3_bind_int64(s, 3, now_s());
-    rc = step(l, s, err);
-    sqlite3_reset(s);
-    return rc < 0 ? rc : 0;
-}
-
-static int usage_check(const struct ledger_usage *u, struct bottle_err *err)
-{
-    const int64_t v[] = {u->input_tokens, u->output_tokens, u->cache_creation_tokens,
-                         u->cache_read_tokens};
-    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
-        if (v[i] < 0 || v[i] > LEDGER_TOKENS_MAX)
-            return err_set_kind(err, ERR_KIND_USAGE, EINVAL,
-                                "ledger: token count %lld is out of range (0 to %lld)",
-                                (long long)v[i], (long long)LEDGER_TOKENS_MAX);
-    return 0;
-}
-
-int ledger_settle(struct ledger *l, int64_t id, const struct ledger_record *rec,
-                  struct bottle_err *err)
-{
-    int rc = usage_check(&rec->usage, err);
-    if (rc < 0)
-        return rc;
-    struct settle_op op = {id, rec};
-    return run_tx(l, settle_body, &op, err);
-}
-
-struct release_op {
-    int64_t id;         /* one reservation, or 0 */
-    int64_t older_than; /* with id 0 */
-    int changed;
-};
-
-static int release_body(struct ledger *l, void *arg, struct bottle_err *err)
-{
-    struct release_op *op = arg;
-    sqlite3_stmt *s;
-    int rc = stmt_get(l, op->id ? ST_RELEASE : ST_RELEASE_STALE, &s, err);
-    if (rc < 0)
-        return rc;
-    sqlite3_bind_int64(s, 1, op->id ? op->id : op->older_than);
-    sqlite3_bind_int64(s, 2, now_s());
-    rc = step(l, s, err);
-    sqlite3_reset(s);
-    if (rc < 0)
-        return rc;
-    op->changed = sqlite3_changes(l->db);
-    return 0;
-}
-
-int ledger_release(struct ledger *l, int64_t id, struct bottle_err *err)
-{
-    struct release_op op = {id, 0, 0};
-    if (id <= 0)
-        return err_set(err, ENOENT, "ledger: no reservation %lld", (long long)id);
-    int rc = run_tx(l, release_body, &op, err);
-    if (rc == 0 && op.changed == 0)
-        return err_set(err, ENOENT, "ledger: no open reservation %lld", (long long)id);
-    return rc;
-}
-
-int ledger_release_stale(struct ledger *l, int64_t older_than, struct bottle_err *err)
-{
-    struct release_op op = {0, older_than, 0};
-    int rc = run_tx(l, release_body, &op, err);
-    return rc < 0 ? rc : op.changed;
-}
-
-struct record_op {
-    const struct ledger_record *rec;
-};
-
-static int record_body(struct ledger *l, void *arg, struct bottle_err *err)
-{
-    const struct ledger_record *rec = ((struct record_op *)arg)->rec;
-    return insert_usage(l, &rec->who, rec, usage_sum(&rec->usage), 0, err);
-}
-
-int ledger_record_usage(struct ledger *l, const struct ledger_record *rec, struct bottle_err *err)
-{
-    int rc = subject_check(&rec->who, err);
-    if (rc == 0)
-        rc = usage_check(&rec->usage, err);
-    if (rc < 0)
-        return rc;
-    struct record_op op = {rec};
-    return run_tx(l, record_body, &op, err);
-}
-
-/* ---- totals ------------------------------------------------------------------ */
-
-struct totals_op {
-    const struct ledger_filter *f;
-    struct ledger_totals *out;
-};
-
-static void bind_filter_subject(sqlite3_stmt *s, const struct ledger_filter *f)
-{
-    bind_filter(s, 1, f->bottle);
-    bind_filter(s, 2, f->agent);
-    bind_filter(s, 3, f->provider);
-}
-
-static int totals_body(struct ledger *l, void *arg, struct bottle_err *err)
-{
-    struct totals_op *op = arg;
-    struct ledger_totals *t = op->out;
-    sqlite3_stmt *s;
-    int rc = stmt_get(l, ST_TOTALS, &s, err);
-    if (rc < 0)
-        return rc;
-    bind_filter_subject(s, op->f);
-    sqlite3_bind_int64(s, 4, op->f->since);
-    if ((rc = step(l, s, err)) < 0)
-        return rc;
-    t->requests = sqlite3_column_int64(s, 0);
-    t->incomplete = sqlite3_column_int64(s, 1);
-    t->usage.input_tokens = sqlite3_column_int64(s, 2);
-    t->usage.output_tokens = sqlite3_column_int64(s, 3);
-    t->usage.cache_creation_tokens = sqlite3_column_int64(s, 4);
-    t->usage.cache_read_tokens = sqlite3_column_int64(s, 5);
-    t->charged_tokens = sqlite3_column_int64(s, 6);
-    sqlite3_reset(s);
-    if ((rc = stmt_get(l, ST_TOTALS_OPEN, &s, err)) < 0)
-        return rc;
-    bind_filter_subject(s, op->f);
-    if ((rc = step(l, s, err)) < 0)
-        return rc;
-    t->open_reservations = sqlite3_column_int64(s, 0);
-    t->reserved_tokens = sqlite3_column_int64(s, 1);
-    sqlite3_reset(s);
-    return 0;
-}
-
-int ledger_totals(struct ledger *l, const struct ledger_filter *f, struct ledger_totals *out,
-                  struct bottle_err *err)
-{
-    static const struct ledger_filter all = {0};
-    struct ledger_totals t = {0};
-    struct totals_op op = {f ? f : &all, &t};
-    int rc = run_read(l, totals_body, &op, err);
-    if (rc == 0)
-        *out = t;
-    return rc;
-}
-
-/* ---- audit ------------------------------------------------------------------- */
-
-struct audit_add_op {
-    const struct ledger_audit *a;
-    int64_t id;
-};
-
-static int audit_add_body(struct ledger *l, void *arg, struct bottle_err *err)
-{
-    struct audit_add_op *op = arg;
-    sqlite3_stmt *s;
-    int rc = stmt_get(l, ST_AUDIT_INSERT, &s, err);
-    if (rc < 0)
-        return rc;
-    sqlite3_bind_int64(s, 1, op->a->at ? op->a->at : now_s());
-    bind_text(s, 2, op->a->bottle);
-    bind_text(s, 3, op->a->action);
-    bind_text(s, 4, op->a->policy);
-    bind_text(s, 5, op->a->reason);
-    bind_text(s, 6, op->a->who);
-    rc = step(l, s, err);
-    sqlite3_reset(s);
-    if (rc < 0)
-        return rc;
-    op->id = sqlite3_last_insert_rowid(l->db);
-    return 0;
-}
-
-int ledger_audit_add(struct ledger *l, const struct ledger_audit *a, int64_t *id,
-                     struct bottle_err *err)
-{
-    if (str_is_empty(a->action))
-        return err_set_kind(err, ERR_KIND_USAGE, EINVAL, "ledger: an audit entry needs an action");
-    struct audit_add_op op = {a, 0};
-    int rc = run_tx(l, audit_add_body, &op, err);
-    if (rc == 0 && id)
-        *id = op.id;
-    return rc;
-}
-
-struct audit_list_op {
-    const char *bottle;
-    size_t limit;
-    struct ledger_audit_entry *items;
-    size_t n, cap;
-};
-
-static char *column_dup(sqlite3_stmt *s, int i)
-{
-    const char *t = (const char *)sqlite3_column_text(s, i);
-    return xstrdup(t ? t : "");
-}
-
-static int audit_list_body(struct ledger *l, void *arg, struct bottle_err *err)
-{
-    struct audit_list_op *op = arg;
-    ledger_audit_free(op->items, op->n); /* a rerun starts over */
-    op->items = NULL;
-    op->n = op->cap = 0;
-    sqlite3_stmt *s;
-    int rc = stmt_get(l, ST_AUDIT_LIST, &s, err);
-    if (rc < 0)
-        return rc;
-    bind_filter(s, 1, op->bottle);
-    sqlite3_bind_int64(s, 2, op->limit ? (int64_t)op->limit : -1);
-    while ((rc = step(l, s, err)) == SQLITE_ROW) {
-        if (op->n == op->cap) {
-            op->cap = op->cap ? op->cap * 2 : 16;
-            op->items = xrealloc(op->items, op->cap * sizeof(*op->items));
-        }
-        struct ledger_audit_entry *e = &op->items[op->n++];
-        e->id = sqlite3_column_int64(s, 0);
-        e->at = sqlite3_column_int64(s, 1);
-        e->bottle = column_dup(s, 2);
-        e->action = column_dup(s, 3);
-        e->policy = column_dup(s, 4);
-        e->reason = column_dup(s, 5);
-        e->who = column_dup(s, 6);
-    }
-    sqlite3_reset(s);
-    return rc < 0 ? rc : 0;
-}
-
-int ledger_audit_list(struct ledger *l, const char *bottle, size_t limit,
-                      struct ledger_audit_entry **out, size_t *n, struct bottle_err *err)
-{
-    struct audit_list_op op = {bottle, limit, NULL, 0, 0};
-    int rc = run_read(l, audit_list_body, &op, err);
-    if (rc < 0) {
-        ledger_audit_free(op.items, op.n);
-        return rc;
-    }
-    *out = op.items;
-    *n = op.n;
-    return 0;
-}
-
-void ledger_audit_free(struct ledger_audit_entry *entries, size_t n)
-{
-    for (size_t i = 0; i < n && entries; i++) {
-        free(entries[i].bottle);
-        free(entries[i].action);
-        free(entries[i].policy);
-        free(entries[i].reason);
-        free(entries[i].who);
-    }
-    free(entries);
-}
-
-/* ---- final kernel counters -------------------------------------------------- */
-
-struct kernel_op {
-    const char *bottle, *agent, *counters;
-    char *out;
-};
-
-static int kernel_sql(struct ledger *l, const char *sql, sqlite3_stmt **s, struct bottle_err *err)
-{
-    int rc = sqlite3_prepare_v2(l->db, sql, -1, s, NULL);
-    if (rc == SQLITE_OK)
-        return 0;
-    return is_busy(rc) ? -EAGAIN : db_fail(l, rc, err, "prepare");
-}
-
-static int kernel_put_body(struct ledger *l, void *arg, struct bottle_err *err)
-{
-    struct kernel_op *op = arg;
-    sqlite3_stmt *s;
-    int rc = kernel_sql(l,
-                        "INSERT OR REPLACE INTO kernel_final (bottle, agent, at, counters) "
-                        "VALUES (?1, ?2, ?3, ?4)",
-                        &s, err);
-    if (rc < 0)
-        return rc;
-    bind_text(s, 1, op->bottle);
-    bind_text(s, 2, op->agent);
-    sqlite3_bind_int64(s, 3, now_s());
-    bind_text(s, 4, op->counters);
-    rc = step(l, s, err);
-    sqlite3_finalize(s);
-    return rc < 0 ? rc : 0;
-}
-
-int ledger_kernel_put(struct ledger *l, const char *bottle, const char *agent, const char *counters,
-                      struct bottle_err *err)
-{
-    if (str_is_empty(bottle) || str_is_empty(counters))
-        return err_set_kind(err, ERR_KIND_USAGE, EINVAL, "ledger: kernel counters need a bottle");
-    struct kernel_op op = {bottle, agent, counters, NULL};
-    return run_tx(l, kernel_put_body, &op, err);
-}
-
-static int kernel_get_body(struct ledger *l, void *arg, struct bottle_err *err)
-{
-    struct kernel_op *op = arg;
-    sqlite3_stmt *s;
-    int rc = kernel_sql(l, "SELECT counters FROM kernel_final WHERE bottle = ?1", &s, err);
-    if (rc < 0)
-        return rc;
-    bind_text(s, 1, op->bottle);
-    rc = step(l, s, err);
-    free(op->out);
-    op->out = rc == SQLITE_ROW ? column_dup(s, 0) : NULL;
-    sqlite3_finalize(s);
-    return rc < 0 ? rc : 0;
-}
-
-int ledger_kernel_get(struct ledger *l, const char *bottle, char **counters, struct bottle_err *err)
-{
-    struct kernel_op op = {bottle, NULL, NULL, NULL};
-    int rc = run_read(l, kernel_get_body, &op, err);
-    *counters = rc == 0 ? op.out : NULL;
-    if (rc < 0)
-        free(op.out);
-    return rc < 0 ? rc : op.out ? 0 : -ENOENT;
-}
-
-/* ---- providers of a bottle --------------------------------------------------- */
-
-struct providers_op {
-    const char *bottle;
-    struct strv *out;
-};
-
-static int providers_body(struct ledger *l, void *arg, struct bottle_err *err)
-{
-    struct providers_op *op = arg;
-    sqlite3_stmt *s;
-    int rc = kernel_sql(l,
-                        "SELECT provider FROM usage WHERE bottle = ?1 UNION "
-                        "SELECT provider FROM reservation WHERE bottle = ?1 ORDER BY 1",
-                        &s, err);
-    if (rc < 0)
-        return rc;
-    bind_text(s, 1, op->bottle);
-    strv_free(op->out); /* a rerun starts over */
-    while ((rc = step(l, s, err)) == SQLITE_ROW)
-        strv_push(op->out, (const char *)sqlite3_column_text(s, 0));
-    sqlite3_finalize(s);
-    return rc < 0 ? rc : 0;
-}
-
-int ledger_providers(struct ledger *l, const char *bottle, struct strv *out, struct bottle_err *err)
-{
-    struct providers_op op = {bottle, out};
-    return run_read(l, providers_body, &op, err);
-}

@@ -1,17 +1,16 @@
 /*
- * cli — the `bottle` command line: the subcommand table, help texts, exit
- * codes and the small argument helpers every subcommand shares.
- * Subcommands live in runtime/cmd_*.c; each takes (argc, argv) with argv[0]
- * the subcommand's name and returns the process exit code.
+ * cli — the `bottle` command line below its table (runtime/main.c): the
+ * subcommands and the small argument helpers every one of them shares.
+ * Subcommands live in runtime/cli/cmd_*.c; each takes (argc, argv) with
+ * argv[0] the subcommand's name, prints its own output and errors, and
+ * returns the process exit code. Nothing below the CLI prints.
  */
-#ifndef BOTTLE_RUNTIME_CLI_H
-#define BOTTLE_RUNTIME_CLI_H
+#ifndef BOTTLE_CLI_CLI_H
+#define BOTTLE_CLI_CLI_H
 
 #include <stdbool.h>
 
 #include "common/err.h"
-
-int cli_main(int argc, char **argv);
 
 /* Prints "bottle: <message>" and returns the exit code for the error. */
 int cli_fail(const struct bottle_err *err);
@@ -28,5 +27,8 @@ int cmd_info(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_commit(int argc, char **argv);
+int cmd_stop(int argc, char **argv);
+int cmd_cleanup(int argc, char **argv);
+int cmd_budget(int argc, char **argv);
 
 #endif

@@ -105,7 +105,7 @@ int cmd_stop(int argc, char **argv)
     if (!slug || !home_slug_valid(slug))
         return cli_usage_error(cmd, "which bottle? (a slug, as `bottle start` printed it)");
     struct bottle_err err = {0};
-    long pid = (long)controller_live_pid(slug);
+    long pid = (long)state_live_pid(slug);
     if (pid <= 1) {
         err_set_kind(&err, ERR_KIND_USAGE, ENOENT, "no running bottle '%s'", slug);
         return cli_fail(&err);
@@ -116,7 +116,7 @@ int cmd_stop(int argc, char **argv)
         return cli_fail(&err);
     }
     for (long waited = 0; waited < timeout_s * 1000; waited += 50) {
-        if (!controller_slug_live(slug)) {
+        if (!state_slug_live(slug)) {
             printf("bottle: %s stopped\n", slug);
             return 0;
         }
@@ -226,7 +226,7 @@ static int cleanup_slug(const char *home, const char *slug, bool has_state, bool
         failures++, fprintf(stderr, "bottle: cleanup: %s: %s\n", slug, e.msg);
     unlink(sock);
     free(sock);
-    char *live = xasprintf("%s/%s.lock", CONTROLLER_LIVE_DIR, slug);
+    char *live = xasprintf("%s/%s.lock", STATE_LIVE_DIR, slug);
     unlink(live);
     free(live);
     memset(&e, 0, sizeof(e));
@@ -392,7 +392,7 @@ int cmd_cleanup(int argc, char **argv)
         if (only.len && !strv_contains(&only, slug))
             continue;
         /* Only the controller's own lock counts: the state lock may be held by an orphaned init. */
-        if (controller_slug_live(slug)) {
+        if (state_slug_live(slug)) {
             if (only.len)
                 printf("%s: running; left alone\n", slug);
             continue;

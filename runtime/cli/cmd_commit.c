@@ -77,7 +77,7 @@ static void strv_from_json(const cJSON *arr, struct strv *out)
 static int commit_slug(const char *slug)
 {
     struct bottle_err err = {0};
-    if (controller_live_pid(slug) <= 1) {
+    if (state_live_pid(slug) <= 1) {
         err_set_kind(&err, ERR_KIND_USAGE, ENOENT,
                      "no running bottle '%s' (see 'bottle list active'); only a running bottle "
                      "can be committed",

@@ -102,7 +102,7 @@ static void active_row(const char *home, const char *state_dir, const char *slug
     memset(r, 0, sizeof(*r));
     r->slug = xstrdup(slug);
     char *dir = fs_join(state_dir, slug);
-    bool live = controller_slug_live(slug);
+    bool live = state_slug_live(slug);
     cJSON *st = NULL;
     struct bottle_err err = {0};
     if (live && control_simple(home, slug, "status", 2000, &st, &err) == 0) {

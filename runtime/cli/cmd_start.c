@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backends/backend.h"
 #include "backends/docker/docker.h"
 #include "common/fs.h"
 #include "common/json.h"
@@ -88,7 +89,6 @@ static int resume_options(const char *cmd, const char *slug, struct plan_options
     return 0;
 }
 
-static const char *const backend_names[] = {"native", "docker", "smolmachines", "apple", NULL};
 
 static int parse_budget(const char *cmd, const char *spec, struct plan_budget_override *out,
                         char **provider_store)
@@ -118,6 +118,20 @@ static int parse_budget(const char *cmd, const char *spec, struct plan_budget_ov
     out->provider = provider;
     out->tokens = v;
     return 0;
+}
+
+/* The bottle's name, on stdout as soon as it has one (scripts read it). */
+static void say_started(void *arg, const char *slug)
+{
+    (void)arg;
+    printf("bottle: %s\n", slug);
+    fflush(stdout);
+}
+
+static void say_notice(void *arg, const char *text)
+{
+    (void)arg;
+    fprintf(stderr, "bottle: %s\n", text);
 }
 
 int cmd_start(int argc, char **argv)
@@ -184,14 +198,11 @@ int cmd_start(int argc, char **argv)
         } else if (args_is(&a, "--backend")) {
             if (!(v = args_value(&a)))
                 goto out;
-            bool known = false;
-            for (const char *const *b = backend_names; *b; b++)
-                known = known || strcmp(*b, v) == 0;
-            if (!known) {
-                cli_usage_error(cmd,
-                                "--backend '%s' is not known; use native, docker, smolmachines "
-                                "or apple",
-                                v);
+            /* A backend this build cannot run is still known: --dry-run shows its plan. */
+            const struct bottle_backend *be = NULL;
+            struct bottle_err why = {0};
+            if (backend_lookup(v, &be, &why) < 0 && why.kind == ERR_KIND_USAGE) {
+                cli_usage_error(cmd, "--backend: %s", why.msg);
                 goto out;
             }
             o.backend = v;
@@ -306,16 +317,19 @@ int cmd_start(int argc, char **argv)
         rc = cli_fail(&err);
         goto out;
     }
-    if (strcmp(plan.backend, "native") != 0 && strcmp(plan.backend, "docker") != 0) {
-        fprintf(stderr,
-                "bottle: backend '%s' cannot run bottles in this build yet; use --backend "
-                "native, or 'bottle start %s --dry-run' to see the plan\n",
-                plan.backend, plan.agent_name);
+    const struct bottle_backend *backend = NULL;
+    struct bottle_err why = {0};
+    if (backend_lookup(plan.backend, &backend, &why) < 0) {
+        fprintf(stderr, "bottle: %s ('bottle start %s --dry-run' shows the plan)\n", why.msg,
+                plan.agent_name);
         rc = EXIT_RUNTIME;
         goto out;
     }
-    struct controller_options copts = {
-        .resolve = resolves, .n_resolve = n_resolves, .upstream_ca = upstream_ca};
+    struct controller_options copts = {.resolve = resolves,
+                                       .n_resolve = n_resolves,
+                                       .upstream_ca = upstream_ca,
+                                       .started = say_started,
+                                       .notice = say_notice};
     int agent_exit = 0;
     if (controller_start(&plan, &copts, &agent_exit, &err) < 0) {
         rc = cli_fail(&err);

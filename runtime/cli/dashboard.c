@@ -99,7 +99,7 @@ int dash_collect(const char *home, dash_tokens_fn tokens, struct dash_model *m,
         return errno == ENOENT ? 0 : err_set(err, errno, "cannot list %s/state", home);
     size_t cap = 0;
     for (struct dirent *e; (e = readdir(d));) {
-        if (!home_slug_valid(e->d_name) || !controller_slug_live(e->d_name))
+        if (!home_slug_valid(e->d_name) || !state_slug_live(e->d_name))
             continue;
         if (m->n == cap) {
             cap = cap ? cap * 2 : 8;

@@ -1,10 +1,13 @@
 /*
- * controller_internal — the controller's context, shared by the start
- * sequence (controller.c) and the operator commands (cmd_cleanup.c). Not
- * for other modules.
+ * context — the controller's context (struct controller) and what its files
+ * share: the start sequence (controller.c), the sidecar step (sidecar.c),
+ * the agent step (agent.c), the wait loop (loop.c) and metering
+ * (metering.c). `bottle cleanup` tears a crashed bottle down through the
+ * same struct. Never prints: operator-facing lines go through
+ * controller_notice.
  */
-#ifndef BOTTLE_RUNTIME_CONTROLLER_INTERNAL_H
-#define BOTTLE_RUNTIME_CONTROLLER_INTERNAL_H
+#ifndef BOTTLE_CONTROLLER_CONTEXT_H
+#define BOTTLE_CONTROLLER_CONTEXT_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -70,6 +73,18 @@ struct controller {
 
 /* 40 hex digits of randomness for 20 bytes (out holds 2 * bytes + 1). */
 void controller_random_hex(char *out, size_t bytes);
+/* Sleeps ms; false when a signal cut the sleep short. */
+bool controller_sleep_ms(long ms);
+/* Root-owned, group gid, mode: what the sidecar reads and the agent never can. */
+int controller_own_for_proxy(const char *path, gid_t gid, mode_t mode, struct bottle_err *err);
+/* One line for the operator (opts->notice), or a warning in the log. */
+void controller_notice(struct controller *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* The sidecar step: config, tokens, bottle-proxy started and listening (sidecar.c). */
+int controller_sidecar_start(struct controller *c, struct bottle_err *err);
+/* Stops the sidecar (SIGTERM, then SIGKILL after 3 s) and reaps it. */
+void controller_sidecar_stop(struct controller *c);
 /* "A.1:port": where the agent reaches the sidecar (allocated). */
 char *controller_proxy_listen(const struct controller *c);
 

@@ -3,8 +3,12 @@
  * state directory, per-bottle CA and trust bundle, network namespace and
  * veth, cgroups, BPF policy, the sidecar (bottle-proxy) and the agent, then
  * tears all of it down when the agent exits, on SIGINT/SIGTERM/SIGHUP, or
- * when any step fails. Also the operator commands that act on bottles from
- * outside: `bottle stop` and `bottle cleanup`.
+ * when any step fails.
+ *
+ * The controller never prints: failures come back in struct bottle_err,
+ * and what the person at the terminal should see while the bottle runs
+ * (its name once started, a dead sidecar, a budget action, a teardown step
+ * that failed) goes to the callbacks in controller_options.
  *
  * Users and groups. The agent runs as the invoking user (SUDO_UID/SUDO_GID)
  * or, without sudo, as nobody/nogroup (65534). The sidecar runs as
@@ -16,8 +20,8 @@
  * reload, and the agent's uid never can; the state directory is not mounted
  * in the bottle at all.
  *
- * Liveness. A running controller holds an flock on /run/bottle/live/<slug>.lock
- * (a POSIX record lock, host-wide, whatever $BOTTLE_HOME) and on
+ * Liveness. A running controller holds a record lock on /run/bottle/live/<slug>.lock
+ * (host-wide, whatever $BOTTLE_HOME; state_live_lock) and an flock on
  * $BOTTLE_HOME/run/<slug>.lock, and serves $BOTTLE_HOME/run/<slug>.sock
  * (control.h); `bottle cleanup` only touches slugs whose host-wide lock
  * nobody holds.
@@ -25,8 +29,8 @@
  * Never called from a multi-threaded process: the sidecar and the agent are
  * forked (clone3) from the calling thread.
  */
-#ifndef BOTTLE_RUNTIME_CONTROLLER_H
-#define BOTTLE_RUNTIME_CONTROLLER_H
+#ifndef BOTTLE_CONTROLLER_CONTROLLER_H
+#define BOTTLE_CONTROLLER_CONTROLLER_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -41,7 +45,6 @@
 #define CONTROLLER_PROXY_USER   "bottle-proxy"
 #define CONTROLLER_AGENT_UID    65534
 #define CONTROLLER_AGENT_GID    65534
-#define CONTROLLER_LIVE_DIR     "/run/bottle/live"
 #define CONTROLLER_SYSTEM_ROOTS "/etc/ssl/certs/ca-certificates.crt"
 /* The same roots as an OpenSSL hashed directory (c_rehash links). */
 #define CONTROLLER_SYSTEM_ROOTS_DIR "/etc/ssl/certs"
@@ -55,6 +58,11 @@ struct controller_options {
     size_t n_resolve;
     const char *upstream_ca;    /* --upstream-ca FILE; NULL: none */
     int proxy_ready_timeout_ms; /* 0: 5000 */
+    /* Called once the bottle has its slug (NULL: nothing is said). */
+    void (*started)(void *arg, const char *slug);
+    /* A line for the operator while the bottle runs or is torn down (NULL: logged). */
+    void (*notice)(void *arg, const char *text);
+    void *arg;
 };
 
 /*
@@ -67,13 +75,5 @@ struct controller_options {
 int controller_start(const struct plan *plan, const struct controller_options *opts,
                      int *agent_exit, struct bottle_err *err);
 
-/* Host-wide liveness lock of a slug (see above). */
-int controller_live_lock(const char *slug, struct bottle_err *err);
-bool controller_slug_live(const char *slug);
-/* The pid of the slug's running controller; 0 when none. */
-pid_t controller_live_pid(const char *slug);
-
-int cmd_stop(int argc, char **argv);
-int cmd_cleanup(int argc, char **argv);
 
 #endif

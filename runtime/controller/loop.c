@@ -45,28 +45,6 @@ static int pidfd_for(pid_t pid)
 #endif
 }
 
-void controller_audit(struct controller *c, const char *action, uid_t by, const char *result)
-{
-    char ts[32], uid[16];
-    time_t now = time(NULL);
-    struct tm tm;
-    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
-    snprintf(uid, sizeof(uid), "%u", (unsigned)by);
-    log_info("action", "slug", c->st.slug, "action", action, "by_uid", uid, "result", result, NULL);
-    if (!c->st.path)
-        return;
-    char *path = fs_join(c->st.path, CONTROLLER_ACTIONS_LOG);
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
-    free(path);
-    if (fd < 0)
-        return;
-    char *line = xasprintf("time=%s action=%s by_uid=%s result=\"%s\"\n", ts, action, uid, result);
-    ssize_t w = write(fd, line, strlen(line));
-    (void)w; /* the log line is best effort; the action already happened */
-    free(line);
-    close(fd);
-}
-
 /* ---- state of the bottle -------------------------------------------------------------- */
 
 static bool agent_frozen(const struct controller *c)
@@ -254,7 +232,7 @@ static void on_sidecar_exit(struct controller *c)
 {
     waitpid(c->proxy_pid, NULL, 0);
     c->proxy_pid = 0;
-    fprintf(stderr, "bottle: %s: the sidecar exited; the bottle has no egress now\n", c->st.slug);
+    controller_notice(c, "%s: the sidecar exited; the bottle has no egress now", c->st.slug);
     controller_audit(c, "sidecar-exited", 0, "no egress");
 }
 

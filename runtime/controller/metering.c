@@ -58,7 +58,7 @@ static void apply_policy(struct controller *c, const char *why)
     int rc = enforce_apply(c->st.slug, a, &aborted, &err);
     if (a == ENFORCE_KILL)
         c->kill_at_ms = 0; /* the agent is gone; the loop tears the bottle down */
-    fprintf(stderr, "bottle: %s: %s; %s\n", c->st.slug, why,
+    controller_notice(c, "%s: %s; %s", c->st.slug, why,
             rc == 0 ? (a == ENFORCE_CUTOFF   ? "cut off: no more network traffic (bottle cutoff "
                                                "--restore undoes it)"
                        : a == ENFORCE_FREEZE ? "frozen (bottle thaw resumes it)"

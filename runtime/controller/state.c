@@ -313,3 +313,53 @@ int state_slug_active(const char *home, const char *slug, bool *active, struct b
     free(path);
     return rc;
 }
+
+/* ---- host-wide liveness ------------------------------------------------------ */
+
+/*
+ * A POSIX record lock, not flock: a forked child (the bottle's init, the
+ * sidecar before exec) shares flock locks with its parent but never record
+ * locks, so the lock dies with the controller itself.
+ */
+int state_live_lock(const char *slug, struct bottle_err *err)
+{
+    int rc = fs_mkdir_p(STATE_LIVE_DIR, 0700, err);
+    if (rc < 0)
+        return rc;
+    char *path = xasprintf("%s/%s.lock", STATE_LIVE_DIR, slug);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    if (fd < 0) {
+        rc = err_set(err, errno, "cannot open %s: %s", path, strerror(errno));
+    } else if (fcntl(fd, F_SETLK, &fl) < 0) {
+        rc = err_set_kind(err, ERR_KIND_USAGE, EEXIST,
+                          "a bottle named '%s' is already running on this host; pick another "
+                          "--label",
+                          slug);
+        close(fd);
+    } else {
+        rc = fd;
+    }
+    free(path);
+    return rc;
+}
+
+pid_t state_live_pid(const char *slug)
+{
+    char *path = xasprintf("%s/%s.lock", STATE_LIVE_DIR, slug);
+    int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    free(path);
+    if (fd < 0)
+        return 0;
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    pid_t pid = 0;
+    if (fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK)
+        pid = fl.l_pid;
+    close(fd);
+    return pid;
+}
+
+bool state_slug_live(const char *slug)
+{
+    return state_live_pid(slug) > 0;
+}

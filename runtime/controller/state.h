@@ -12,8 +12,8 @@
  * This module never deletes anything outside the one state directory it
  * created or locked, and never follows a symlink while removing it.
  */
-#ifndef BOTTLE_RUNTIME_STATE_H
-#define BOTTLE_RUNTIME_STATE_H
+#ifndef BOTTLE_CONTROLLER_STATE_H
+#define BOTTLE_CONTROLLER_STATE_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -24,6 +24,8 @@
 #include "manifest/plan.h"
 
 #define STATE_SLUG_RANDOM_LEN 5
+/* Host-wide liveness locks, whatever $BOTTLE_HOME (see state_live_lock). */
+#define STATE_LIVE_DIR "/run/bottle/live"
 
 struct state_dir {
     char *home;  /* $BOTTLE_HOME */
@@ -57,5 +59,15 @@ void state_close(struct state_dir *st);
 
 /* Whether a live process holds the slug's lock. */
 int state_slug_active(const char *home, const char *slug, bool *active, struct bottle_err *err);
+
+/*
+ * Host-wide liveness: a running controller holds a record lock on
+ * STATE_LIVE_DIR/<slug>.lock. Returns the locked fd, or -EEXIST (a usage
+ * error) when another bottle of that name runs on this host.
+ */
+int state_live_lock(const char *slug, struct bottle_err *err);
+/* The pid holding the slug's liveness lock; 0 when none. */
+pid_t state_live_pid(const char *slug);
+bool state_slug_live(const char *slug);
 
 #endif
