@@ -43,11 +43,11 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 -include bpf/bpf.mk
 # Each BPF loader depends on its own skeleton only (bpf/<name>.c on <name>.skel.h).
 $(foreach n,$(BPF_NAMES),$(eval $(BUILD)/bpf/$(n).o: $(BUILD)/bpf/$(n).skel.h))
-$(BUILD)/bpf/policy.o: $(BPF_SKELS)
+
 # Generated headers (BPF skeletons) are kept, never removed as intermediates.
 .SECONDARY:
 
-.PHONY: setup all test unit check format format-check lint asan fuzz bench install clean
+.PHONY: setup all test unit check format format-check lint layers asan fuzz bench install clean
 
 all: $(BUILD)/bottle $(BUILD)/bottle-proxy
 
@@ -112,7 +112,11 @@ lint:
 		--suppress=missingIncludeSystem --suppress=varFuncNullUB --std=c11 -D__linux__ -I. \
 		common manifest kernel ledger $(BPF_LOADER_SRC) runtime sidecar backends
 
-check: format-check lint asan
+# Every project include points down (docs/architecture.md has the table).
+layers:
+	@sh scripts/layers
+
+check: format-check lint layers asan
 
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -I. -I$(BUILD)-fuzz -g -O1 \
 	-fsanitize=fuzzer,address,undefined $(PKG_CFLAGS)

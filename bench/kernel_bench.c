@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "bpf/policy.h"
+#include "bpf/sockkill.h"
 #include "kernel/cgroup.h"
 
 static double now_us(void)

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "bpf/policy.h"
+#include "bpf/sockkill.h"
 #include "common/home.h"
 #include "kernel/cgroup.h"
 

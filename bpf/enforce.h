@@ -5,8 +5,8 @@
  * freeze, thaw and kill. Each works from the bottle's pins and cgroups, so
  * it needs no live controller; each needs root.
  */
-#ifndef BOTTLE_RUNTIME_ENFORCE_H
-#define BOTTLE_RUNTIME_ENFORCE_H
+#ifndef BOTTLE_BPF_ENFORCE_H
+#define BOTTLE_BPF_ENFORCE_H
 
 #include <stdbool.h>
 

@@ -27,9 +27,9 @@
 #include <unistd.h>
 
 #include "bpf/policy.skel.h"
-#include "bpf/sockkill.skel.h"
 #include "common/home.h"
 #include "common/fs.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "kernel/cgroup.h"
 
@@ -58,7 +58,7 @@ static int libbpf_to_log(enum libbpf_print_level level, const char *fmt, va_list
     return 0;
 }
 
-static void libbpf_quiet(void)
+void bpf_policy_quiet_libbpf(void)
 {
     libbpf_set_print(libbpf_to_log);
 }
@@ -204,7 +204,7 @@ static int kill_switch_open(const char *root, bool create, struct bottle_err *er
 
 int bpf_policy_set_kill_switch(bool on, struct bottle_err *err)
 {
-    libbpf_quiet();
+    bpf_policy_quiet_libbpf();
     char *root = NULL;
     int rc = bpffs_root_dir(true, &root, err);
     if (rc < 0)
@@ -232,7 +232,7 @@ int bpf_policy_set_kill_switch(bool on, struct bottle_err *err)
 
 int bpf_policy_kill_switch(bool *on, struct bottle_err *err)
 {
-    libbpf_quiet();
+    bpf_policy_quiet_libbpf();
     *on = false;
     char *root = NULL;
     struct bottle_err ignore;
@@ -357,7 +357,7 @@ int bpf_policy_install(const char *slug, int cgroup_fd, uint64_t cgroup_id,
     struct bpf_policy_timing t_local = {0};
     struct bpf_policy_timing *t = timing ? timing : &t_local;
     memset(t, 0, sizeof(*t));
-    libbpf_quiet();
+    bpf_policy_quiet_libbpf();
 
     char *root = NULL, *dir = NULL;
     int rc = bpffs_root_dir(true, &root, err);
@@ -505,7 +505,7 @@ static int open_pin(const char *dir, const char *name, struct bottle_err *err)
 int bpf_policy_open_pinned(const char *slug, struct bpf_policy_pins **out, struct bottle_err *err)
 {
     *out = NULL;
-    libbpf_quiet();
+    bpf_policy_quiet_libbpf();
     char *dir = NULL;
     int rc = bpffs_bottle_dir(slug, false, &dir, err);
     if (rc < 0)
@@ -669,92 +669,65 @@ int bpf_policy_events_poll(struct bpf_policy_pins *p, int timeout_ms, bpf_policy
     return n < 0 ? 0 : n;
 }
 
-/* ---- socket destroy ---------------------------------------------------------------------- */
+/* ---- usage ------------------------------------------------------------------------------- */
 
-static int sockkill_load(uint64_t cgroup_id, struct sockkill_bpf **out, struct bottle_err *err)
+static const struct {
+    const char *key;
+    size_t offset;
+} stat_fields[] = {
+    {"tx_bytes", offsetof(struct bottle_stats, tx_bytes)},
+    {"tx_packets", offsetof(struct bottle_stats, tx_packets)},
+    {"rx_bytes", offsetof(struct bottle_stats, rx_bytes)},
+    {"rx_packets", offsetof(struct bottle_stats, rx_packets)},
+    {"drop_tx", offsetof(struct bottle_stats, drop_tx)},
+    {"drop_rx", offsetof(struct bottle_stats, drop_rx)},
+    {"connect_ok", offsetof(struct bottle_stats, connect_ok)},
+    {"connect_deny", offsetof(struct bottle_stats, connect_deny)},
+    {"sendmsg_ok", offsetof(struct bottle_stats, sendmsg_ok)},
+    {"sendmsg_deny", offsetof(struct bottle_stats, sendmsg_deny)},
+    {"sock_create_deny", offsetof(struct bottle_stats, sock_create_deny)},
+};
+
+static uint64_t stat_value(const struct bottle_stats *s, size_t i)
 {
-    libbpf_quiet();
-    struct sockkill_bpf *skel = sockkill_bpf__open();
-    if (!skel)
-        return err_set(err, ENOTSUP, "socket destroy unavailable: cannot open the iterator: %s",
-                       strerror(errno));
-    skel->rodata->target_cgroup_id = cgroup_id;
-    int rc = sockkill_bpf__load(skel);
-    if (rc < 0) {
-        sockkill_bpf__destroy(skel);
-        return err_set(err, ENOTSUP,
-                       "socket destroy unavailable: the kernel refused the iterator (%s); "
-                       "needs Linux 6.5+ with BTF",
-                       strerror(-rc));
-    }
-    *out = skel;
-    return 0;
+    uint64_t v;
+    memcpy(&v, (const char *)s + stat_fields[i].offset, sizeof(v));
+    return v;
 }
 
-int bpf_sockkill_probe(struct bottle_err *err)
+void bpf_policy_stats_json(const struct bottle_stats *s, cJSON *obj)
 {
-    struct sockkill_bpf *skel = NULL;
-    int rc = sockkill_load(0, &skel, err);
-    sockkill_bpf__destroy(skel);
-    return rc;
+    for (size_t f = 0; f < sizeof(stat_fields) / sizeof(stat_fields[0]); f++)
+        json_add_num(obj, stat_fields[f].key, (double)stat_value(s, f));
 }
 
-static int drain_iter(int iter_fd)
+int bpf_policy_read_bottle(const char *slug, struct bottle_stats *s, bool *cutoff,
+                           struct bottle_err *err)
 {
-    char buf[256];
-    ssize_t n;
-    while ((n = read(iter_fd, buf, sizeof(buf))) > 0)
-        ;
-    return n < 0 ? -errno : 0;
-}
-
-int bpf_sockkill_run(uint64_t cgroup_id, int netns_fd, unsigned *destroyed, struct bottle_err *err)
-{
-    struct sockkill_bpf *skel = NULL;
-    int self_ns = -1, iter_fd = -1;
-    if (destroyed)
-        *destroyed = 0;
-    int rc = sockkill_load(cgroup_id, &skel, err);
+    struct bpf_policy_pins *p = NULL;
+    int rc = bpf_policy_open_pinned(slug, &p, err);
     if (rc < 0)
         return rc;
-    struct bpf_link *link = bpf_program__attach_iter(skel->progs.bottle_sockkill, NULL);
-    if (!link) {
-        rc = err_set(err, ENOTSUP, "socket destroy unavailable: cannot attach the iterator: %s",
-                     strerror(errno));
-        goto out;
-    }
-    skel->links.bottle_sockkill = link;
-    if (netns_fd >= 0) {
-        self_ns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-        if (self_ns < 0) {
-            rc = err_set(err, errno, "sockkill: cannot open own netns: %s", strerror(errno));
-            goto out;
-        }
-        if (setns(netns_fd, CLONE_NEWNET) < 0) {
-            rc = err_set(err, errno, "sockkill: cannot enter the bottle's netns: %s",
-                         strerror(errno));
-            goto out;
-        }
-    }
-    /* The iterator walks the netns current when it is created. */
-    iter_fd = bpf_iter_create(bpf_link__fd(link));
-    if (iter_fd < 0)
-        rc = err_set(err, errno, "sockkill: cannot create the iterator: %s", strerror(errno));
-    else if ((rc = drain_iter(iter_fd)) < 0)
-        rc = err_set(err, -rc, "sockkill: iterator failed: %s", strerror(-rc));
-    if (self_ns >= 0 && setns(self_ns, CLONE_NEWNET) < 0) {
-        /* Staying in the bottle's netns would be worse than any error: stop here. */
-        abort();
-    }
-    if (rc == 0 && destroyed)
-        *destroyed = (unsigned)skel->bss->destroyed;
-out:
-    if (iter_fd >= 0)
-        close(iter_fd);
-    if (self_ns >= 0)
-        close(self_ns);
-    sockkill_bpf__destroy(skel);
+    rc = bpf_policy_read_stats(p, s, err);
+    if (rc == 0)
+        rc = bpf_policy_cutoff_state(p, cutoff, err);
+    bpf_policy_close(p);
     return rc;
+}
+
+int bpf_policy_usage_json(const char *slug, cJSON *obj, struct bottle_err *err)
+{
+    struct bottle_stats s;
+    bool cutoff = false, kill = false;
+    int rc = bpf_policy_read_bottle(slug, &s, &cutoff, err);
+    if (rc == 0)
+        rc = bpf_policy_kill_switch(&kill, err);
+    if (rc < 0)
+        return rc;
+    bpf_policy_stats_json(&s, obj);
+    json_add_bool(obj, "cut_off", cutoff);
+    json_add_bool(obj, "kill_switch", kill);
+    return 0;
 }
 
 /* ---- doctor probe -------------------------------------------------------------------------- */
@@ -762,7 +735,7 @@ out:
 void bpf_policy_probe_run(struct bpf_policy_probe *r)
 {
     memset(r, 0, sizeof(*r));
-    libbpf_quiet();
+    bpf_policy_quiet_libbpf();
     struct bottle_err err;
     err_clear(&err);
     struct policy_bpf *skel = policy_bpf__open();
@@ -824,10 +797,4 @@ void bpf_policy_probe_run(struct bpf_policy_probe *r)
         rmdir(root); /* only when it became empty */
     free(dir);
     free(root);
-
-    err_clear(&err);
-    if (bpf_sockkill_probe(&err) == 0)
-        r->sock_destroy = true;
-    else
-        snprintf(r->sock_destroy_error, sizeof(r->sock_destroy_error), "%.250s", err.msg);
 }

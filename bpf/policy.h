@@ -10,12 +10,14 @@
  * an entry that allows more than the caller's config. It never creates the
  * cgroup (runtime/cgroup.h) and never decides the policy (the plan does).
  */
-#ifndef BOTTLE_RUNTIME_BPF_POLICY_H
-#define BOTTLE_RUNTIME_BPF_POLICY_H
+#ifndef BOTTLE_BPF_POLICY_H
+#define BOTTLE_BPF_POLICY_H
 
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+#include <cjson/cJSON.h>
 
 #include "bpf/bottle_abi.h"
 #include "common/buf.h"
@@ -115,20 +117,22 @@ struct bpf_policy_probe {
 };
 
 /*
- * Loads the policy programs, attaches each to a temporary cgroup
- * (<cgroup2>/bottle/doctor-<pid>), and loads the socket-destroy iterator;
- * then detaches, unloads and removes the cgroup. Nothing is pinned or left.
+ * Loads the policy programs and attaches each to a temporary cgroup
+ * (<cgroup2>/bottle/doctor-<pid>); then detaches, unloads and removes the
+ * cgroup. Nothing is pinned or left. The sock_destroy fields are left for
+ * the caller (bpf/probe.c asks the iterator's loader).
  */
 void bpf_policy_probe_run(struct bpf_policy_probe *r);
 
-/*
- * Aborts (ECONNABORTED) every established TCP socket created in cgroup_id or
- * a descendant, in the network namespace netns_fd (-1: the caller's). The
- * calling thread enters that namespace for the walk and returns to its own.
- * -ENOTSUP with "socket destroy unavailable: ..." when the kernel cannot.
- */
-int bpf_sockkill_run(uint64_t cgroup_id, int netns_fd, unsigned *destroyed, struct bottle_err *err);
-/* Loads (and unloads) the iterator to learn whether socket destroy works here. */
-int bpf_sockkill_probe(struct bottle_err *err);
+/* A bottle's summed counters and cutoff flag from its pins. */
+int bpf_policy_read_bottle(const char *slug, struct bottle_stats *s, bool *cutoff,
+                           struct bottle_err *err);
+/* The counters under the keys `bottle usage --json` uses. */
+void bpf_policy_stats_json(const struct bottle_stats *s, cJSON *obj);
+/* A bottle's counters from its pins added to obj, plus "cut_off" and "kill_switch". */
+int bpf_policy_usage_json(const char *slug, cJSON *obj, struct bottle_err *err);
+
+/* libbpf's messages go to the debug log (every loader calls this before opening). */
+void bpf_policy_quiet_libbpf(void);
 
 #endif

@@ -12,8 +12,8 @@
  * runs any code of its own, so the programs attached to the cgroup govern it
  * from its first instruction.
  */
-#ifndef BOTTLE_RUNTIME_CGROUP_H
-#define BOTTLE_RUNTIME_CGROUP_H
+#ifndef BOTTLE_KERNEL_CGROUP_H
+#define BOTTLE_KERNEL_CGROUP_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -36,7 +36,6 @@ struct cgroup_bottle {
     uint64_t agent_id; /* cgroup id = directory inode */
     uint64_t proxy_id;
 };
-
 
 /* Where bottle mounts cgroup2 when the host has no cgroup2 mount at all. */
 #define CGROUP2_PRIVATE_MOUNT "/run/bottle/cgroup2"

@@ -21,8 +21,8 @@
  * created bottle. This module never touches a link or namespace it did not
  * name.
  */
-#ifndef BOTTLE_RUNTIME_NETNS_H
-#define BOTTLE_RUNTIME_NETNS_H
+#ifndef BOTTLE_KERNEL_NETNS_H
+#define BOTTLE_KERNEL_NETNS_H
 
 #include <net/if.h>
 #include <netinet/in.h>

@@ -5,8 +5,8 @@
  * backend CLIs on PATH. Probing reads and tries; it never changes the host
  * (a probe program is loaded and closed again, nothing is attached or pinned).
  */
-#ifndef BOTTLE_RUNTIME_PLATFORM_H
-#define BOTTLE_RUNTIME_PLATFORM_H
+#ifndef BOTTLE_KERNEL_PLATFORM_H
+#define BOTTLE_KERNEL_PLATFORM_H
 
 #include <cjson/cJSON.h>
 #include <stdbool.h>

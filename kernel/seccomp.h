@@ -13,8 +13,8 @@
  *
  * This module never loosens the base list: extra names only add denials.
  */
-#ifndef BOTTLE_RUNTIME_SECCOMP_H
-#define BOTTLE_RUNTIME_SECCOMP_H
+#ifndef BOTTLE_KERNEL_SECCOMP_H
+#define BOTTLE_KERNEL_SECCOMP_H
 
 #include <cjson/cJSON.h>
 #include <stddef.h>

@@ -1,4 +1,5 @@
-/* budget — which ledger scope counts a budget, and a bottle's budgets and usage as JSON (see budget.h). */
+/* budget — which ledger scope counts a budget, and a bottle's budgets and usage as JSON (see
+ * budget.h). */
 #include "ledger/budget.h"
 
 #include <dirent.h>

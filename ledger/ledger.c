@@ -288,9 +288,9 @@ static int migrate_body(struct ledger *l, void *arg, struct bottle_err *err)
 {
     (void)arg;
     int rc = ledger_exec(l,
-                      "CREATE TABLE IF NOT EXISTS schema_version ("
-                      " version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
-                      err);
+                         "CREATE TABLE IF NOT EXISTS schema_version ("
+                         " version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+                         err);
     sqlite3_stmt *s;
     if (rc < 0 || (rc = ledger_stmt(l, ST_VERSION, &s, err)) < 0)
         return rc;
@@ -432,4 +432,3 @@ const char *ledger_scope_name(enum ledger_scope scope)
     }
     return "unknown";
 }
-

@@ -19,8 +19,8 @@
  * A connection belongs to one process: open it after fork, never before.
  * This module never prints and never deletes usage or audit rows.
  */
-#ifndef BOTTLE_RUNTIME_LEDGER_H
-#define BOTTLE_RUNTIME_LEDGER_H
+#ifndef BOTTLE_LEDGER_LEDGER_H
+#define BOTTLE_LEDGER_LEDGER_H
 
 #include <stdbool.h>
 #include <stddef.h>

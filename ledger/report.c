@@ -1,4 +1,5 @@
-/* report — totals, the audit trail, final kernel counters and a bottle's providers (see ledger.h). */
+/* report — totals, the audit trail, final kernel counters and a bottle's providers (see ledger.h).
+ */
 #include <errno.h>
 #include <sqlite3.h>
 #include <stdio.h>

@@ -427,4 +427,3 @@ int ledger_record_usage(struct ledger *l, const struct ledger_record *rec, struc
     struct record_op op = {rec};
     return ledger_run_tx(l, record_body, &op, err);
 }
-

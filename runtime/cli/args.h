@@ -3,8 +3,8 @@
  * "--name value" or "--name=value", positional arguments in any order, and
  * everything after "--" kept apart (it belongs to the agent).
  */
-#ifndef BOTTLE_RUNTIME_ARGS_H
-#define BOTTLE_RUNTIME_ARGS_H
+#ifndef BOTTLE_CLI_ARGS_H
+#define BOTTLE_CLI_ARGS_H
 
 #include <stdbool.h>
 

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <string.h>
 
-
 int cli_fail(const struct bottle_err *err)
 {
     fprintf(stderr, "bottle: %s\n", err->msg[0] ? err->msg : "failed");

@@ -133,4 +133,3 @@ int cmd_budget(int argc, char **argv)
     free(home);
     return rc;
 }
-

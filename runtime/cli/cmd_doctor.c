@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "bpf/probe.h"
 #include "common/json.h"
 #include "runtime/cli/args.h"
 #include "runtime/cli/cli.h"
@@ -46,7 +47,7 @@ int cmd_doctor(int argc, char **argv)
     if (json) {
         cJSON *doc = platform_facts_json(&f);
         if (f.tier == TIER_KERNEL)
-            bpf_doctor_report(NULL, doc);
+            bpf_probe_report(NULL, doc);
         char *t = json_to_text(doc, true);
         fputs(t, stdout);
         free(t);
@@ -55,7 +56,7 @@ int cmd_doctor(int argc, char **argv)
         struct buf b = BUF_INIT;
         platform_facts_text(&f, &b);
         if (f.tier == TIER_KERNEL)
-            bpf_doctor_report(&b, NULL);
+            bpf_probe_report(&b, NULL);
         fputs(b.data, stdout);
         buf_free(&b);
     }

@@ -87,60 +87,6 @@ static int usage_error(const char *cmd, const char *fmt, const char *arg)
 
 /* ---- usage --------------------------------------------------------------------------- */
 
-static const struct {
-    const char *key;
-    size_t offset;
-} stat_fields[] = {
-    {"tx_bytes", offsetof(struct bottle_stats, tx_bytes)},
-    {"tx_packets", offsetof(struct bottle_stats, tx_packets)},
-    {"rx_bytes", offsetof(struct bottle_stats, rx_bytes)},
-    {"rx_packets", offsetof(struct bottle_stats, rx_packets)},
-    {"drop_tx", offsetof(struct bottle_stats, drop_tx)},
-    {"drop_rx", offsetof(struct bottle_stats, drop_rx)},
-    {"connect_ok", offsetof(struct bottle_stats, connect_ok)},
-    {"connect_deny", offsetof(struct bottle_stats, connect_deny)},
-    {"sendmsg_ok", offsetof(struct bottle_stats, sendmsg_ok)},
-    {"sendmsg_deny", offsetof(struct bottle_stats, sendmsg_deny)},
-    {"sock_create_deny", offsetof(struct bottle_stats, sock_create_deny)},
-};
-
-static uint64_t stat_value(const struct bottle_stats *s, size_t i)
-{
-    uint64_t v;
-    memcpy(&v, (const char *)s + stat_fields[i].offset, sizeof(v));
-    return v;
-}
-
-static int read_bottle(const char *slug, struct bottle_stats *s, bool *cutoff,
-                       struct bottle_err *err)
-{
-    struct bpf_policy_pins *p = NULL;
-    int rc = bpf_policy_open_pinned(slug, &p, err);
-    if (rc < 0)
-        return rc;
-    rc = bpf_policy_read_stats(p, s, err);
-    if (rc == 0)
-        rc = bpf_policy_cutoff_state(p, cutoff, err);
-    bpf_policy_close(p);
-    return rc;
-}
-
-int kernel_usage_json(const char *slug, cJSON *obj, struct bottle_err *err)
-{
-    struct bottle_stats s;
-    bool cutoff = false, kill = false;
-    int rc = read_bottle(slug, &s, &cutoff, err);
-    if (rc == 0)
-        rc = bpf_policy_kill_switch(&kill, err);
-    if (rc < 0)
-        return rc;
-    for (size_t f = 0; f < sizeof(stat_fields) / sizeof(stat_fields[0]); f++)
-        json_add_num(obj, stat_fields[f].key, (double)stat_value(&s, f));
-    json_add_bool(obj, "cut_off", cutoff);
-    json_add_bool(obj, "kill_switch", kill);
-    return 0;
-}
-
 /* The host's ledger, when there is one to read (NULL otherwise). */
 static struct ledger *usage_ledger(char **home)
 {
@@ -224,7 +170,7 @@ static int usage_once(const struct strv *slugs, bool json)
     if (slugs->len == 1) {
         struct bottle_stats probe;
         bool cut = false;
-        if (read_bottle(slugs->items[0], &probe, &cut, &err) < 0)
+        if (bpf_policy_read_bottle(slugs->items[0], &probe, &cut, &err) < 0)
             return usage_finished(slugs->items[0], json, &err);
     }
     char *home = NULL;
@@ -241,7 +187,7 @@ static int usage_once(const struct strv *slugs, bool json)
     for (size_t i = 0; i < slugs->len; i++) {
         struct bottle_stats s;
         bool cutoff = false;
-        if (read_bottle(slugs->items[i], &s, &cutoff, &err) < 0) {
+        if (bpf_policy_read_bottle(slugs->items[i], &s, &cutoff, &err) < 0) {
             rc = fail(&err);
             break;
         }
@@ -250,8 +196,7 @@ static int usage_once(const struct strv *slugs, bool json)
         if (doc) {
             cJSON *o = cJSON_CreateObject();
             json_add_str(o, "bottle", slugs->items[i]);
-            for (size_t f = 0; f < sizeof(stat_fields) / sizeof(stat_fields[0]); f++)
-                json_add_num(o, stat_fields[f].key, (double)stat_value(&s, f));
+            bpf_policy_stats_json(&s, o);
             json_add_str(o, "state", state);
             cJSON_AddItemToObject(o, "tokens", tokens);
             cJSON_AddItemToArray(list, o);
@@ -617,49 +562,4 @@ int cmd_events(int argc, char **argv)
     }
     bpf_policy_close(p);
     return rc;
-}
-
-/* ---- doctor ------------------------------------------------------------------------------ */
-
-void bpf_doctor_report(struct buf *out, cJSON *json)
-{
-    struct bpf_policy_probe r;
-    bpf_policy_probe_run(&r);
-    size_t attached = 0;
-    for (size_t i = 0; i < r.n_programs; i++)
-        attached += r.programs[i].attached;
-    if (out) {
-        if (r.loaded)
-            buf_printf(out, "bpf programs: %zu loaded in %.1f ms, %zu/%zu attach to a cgroup\n",
-                       r.n_programs, r.load_ms, attached, r.n_programs);
-        else
-            buf_printf(out, "bpf programs: do not load: %s\n", r.load_error);
-        for (size_t i = 0; i < r.n_programs; i++) {
-            if (r.programs[i].attached)
-                buf_printf(out, "  %-20s ok\n", r.programs[i].name);
-            else
-                buf_printf(out, "  %-20s cannot attach: %s\n", r.programs[i].name,
-                           r.programs[i].error);
-        }
-        if (r.sock_destroy)
-            buf_append_str(out, "socket destroy: available (cutoff aborts connections)\n");
-        else
-            buf_printf(out, "socket destroy: unavailable (%s)\n", r.sock_destroy_error);
-    }
-    if (json) {
-        cJSON *o = cJSON_AddObjectToObject(json, "bpf");
-        json_add_bool(o, "loaded", r.loaded);
-        json_add_str(o, "load_error", r.loaded ? NULL : r.load_error);
-        json_add_num(o, "load_ms", r.load_ms);
-        cJSON *progs = cJSON_AddArrayToObject(o, "programs");
-        for (size_t i = 0; i < r.n_programs; i++) {
-            cJSON *p = cJSON_CreateObject();
-            json_add_str(p, "section", r.programs[i].name);
-            json_add_bool(p, "attached", r.programs[i].attached);
-            json_add_str(p, "error", r.programs[i].attached ? NULL : r.programs[i].error);
-            cJSON_AddItemToArray(progs, p);
-        }
-        json_add_bool(o, "sock_destroy", r.sock_destroy);
-        json_add_str(o, "sock_destroy_error", r.sock_destroy ? NULL : r.sock_destroy_error);
-    }
 }

@@ -12,8 +12,8 @@
  * "bottle: <message>" on stderr, and returns the process exit code (0 ok,
  * 1 runtime failure, 2 usage error, 3 refused).
  */
-#ifndef BOTTLE_RUNTIME_CMD_KERNEL_H
-#define BOTTLE_RUNTIME_CMD_KERNEL_H
+#ifndef BOTTLE_CLI_CMD_KERNEL_H
+#define BOTTLE_CLI_CMD_KERNEL_H
 
 #include <cjson/cJSON.h>
 
@@ -27,18 +27,5 @@ int cmd_cutoff(int argc, char **argv);
 int cmd_events(int argc, char **argv);
 int cmd_freeze(int argc, char **argv);
 int cmd_thaw(int argc, char **argv);
-
-/*
- * A bottle's kernel counters from its pins, added to obj under the keys
- * `bottle usage --json` uses, plus "cut_off" and "kill_switch".
- */
-int kernel_usage_json(const char *slug, cJSON *obj, struct bottle_err *err);
-
-/*
- * Which policy programs load and attach on this host and whether socket
- * destroy works: text lines into out (when non-NULL) and an object added to
- * json as "bpf" (when non-NULL). Creates and removes a temporary cgroup.
- */
-void bpf_doctor_report(struct buf *out, cJSON *json);
 
 #endif

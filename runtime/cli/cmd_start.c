@@ -89,7 +89,6 @@ static int resume_options(const char *cmd, const char *slug, struct plan_options
     return 0;
 }
 
-
 static int parse_budget(const char *cmd, const char *spec, struct plan_budget_override *out,
                         char **provider_store)
 {

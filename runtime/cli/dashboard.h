@@ -5,8 +5,8 @@
  * key triggers. The terminal front end (cmd_dashboard.c) only draws the
  * lines and reads keys, so everything here is testable without a terminal.
  */
-#ifndef BOTTLE_RUNTIME_DASHBOARD_H
-#define BOTTLE_RUNTIME_DASHBOARD_H
+#ifndef BOTTLE_CLI_DASHBOARD_H
+#define BOTTLE_CLI_DASHBOARD_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -13,8 +13,8 @@
  * only peers with the controller's own uid (root): whoever can talk to it
  * can freeze, cut off or kill the bottle.
  */
-#ifndef BOTTLE_RUNTIME_CONTROL_H
-#define BOTTLE_RUNTIME_CONTROL_H
+#ifndef BOTTLE_CONTROLLER_CONTROL_H
+#define BOTTLE_CONTROLLER_CONTROL_H
 
 #include <cjson/cJSON.h>
 #include <poll.h>

@@ -168,7 +168,8 @@ static int step_kernel(struct controller *c, struct bottle_err *err)
 
 /* ---- teardown ------------------------------------------------------------------------ */
 
-static void note(struct controller *c, struct bottle_err *first, const struct bottle_err *e, const char *what)
+static void note(struct controller *c, struct bottle_err *first, const struct bottle_err *e,
+                 const char *what)
 {
     if (!e->msg[0])
         return;

@@ -75,5 +75,4 @@ struct controller_options {
 int controller_start(const struct plan *plan, const struct controller_options *opts,
                      int *agent_exit, struct bottle_err *err);
 
-
 #endif

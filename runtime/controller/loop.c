@@ -29,7 +29,7 @@
 #include "manifest/manifest.h"
 #include "bpf/policy.h"
 #include "kernel/cgroup.h"
-#include "runtime/cli/cmd_kernel.h"
+#include "bpf/policy.h"
 #include "bpf/enforce.h"
 #include "runtime/controller/control.h"
 #include "runtime/controller/context.h"
@@ -156,7 +156,7 @@ static int control_handler(void *ctx, const char *cmd, const cJSON *req, cJSON *
         return 0; /* a read: not an action */
     } else if (!strcmp(cmd, "usage")) {
         json_add_str(resp, "slug", c->st.slug);
-        return kernel_usage_json(c->st.slug, resp, err);
+        return bpf_policy_usage_json(c->st.slug, resp, err);
     } else if (!strcmp(cmd, "cutoff")) {
         action = json_get_bool(req, "restore", false) ? "cutoff-restore" : "cutoff";
         rc = handle_cutoff(c, req, resp, err);

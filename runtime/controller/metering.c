@@ -15,7 +15,7 @@
 
 #include "common/json.h"
 #include "common/log.h"
-#include "runtime/cli/cmd_kernel.h"
+#include "bpf/policy.h"
 #include "runtime/controller/context.h"
 #include "bpf/enforce.h"
 
@@ -59,11 +59,12 @@ static void apply_policy(struct controller *c, const char *why)
     if (a == ENFORCE_KILL)
         c->kill_at_ms = 0; /* the agent is gone; the loop tears the bottle down */
     controller_notice(c, "%s: %s; %s", c->st.slug, why,
-            rc == 0 ? (a == ENFORCE_CUTOFF   ? "cut off: no more network traffic (bottle cutoff "
-                                               "--restore undoes it)"
-                       : a == ENFORCE_FREEZE ? "frozen (bottle thaw resumes it)"
-                                             : "killed")
-                    : err.msg);
+                      rc == 0 ? (a == ENFORCE_CUTOFF
+                                     ? "cut off: no more network traffic (bottle cutoff "
+                                       "--restore undoes it)"
+                                 : a == ENFORCE_FREEZE ? "frozen (bottle thaw resumes it)"
+                                                       : "killed")
+                              : err.msg);
     controller_audit(c, a == ENFORCE_CUTOFF ? "cutoff" : enforce_action_name(a), 0,
                      rc == 0 ? why : err.msg);
     controller_ledger_audit(c, enforce_action_name(a), policy, why, "budget");
@@ -129,7 +130,7 @@ void controller_ledger_final(struct controller *c)
         return;
     cJSON *obj = cJSON_CreateObject();
     struct bottle_err err = {0};
-    if (kernel_usage_json(c->st.slug, obj, &err) == 0) {
+    if (bpf_policy_usage_json(c->st.slug, obj, &err) == 0) {
         json_add_str(obj, "slug", c->st.slug);
         json_add_bool(obj, "finished", true);
         char *text = json_to_text(obj, false);

@@ -333,4 +333,3 @@ void controller_sidecar_stop(struct controller *c)
         ;
     c->proxy_pid = 0;
 }
-

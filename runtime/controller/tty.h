@@ -46,8 +46,8 @@
  *      TTY_RELAY_DRAIN_MS), restores the terminal and cannot fail; calling it
  *      twice, or without a successful open, is harmless.
  */
-#ifndef BOTTLE_RUNTIME_TTY_H
-#define BOTTLE_RUNTIME_TTY_H
+#ifndef BOTTLE_CONTROLLER_TTY_H
+#define BOTTLE_CONTROLLER_TTY_H
 
 #include <poll.h>
 #include <stdbool.h>

@@ -39,6 +39,7 @@
 #include "backends/docker/docker.h"
 #include "common/fs.h"
 #include "bpf/policy.h"
+#include "bpf/sockkill.h"
 #include "kernel/cgroup.h"
 #include "kernel/netns.h"
 

@@ -34,6 +34,7 @@
 
 #include "common/fs.h"
 #include "bpf/policy.h"
+#include "bpf/sockkill.h"
 #include "kernel/cgroup.h"
 
 #define KH_IO_TIMEOUT_S  3

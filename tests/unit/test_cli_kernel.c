@@ -3,6 +3,7 @@
  * text and JSON, `bottle cutoff` and `--restore`, `--all`, `bottle events`,
  * usage errors with exit code 2, and the doctor report.
  */
+#include "bpf/probe.h"
 #include "kernel_harness.h"
 
 #include "common/json.h"
@@ -211,7 +212,7 @@ static void test_doctor_report(void **state)
     (void)state;
     struct buf text = BUF_INIT;
     cJSON *doc = cJSON_CreateObject();
-    bpf_doctor_report(&text, doc);
+    bpf_probe_report(&text, doc);
     assert_non_null(strstr(text.data, "7/7 attach to a cgroup"));
     assert_non_null(strstr(text.data, "cgroup/connect6"));
     assert_non_null(strstr(text.data, "socket destroy: available"));
