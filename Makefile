@@ -25,7 +25,7 @@ COMMON_SRC := $(wildcard common/*.c)
 MANIFEST_SRC := $(wildcard manifest/*.c)
 RUNTIME_SRC := $(filter-out runtime/main.c,$(wildcard runtime/*.c))
 BACKENDS_SRC := $(wildcard backends/*.c backends/*/*.c)
-SIDECAR_SRC := $(filter-out sidecar/main.c,$(wildcard sidecar/*.c))
+SIDECAR_SRC := $(filter-out sidecar/main.c,$(wildcard sidecar/*.c sidecar/*/*.c))
 LIB_SRC := $(COMMON_SRC) $(MANIFEST_SRC) $(RUNTIME_SRC) $(BACKENDS_SRC) $(SIDECAR_SRC)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 
