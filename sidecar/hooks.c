@@ -7,9 +7,9 @@
 
 #include "common/log.h"
 #include "sidecar/conn.h"
-#include "sidecar/dlp.h"
-#include "sidecar/dlphook.h"
-#include "sidecar/meterhook.h"
+#include "sidecar/dlp/dlp.h"
+#include "sidecar/dlp/dlp_hook.h"
+#include "sidecar/meter/meter_hook.h"
 
 struct hooks {
     struct proxy *px;

@@ -1,8 +1,8 @@
 #include "tests/unit/testutil.h"
 
 #include "common/buf.h"
-#include "sidecar/dlp.h"
-#include "sidecar/dlp_impl.h"
+#include "sidecar/dlp/dlp.h"
+#include "sidecar/dlp/dlp_impl.h"
 
 /*
  * The vector filters (dlp_simd.c) must not change a result: every scan is

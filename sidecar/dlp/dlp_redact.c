@@ -12,7 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "sidecar/dlp_impl.h"
+#include "sidecar/dlp/dlp_impl.h"
 
 static int hit_cmp(const void *a, const void *b)
 {

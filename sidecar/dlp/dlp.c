@@ -10,7 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "sidecar/dlp_impl.h"
+#include "sidecar/dlp/dlp_impl.h"
 
 #define DEFAULT_MAX_DECODED ((size_t)32 << 20)
 #define DEFAULT_MAX_MATCHES 64

@@ -16,7 +16,7 @@
 #include <emmintrin.h>
 #endif
 
-#include "sidecar/dlp_impl.h"
+#include "sidecar/dlp/dlp_impl.h"
 
 /* ---- matchers ------------------------------------------------------------- */
 

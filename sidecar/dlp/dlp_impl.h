@@ -5,7 +5,7 @@
 #ifndef BOTTLE_SIDECAR_DLP_IMPL_H
 #define BOTTLE_SIDECAR_DLP_IMPL_H
 
-#include "sidecar/dlp.h"
+#include "sidecar/dlp/dlp.h"
 
 /* Character classes (struct dlp_engine.cls). */
 #define CC_UPPER 0x001u

@@ -16,7 +16,7 @@
 #define BOTTLE_SIDECAR_DLPHOOK_H
 
 #include "manifest/route.h"
-#include "sidecar/dlp.h"
+#include "sidecar/dlp/dlp.h"
 #include "sidecar/http.h"
 #include "sidecar/proxy.h"
 

@@ -1,5 +1,5 @@
 /* meterhook — see meterhook.h. */
-#include "sidecar/meterhook.h"
+#include "sidecar/meter/meter_hook.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -11,7 +11,7 @@
 
 #include "common/log.h"
 #include "runtime/ledger.h"
-#include "sidecar/meter.h"
+#include "sidecar/meter/meter.h"
 
 struct meterhook {
     struct ledger *lg;    /* NULL: metered requests are refused */

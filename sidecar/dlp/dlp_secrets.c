@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sidecar/dlp_impl.h"
+#include "sidecar/dlp/dlp_impl.h"
 
 /* Projected bytes scanned per block (passes 2 and 3). */
 #define PROJ_BLOCK ((size_t)64 << 10)

@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "sidecar/dlp_impl.h"
+#include "sidecar/dlp/dlp_impl.h"
 
 #define STREAM_SEEN 32
 
