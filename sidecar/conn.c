@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/json.h"
 #include "common/log.h"
 
 static const struct http_limits limits = HTTP_LIMITS_DEFAULT;
@@ -282,15 +283,15 @@ void conn_refuse(struct conn *c, int status, const char *reason, const char *mes
      * user why it was refused instead of a bare status.
      */
     buf_append_str(b, "{\"type\": \"error\", \"error\": {\"type\": \"");
-    json_escape_into(b, reason, strlen(reason));
+    json_escape_append(b, reason, strlen(reason), 0);
     buf_append_str(b, "\", \"code\": \"");
-    json_escape_into(b, reason, strlen(reason));
+    json_escape_append(b, reason, strlen(reason), 0);
     buf_append_str(b, "\", \"message\": \"bottle: ");
-    json_escape_into(b, message, strlen(message));
+    json_escape_append(b, message, strlen(message), 0);
     buf_append_str(b, "\"}, \"reason\": \"");
-    json_escape_into(b, reason, strlen(reason));
+    json_escape_append(b, reason, strlen(reason), 0);
     buf_append_str(b, "\", \"message\": \"");
-    json_escape_into(b, message, strlen(message));
+    json_escape_append(b, message, strlen(message), 0);
     buf_append_str(b, "\"}\n");
     c->req_head_request = false;
     conn_respond(c, status, "application/json", b->data, b->len);

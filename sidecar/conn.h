@@ -216,6 +216,5 @@ void logjson_request(struct conn *c);
 void logjson_capture(struct conn *c, const struct http_request *req);
 void logjson_event(struct proxy *px, const char *event, const char *k1, const char *v1,
                    const char *k2, const char *v2);
-void json_escape_into(struct buf *b, const char *s, size_t n);
 
 #endif

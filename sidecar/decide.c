@@ -522,7 +522,7 @@ void decide_control(struct conn *c, size_t head_len)
     struct buf b = BUF_INIT;
     if (http_slice_eq(req->path, "/healthz")) {
         buf_printf(&b, "{\"status\": \"ok\", \"bottle\": \"");
-        json_escape_into(&b, c->cfg->bottle, strlen(c->cfg->bottle));
+        json_escape_append(&b, c->cfg->bottle, strlen(c->cfg->bottle), 0);
         buf_printf(&b, "\", \"connections\": %zu, \"draining\": %s}\n", c->px->n_conns,
                    c->px->draining ? "true" : "false");
         conn_respond(c, 200, "application/json", b.data, b.len);

@@ -9,24 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/json.h"
 #include "sidecar/conn.h"
-
-void json_escape_into(struct buf *b, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == '"' || ch == '\\') {
-            buf_append_char(b, '\\');
-            buf_append_char(b, (char)ch);
-        } else if (ch < 0x20 || ch == 0x7f) {
-            char esc[7] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15], 0};
-            buf_append(b, esc, 6);
-        } else {
-            buf_append_char(b, (char)ch);
-        }
-    }
-}
 
 static void add_str(struct buf *b, const char *key, const char *value)
 {
@@ -36,7 +20,7 @@ static void add_str(struct buf *b, const char *key, const char *value)
         return;
     }
     buf_append_char(b, '"');
-    json_escape_into(b, value, strlen(value));
+    json_escape_append(b, value, strlen(value), 0);
     buf_append_char(b, '"');
 }
 
@@ -122,12 +106,12 @@ void logjson_capture(struct conn *c, const struct http_request *req)
         if (i)
             buf_append_char(b, ',');
         buf_append_char(b, '"');
-        json_escape_into(b, h->name.ptr, h->name.len);
+        json_escape_append(b, h->name.ptr, h->name.len, 0);
         buf_append_str(b, "\":\"");
         if (is_credential_header(h->name) || holds_token(c->px, h->value))
             buf_append_str(b, "[redacted]");
         else
-            json_escape_into(b, h->value.ptr, h->value.len);
+            json_escape_append(b, h->value.ptr, h->value.len, 0);
         buf_append_char(b, '"');
     }
 }

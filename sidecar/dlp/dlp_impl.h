@@ -176,7 +176,6 @@ void dlp_url_encode(const char *p, size_t n, struct buf *out);
 void dlp_json_view(const char *p, size_t n, struct buf *out);
 /* Unescapes one JSON string body (without quotes). */
 void dlp_json_unescape(const char *p, size_t n, struct buf *out);
-void dlp_json_escape(const char *p, size_t n, struct buf *out);
 /* Finds the end quote of the string body starting at p[i]; returns its index or n. */
 size_t dlp_json_string_end(const char *p, size_t n, size_t i);
 

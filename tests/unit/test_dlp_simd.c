@@ -1,6 +1,7 @@
 #include "tests/unit/testutil.h"
 
 #include "common/buf.h"
+#include "common/json.h"
 #include "sidecar/dlp/dlp.h"
 #include "sidecar/dlp/dlp_impl.h"
 
@@ -209,7 +210,7 @@ static void test_paths_agree_on_requests(void **state)
     while (body.len < 300000) {
         struct buf piece = BUF_INIT;
         append_piece(&piece, &s, (const char *const *)secrets, 50);
-        dlp_json_escape(piece.data ? piece.data : "", piece.len, &body);
+        json_escape_append(&body, piece.data ? piece.data : "", piece.len, 0);
         buf_free(&piece);
     }
     buf_append_str(&body, "\"}]}");
