@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/json.h"
 #include "common/log.h"
 
@@ -132,7 +133,7 @@ struct conn *conn_new(struct proxy *px, int fd, bool control)
     px->conns = c;
     px->n_conns++;
     px->metrics.connections_total++;
-    c->deadline_ms = proxy_now_ms() + px->cfg->timeouts.idle_ms;
+    c->deadline_ms = (uint64_t)clock_mono_ms() + px->cfg->timeouts.idle_ms;
     return c;
 }
 
@@ -337,12 +338,12 @@ void conn_request_finish(struct conn *c)
     if (c->close_after || px->draining) {
         c->close_after = true;
         c->state = CONN_CLOSING;
-        c->deadline_ms = proxy_now_ms() + 5000;
+        c->deadline_ms = (uint64_t)clock_mono_ms() + 5000;
         if (c->up.fd >= 0)
             upstream_release(c);
     } else {
         c->state = CONN_HEAD;
-        c->deadline_ms = proxy_now_ms() + px->cfg->timeouts.idle_ms;
+        c->deadline_ms = (uint64_t)clock_mono_ms() + px->cfg->timeouts.idle_ms;
     }
 }
 
@@ -712,7 +713,7 @@ static bool step_head(struct conn *c)
     }
     if (!c->cfg) { /* first bytes of a request: it runs under today's config */
         c->cfg = config_ref(c->px->cfg);
-        c->log.start_ms = proxy_now_ms();
+        c->log.start_ms = (uint64_t)clock_mono_ms();
         c->log.in0 = c->bytes_in - avail;
         c->log.out0 = c->bytes_out;
         c->deadline_ms = c->log.start_ms + c->cfg->timeouts.header_ms;
@@ -759,13 +760,13 @@ static bool step_tls_accept(struct conn *c)
             conn_close(c);
             return true;
         }
-        c->deadline_ms = proxy_now_ms() + c->px->cfg->timeouts.handshake_ms;
+        c->deadline_ms = (uint64_t)clock_mono_ms() + c->px->cfg->timeouts.handshake_ms;
     }
     ERR_clear_error();
     int r = SSL_do_handshake(c->cli.ssl);
     if (r == 1) {
         c->state = CONN_HEAD;
-        c->deadline_ms = proxy_now_ms() + c->px->cfg->timeouts.idle_ms;
+        c->deadline_ms = (uint64_t)clock_mono_ms() + c->px->cfg->timeouts.idle_ms;
         return true;
     }
     if (ssl_result(c->cli.ssl, r) == -EAGAIN)
@@ -774,7 +775,7 @@ static bool step_tls_accept(struct conn *c)
     if (c->peer.sni_mismatch) {
         snprintf(c->log.method, sizeof(c->log.method), "TLS");
         c->cfg = config_ref(c->px->cfg);
-        c->log.start_ms = proxy_now_ms();
+        c->log.start_ms = (uint64_t)clock_mono_ms();
         c->log.decision = "refused";
         c->log.reason = REASON_SNI_MISMATCH;
         snprintf(c->log.path, sizeof(c->log.path), "sni=%.200s", c->peer.sni);
@@ -964,7 +965,7 @@ static void coalesce(struct buf *out, size_t off, struct iobuf *src, size_t *ok,
 void conn_run(struct conn *c)
 {
     struct proxy *px = c->px;
-    uint64_t now = proxy_now_ms();
+    uint64_t now = (uint64_t)clock_mono_ms();
     for (int turn = 0; turn < CONN_TURNS; turn++) {
         bool progress = false, moved = false;
         if (c->dead)

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "common/json.h"
 #include "sidecar/conn.h"
 
@@ -260,7 +261,7 @@ static void forward(struct conn *c, const char *body, const size_t *body_len)
     c->log.reason = REASON_ALLOWED;
     if (reuse) {
         c->state = CONN_EXCHANGE;
-        c->deadline_ms = proxy_now_ms() + c->cfg->timeouts.io_ms;
+        c->deadline_ms = (uint64_t)clock_mono_ms() + c->cfg->timeouts.io_ms;
     } else {
         upstream_open(c, c->fwd.host, c->fwd.is_ip, c->fwd.port, c->fwd.tls);
     }
@@ -294,7 +295,7 @@ static void collect_body(struct conn *c, size_t head_len)
     if (c->req.expect_continue)
         buf_append_str(&c->cout, "HTTP/1.1 100 Continue\r\n\r\n");
     c->state = CONN_BODY;
-    c->deadline_ms = proxy_now_ms() + c->cfg->timeouts.io_ms;
+    c->deadline_ms = (uint64_t)clock_mono_ms() + c->cfg->timeouts.io_ms;
 }
 
 void decide_body_complete(struct conn *c)

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/json.h"
 #include "sidecar/conn.h"
 
@@ -64,7 +65,7 @@ void logjson_request(struct conn *c)
     buf_printf(b, ",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%llu",
                c->log.status, (unsigned long long)(c->bytes_in - c->log.in0),
                (unsigned long long)(c->bytes_out - c->log.out0),
-               (unsigned long long)(proxy_now_ms() - c->log.start_ms));
+               (unsigned long long)((uint64_t)clock_mono_ms() - c->log.start_ms));
     add_str(b, "decision", c->log.decision ? c->log.decision : "refused");
     add_str(b, "reason", c->log.reason);
     if (cfg->log == CONFIG_LOG_FULL && c->log.headers.len) {

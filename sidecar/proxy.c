@@ -13,9 +13,9 @@
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "sidecar/conn.h"
 
 void conn_free_dead(struct conn *c);
@@ -23,13 +23,6 @@ void conn_free_dead(struct conn *c);
 #define LISTEN_BACKLOG 1024
 #define EVENTS_MAX     256
 #define SWEEP_MS       100
-
-uint64_t proxy_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 void proxy_count_refusal(struct proxy *px, const char *reason)
 {
@@ -173,7 +166,7 @@ static void begin_drain(struct proxy *px)
     if (px->draining)
         return;
     px->draining = true;
-    px->drain_deadline_ms = proxy_now_ms() + px->cfg->timeouts.drain_ms;
+    px->drain_deadline_ms = (uint64_t)clock_mono_ms() + px->cfg->timeouts.drain_ms;
     stop_listening(px);
     upstream_pool_flush(px, false);
     char n[32];
@@ -206,7 +199,7 @@ static void on_resolved(struct proxy *px)
 
 static void sweep(struct proxy *px)
 {
-    uint64_t now = proxy_now_ms();
+    uint64_t now = (uint64_t)clock_mono_ms();
     for (struct conn *c = px->conns, *next; c; c = next) {
         next = c->next;
         conn_timeout(c, now);
@@ -233,11 +226,12 @@ static void bury(struct proxy *px)
 int proxy_run(struct proxy *px)
 {
     struct epoll_event events[EVENTS_MAX];
-    uint64_t next_sweep = proxy_now_ms() + SWEEP_MS;
+    uint64_t next_sweep = (uint64_t)clock_mono_ms() + SWEEP_MS;
     /* The resolve pipe's read end must not block the loop. */
     fcntl(px->resolve_pipe[0], F_SETFL, O_NONBLOCK);
     for (;;) {
-        if (px->draining && (px->n_conns == 0 || proxy_now_ms() >= px->drain_deadline_ms))
+        if (px->draining &&
+            (px->n_conns == 0 || (uint64_t)clock_mono_ms() >= px->drain_deadline_ms))
             break;
         int timeout = px->ready ? 0 : SWEEP_MS;
         int n = epoll_wait(px->epfd, events, EVENTS_MAX, timeout);
@@ -292,7 +286,7 @@ int proxy_run(struct proxy *px)
             if (!c->dead)
                 conn_run(c);
         }
-        uint64_t now = proxy_now_ms();
+        uint64_t now = (uint64_t)clock_mono_ms();
         if (now >= next_sweep) {
             sweep(px);
             next_sweep = now + SWEEP_MS;

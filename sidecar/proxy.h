@@ -192,8 +192,6 @@ void proxy_free(struct proxy *px);
 /* Re-reads the config file; on failure keeps the current one. Returns 0 or negative. */
 int proxy_reload(struct proxy *px);
 
-/* Monotonic milliseconds. */
-uint64_t proxy_now_ms(void);
 void proxy_count_refusal(struct proxy *px, const char *reason);
 
 #endif

@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "sidecar/conn.h"
 #include "sidecar/netcheck.h"
 
@@ -148,7 +149,7 @@ void upstream_release(struct conn *c)
     e->addr = c->up_addr;
     e->gen = c->up_gen;
     unsigned idle = c->cfg ? c->cfg->timeouts.idle_ms : px->cfg->timeouts.idle_ms;
-    e->expires_ms = proxy_now_ms() + (idle < POOL_IDLE_MS ? idle : POOL_IDLE_MS);
+    e->expires_ms = (uint64_t)clock_mono_ms() + (idle < POOL_IDLE_MS ? idle : POOL_IDLE_MS);
     e->next = px->pool;
     px->pool = e;
     px->n_pooled++;
@@ -161,7 +162,7 @@ void upstream_release(struct conn *c)
 static bool pool_take(struct conn *c, const struct config_addr *addr)
 {
     struct proxy *px = c->px;
-    uint64_t now = proxy_now_ms();
+    uint64_t now = (uint64_t)clock_mono_ms();
     for (struct pool_entry **l = &px->pool; *l;) {
         struct pool_entry *e = *l;
         if (e->port != c->up_port || e->tls != c->up_tls || strcmp(e->host, c->up_host) != 0 ||
@@ -206,7 +207,7 @@ void upstream_pool_event(struct proxy *px, struct pool_entry *e)
 
 void upstream_pool_flush(struct proxy *px, bool expired_only)
 {
-    uint64_t now = proxy_now_ms();
+    uint64_t now = (uint64_t)clock_mono_ms();
     for (struct pool_entry **l = &px->pool; *l;) {
         if (!expired_only || now >= (*l)->expires_ms || (*l)->gen != px->cfg_gen)
             entry_kill(px, l);
@@ -261,7 +262,7 @@ static void connect_addr(struct conn *c, const struct config_addr *addr)
         return;
     }
     c->state = CONN_CONNECT;
-    c->deadline_ms = proxy_now_ms() + c->cfg->timeouts.connect_ms;
+    c->deadline_ms = (uint64_t)clock_mono_ms() + c->cfg->timeouts.connect_ms;
 }
 
 static void refuse_blocked(struct conn *c, const struct sockaddr *sa, const char *net)
@@ -334,7 +335,7 @@ void upstream_open(struct conn *c, const char *host, bool is_ip, uint16_t port, 
     c->px->resolvers_running++;
     c->job = job;
     c->state = CONN_RESOLVE;
-    c->deadline_ms = proxy_now_ms() + c->cfg->timeouts.connect_ms;
+    c->deadline_ms = (uint64_t)clock_mono_ms() + c->cfg->timeouts.connect_ms;
 }
 
 void upstream_resolved(struct proxy *px, struct resolve_job *job)
@@ -395,7 +396,7 @@ static void ready(struct conn *c)
 {
     c->up_ready = true;
     c->state = CONN_EXCHANGE;
-    c->deadline_ms = proxy_now_ms() + c->cfg->timeouts.io_ms;
+    c->deadline_ms = (uint64_t)clock_mono_ms() + c->cfg->timeouts.io_ms;
 }
 
 void upstream_step(struct conn *c)
@@ -426,7 +427,7 @@ void upstream_step(struct conn *c)
             return;
         }
         c->state = CONN_UP_TLS;
-        c->deadline_ms = proxy_now_ms() + c->cfg->timeouts.handshake_ms;
+        c->deadline_ms = (uint64_t)clock_mono_ms() + c->cfg->timeouts.handshake_ms;
     }
     if (c->state == CONN_UP_TLS) {
         ERR_clear_error();
