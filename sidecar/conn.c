@@ -271,7 +271,7 @@ void conn_refuse(struct conn *c, int status, const char *reason, const char *mes
         c->close_after = true;
         c->log.decision = "refused";
         c->log.reason = reason;
-        proxy_count_refusal(px, reason);
+        logjson_count_refusal(px, reason);
         upstream_close(c);
         conn_request_finish(c);
         return;
@@ -298,7 +298,7 @@ void conn_refuse(struct conn *c, int status, const char *reason, const char *mes
     conn_respond(c, status, "application/json", b->data, b->len);
     c->log.decision = "refused";
     c->log.reason = reason;
-    proxy_count_refusal(px, reason);
+    logjson_count_refusal(px, reason);
     if (c->up.fd >= 0 && (!c->up_ready || c->state != CONN_HEAD))
         upstream_close(c);
     conn_request_finish(c);
@@ -779,7 +779,7 @@ static bool step_tls_accept(struct conn *c)
         c->log.decision = "refused";
         c->log.reason = REASON_SNI_MISMATCH;
         snprintf(c->log.path, sizeof(c->log.path), "sni=%.200s", c->peer.sni);
-        proxy_count_refusal(c->px, REASON_SNI_MISMATCH);
+        logjson_count_refusal(c->px, REASON_SNI_MISMATCH);
         conn_request_finish(c);
     } else {
         log_debug("client TLS handshake failed", "conn", c->peer.host, NULL);
@@ -831,7 +831,7 @@ static void ws_shut(struct conn *c, uint16_t code, const char *reason, const cha
     ws_close_frame(&c->cout, code, text);
     c->log.decision = "refused";
     c->log.reason = reason;
-    proxy_count_refusal(c->px, reason);
+    logjson_count_refusal(c->px, reason);
     log_warn("WebSocket closed", "host", c->fwd.host, "reason", reason, "what", message, NULL);
     upstream_close(c);         /* drops what the upstream sent or was to be sent */
     c->cin.start = c->cin.end; /* nothing more from the client is looked at */

@@ -1,7 +1,8 @@
 /*
  * logjson — the sidecar's log lines: one JSON object per line on stderr with
  * a stable schema (docs/sidecar.md). Header values pass through the one
- * redactor; credential headers and token values never reach a line.
+ * redactor; credential headers and token values never reach a line. Also the
+ * refusal counters by reason that /metrics reports.
  */
 #include <stdio.h>
 #include <string.h>
@@ -130,4 +131,22 @@ void logjson_event(struct proxy *px, const char *event, const char *k1, const ch
     if (k2)
         add_str(b, k2, v2);
     end_line(b);
+}
+
+void logjson_count_refusal(struct proxy *px, const char *reason)
+{
+    struct proxy_metrics *m = &px->metrics;
+    if (!reason)
+        return;
+    for (size_t i = 0; i < m->n_refusals; i++)
+        if (strcmp(m->refusals[i].reason, reason) == 0) {
+            m->refusals[i].count++;
+            return;
+        }
+    if (m->n_refusals < PROXY_REASONS_MAX) {
+        /* Reason codes are static strings (REASON_*, HTTP_ERR_*): keeping the pointer is safe. */
+        m->refusals[m->n_refusals].reason = reason;
+        m->refusals[m->n_refusals].count = 1;
+        m->n_refusals++;
+    }
 }

@@ -24,24 +24,6 @@ void conn_free_dead(struct conn *c);
 #define EVENTS_MAX     256
 #define SWEEP_MS       100
 
-void proxy_count_refusal(struct proxy *px, const char *reason)
-{
-    struct proxy_metrics *m = &px->metrics;
-    if (!reason)
-        return;
-    for (size_t i = 0; i < m->n_refusals; i++)
-        if (strcmp(m->refusals[i].reason, reason) == 0) {
-            m->refusals[i].count++;
-            return;
-        }
-    if (m->n_refusals < PROXY_REASONS_MAX) {
-        /* Reason codes are static strings (REASON_*, HTTP_ERR_*): keeping the pointer is safe. */
-        m->refusals[m->n_refusals].reason = reason;
-        m->refusals[m->n_refusals].count = 1;
-        m->n_refusals++;
-    }
-}
-
 static int listen_on(const struct config_addr *addr, const char *what, uint16_t *bound,
                      struct bottle_err *err)
 {

@@ -18,7 +18,7 @@
 #include "manifest/route.h"
 #include "sidecar/dlp/dlp.h"
 #include "sidecar/http.h"
-#include "sidecar/proxy.h"
+#include "sidecar/proxy_types.h"
 
 struct dlp_response;
 struct dlp_ws;

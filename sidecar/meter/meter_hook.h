@@ -24,7 +24,7 @@
 #include "common/err.h"
 #include "sidecar/config.h"
 #include "sidecar/http.h"
-#include "sidecar/proxy.h"
+#include "sidecar/proxy_types.h"
 
 #define REASON_BUDGET_EXHAUSTED     "budget_exhausted"
 #define REASON_METERING_UNAVAILABLE "metering_unavailable"
