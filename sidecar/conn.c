@@ -13,99 +13,12 @@
 #include "common/clock.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "sidecar/io.h"
 
 static const struct http_limits limits = HTTP_LIMITS_DEFAULT;
 
 /* Turns through the pumps before a busy connection yields to the others. */
 #define CONN_TURNS 32
-
-void iobuf_reserve(struct iobuf *b, size_t want_free, size_t max_cap)
-{
-    if (!b->data) {
-        b->cap = CONN_BUF_SIZE;
-        b->data = xmalloc(b->cap);
-        b->start = b->end = 0;
-    }
-    if (b->start == b->end)
-        b->start = b->end = 0;
-    if (b->cap - b->end >= want_free)
-        return;
-    if (b->start > 0) {
-        memmove(b->data, b->data + b->start, b->end - b->start);
-        b->end -= b->start;
-        b->start = 0;
-    }
-    if (b->cap - b->end >= want_free || b->cap >= max_cap)
-        return;
-    size_t cap = b->cap;
-    while (cap - b->end < want_free && cap < max_cap)
-        cap *= 2;
-    if (cap > max_cap)
-        cap = max_cap;
-    b->data = xrealloc(b->data, cap);
-    b->cap = cap;
-}
-
-static size_t iobuf_len(const struct iobuf *b)
-{
-    return b->end - b->start;
-}
-
-/* Gives an empty buffer's memory back: idle connections stay small. */
-static void iobuf_release_if_empty(struct iobuf *b)
-{
-    if (b->data && b->start == b->end) {
-        free(b->data);
-        memset(b, 0, sizeof(*b));
-    }
-}
-
-/* ---- endpoint I/O ------------------------------------------------------------ */
-
-static ssize_t ssl_result(SSL *ssl, int r)
-{
-    int e = SSL_get_error(ssl, r);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-        return -EAGAIN;
-    if (e == SSL_ERROR_ZERO_RETURN)
-        return 0;
-    ERR_clear_error();
-    return -EIO;
-}
-
-/*
- * The error queue is empty here: every failure path clears it (ssl_result,
- * tls_last_error, the loop once per turn), so SSL_get_error can be trusted
- * without clearing before each call.
- */
-static ssize_t ep_read(struct endpoint *ep, char *p, size_t n)
-{
-    if (ep->ssl) {
-        int r = SSL_read(ep->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
-        return r > 0 ? r : ssl_result(ep->ssl, r);
-    }
-    ssize_t r = recv(ep->fd, p, n, 0);
-    if (r >= 0)
-        return r;
-    return errno == EAGAIN || errno == EINTR ? -EAGAIN : -errno;
-}
-
-static ssize_t ep_write(struct endpoint *ep, const char *p, size_t n)
-{
-    if (ep->ssl) {
-        int r = SSL_write(ep->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
-        return r > 0 ? r : ssl_result(ep->ssl, r);
-    }
-    ssize_t r = send(ep->fd, p, n, MSG_NOSIGNAL);
-    if (r >= 0)
-        return r;
-    return errno == EAGAIN || errno == EINTR ? -EAGAIN : -errno;
-}
-
-static bool ep_handshaking(const struct endpoint *ep)
-{
-    return ep->ssl && !SSL_is_init_finished(ep->ssl);
-}
 
 /* ---- lifecycle --------------------------------------------------------------- */
 
@@ -769,7 +682,7 @@ static bool step_tls_accept(struct conn *c)
         c->deadline_ms = (uint64_t)clock_mono_ms() + c->px->cfg->timeouts.idle_ms;
         return true;
     }
-    if (ssl_result(c->cli.ssl, r) == -EAGAIN)
+    if (ep_ssl_result(c->cli.ssl, r) == -EAGAIN)
         return false;
     ERR_clear_error();
     if (c->peer.sni_mismatch) {

@@ -30,7 +30,6 @@ void conn_refuse(struct conn *c, int status, const char *reason, const char *mes
 void conn_respond(struct conn *c, int status, const char *content_type, const char *body,
                   size_t len);
 void conn_request_finish(struct conn *c);
-void iobuf_reserve(struct iobuf *b, size_t want_free, size_t max_cap);
 
 /* decide.c: a complete request head (n bytes at cin.start) */
 void decide_request(struct conn *c, size_t head_len);

@@ -219,7 +219,7 @@ int proxy_run(struct proxy *px)
         int n = epoll_wait(px->epfd, events, EVENTS_MAX, timeout);
         if (n < 0 && errno != EINTR)
             return -errno;
-        ERR_clear_error(); /* once per turn, not before every TLS call (see conn.c) */
+        ERR_clear_error(); /* once per turn, not before every TLS call (see io.c) */
         for (int i = 0; i < n; i++) {
             struct proxy_handle *h = events[i].data.ptr;
             switch (h->kind) {
