@@ -14,6 +14,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "sidecar/io.h"
+#include "sidecar/pool.h"
 
 static const struct http_limits limits = HTTP_LIMITS_DEFAULT;
 
@@ -82,7 +83,7 @@ void conn_close(struct conn *c)
     c->dead = true;
     exchange_end(c, false);
     ws_relay_end(c);
-    upstream_release(c); /* an idle upstream goes to the pool */
+    pool_release(c); /* an idle upstream goes to the pool */
     if (c->cli.ssl)
         SSL_free(c->cli.ssl);
     if (c->cli.fd >= 0)
@@ -185,7 +186,7 @@ void conn_refuse(struct conn *c, int status, const char *reason, const char *mes
         c->log.decision = "refused";
         c->log.reason = reason;
         logjson_count_refusal(px, reason);
-        upstream_close(c);
+        pool_drop(c);
         conn_request_finish(c);
         return;
     }
@@ -213,7 +214,7 @@ void conn_refuse(struct conn *c, int status, const char *reason, const char *mes
     c->log.reason = reason;
     logjson_count_refusal(px, reason);
     if (c->up.fd >= 0 && (!c->up_ready || c->state != CONN_HEAD))
-        upstream_close(c);
+        pool_drop(c);
     conn_request_finish(c);
 }
 
@@ -253,7 +254,7 @@ void conn_request_finish(struct conn *c)
         c->state = CONN_CLOSING;
         c->deadline_ms = (uint64_t)clock_mono_ms() + 5000;
         if (c->up.fd >= 0)
-            upstream_release(c);
+            pool_release(c);
     } else {
         c->state = CONN_HEAD;
         c->deadline_ms = (uint64_t)clock_mono_ms() + px->cfg->timeouts.idle_ms;
@@ -544,7 +545,7 @@ static bool step_exchange(struct conn *c)
             c->c2u_ok == 0 && c->uout.len == 0)
             c->up_idle = true;
         else
-            upstream_close(c);
+            pool_drop(c);
         conn_request_finish(c);
         return true;
     }
@@ -746,7 +747,7 @@ static void ws_shut(struct conn *c, uint16_t code, const char *reason, const cha
     c->log.reason = reason;
     logjson_count_refusal(c->px, reason);
     log_warn("WebSocket closed", "host", c->fwd.host, "reason", reason, "what", message, NULL);
-    upstream_close(c);         /* drops what the upstream sent or was to be sent */
+    pool_drop(c);              /* drops what the upstream sent or was to be sent */
     c->cin.start = c->cin.end; /* nothing more from the client is looked at */
     c->c2u_ok = 0;
     c->close_after = true;
@@ -917,7 +918,7 @@ void conn_run(struct conn *c)
             char probe;
             ssize_t r = recv(c->up.fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
             if (r >= 0 || (errno != EAGAIN && errno != EINTR))
-                upstream_close(c);
+                pool_drop(c);
         }
         progress = moved;
         progress |= step(c);

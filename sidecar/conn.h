@@ -39,15 +39,6 @@ void decide_body_complete(struct conn *c);
 
 /* upstream.c */
 void upstream_open(struct conn *c, const char *host, bool is_ip, uint16_t port, bool tls);
-void upstream_close(struct conn *c);
-/* Keeps an idle upstream connection in the pool when that is safe, else closes it. */
-void upstream_release(struct conn *c);
-/* The upstream of a pooled connection spoke or closed: it is not reusable. */
-void upstream_pool_event(struct proxy *px, struct pool_entry *e);
-/* Closes every pooled connection (reload, drain, exit) or only the expired ones. */
-void upstream_pool_flush(struct proxy *px, bool expired_only);
-/* Frees entries closed during this turn of the loop. */
-void upstream_pool_bury(struct proxy *px);
 bool upstream_reusable(const struct conn *c, const char *host, uint16_t port, bool tls);
 void upstream_step(struct conn *c);
 void upstream_resolved(struct proxy *px, struct resolve_job *job);

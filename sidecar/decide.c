@@ -12,6 +12,7 @@
 #include "common/clock.h"
 #include "common/json.h"
 #include "sidecar/conn.h"
+#include "sidecar/pool.h"
 
 static const struct http_limits limits = HTTP_LIMITS_DEFAULT;
 
@@ -247,7 +248,7 @@ static void forward(struct conn *c, const char *body, const size_t *body_len)
 {
     bool reuse = upstream_reusable(c, c->fwd.host, c->fwd.port, c->fwd.tls);
     if (!reuse)
-        upstream_release(c); /* another host's idle connection may serve someone else */
+        pool_release(c); /* another host's idle connection may serve someone else */
     c->up_idle = false;
     buf_reset(&c->uout);
     c->uout_off = 0;

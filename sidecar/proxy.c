@@ -17,6 +17,7 @@
 
 #include "common/clock.h"
 #include "sidecar/conn.h"
+#include "sidecar/pool.h"
 
 void conn_free_dead(struct conn *c);
 
@@ -128,7 +129,7 @@ int proxy_reload(struct proxy *px)
     config_unref(px->cfg); /* requests in flight hold their own reference */
     px->cfg = next;
     px->cfg_gen++; /* connections made under the old config are not reused */
-    upstream_pool_flush(px, false);
+    pool_flush(px, false);
     px->metrics.reloads_ok++;
     logjson_event(px, "reloaded", "routes", n, NULL, NULL);
     return 0;
@@ -150,7 +151,7 @@ static void begin_drain(struct proxy *px)
     px->draining = true;
     px->drain_deadline_ms = (uint64_t)clock_mono_ms() + px->cfg->timeouts.drain_ms;
     stop_listening(px);
-    upstream_pool_flush(px, false);
+    pool_flush(px, false);
     char n[32];
     snprintf(n, sizeof(n), "%zu", px->n_conns);
     logjson_event(px, "draining", "connections", n, NULL, NULL);
@@ -186,7 +187,7 @@ static void sweep(struct proxy *px)
         next = c->next;
         conn_timeout(c, now);
     }
-    upstream_pool_flush(px, true);
+    pool_flush(px, true);
     if (px->draining)
         for (struct conn *c = px->conns, *next; c; c = next) {
             next = c->next;
@@ -202,7 +203,7 @@ static void bury(struct proxy *px)
         px->graveyard = c->next;
         conn_free_dead(c);
     }
-    upstream_pool_bury(px);
+    pool_bury(px);
 }
 
 int proxy_run(struct proxy *px)
@@ -238,7 +239,7 @@ int proxy_run(struct proxy *px)
                 on_resolved(px);
                 break;
             case PROXY_H_POOL:
-                upstream_pool_event(px, h->owner);
+                pool_event(px, h->owner);
                 break;
             default: {
                 struct conn *c = h->owner;
@@ -285,7 +286,7 @@ void proxy_free(struct proxy *px)
 {
     while (px->conns)
         conn_close(px->conns);
-    upstream_pool_flush(px, false);
+    pool_flush(px, false);
     bury(px);
     stop_listening(px);
     if (px->signal_fd >= 0)

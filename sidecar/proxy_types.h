@@ -26,8 +26,8 @@
 #include "sidecar/tls.h"
 #include "sidecar/ws.h"
 
+struct addrinfo;
 struct route;
-struct resolve_job;
 
 /* The host that answers introspection requests instead of being forwarded. */
 #define PROXY_INTROSPECTION_HOST "_bottle.local"
@@ -199,7 +199,7 @@ struct endpoint {
 
 /*
  * An idle upstream connection kept for reuse by any client connection
- * (upstream_release). Reused only for the same host, port and TLS flag,
+ * (pool_release). Reused only for the same host, port and TLS flag,
  * connected to the address that was checked for that host, under the same
  * config generation, before it expires, and only while the upstream has
  * sent nothing since its last response.
@@ -216,9 +216,18 @@ struct pool_entry {
     uint64_t gen, expires_ms;
 };
 
-#define POOL_MAX     256   /* idle upstream connections kept, all hosts */
-#define POOL_PER_KEY 32    /* per host, port and TLS flag */
-#define POOL_IDLE_MS 15000 /* longest idle time (the config's idle timeout if shorter) */
+/*
+ * A name resolution running on a thread of its own for one connection
+ * (upstream.c starts it; the loop gets it back through the resolve pipe).
+ */
+struct resolve_job {
+    struct conn *conn; /* NULL once the connection is gone (loop thread only) */
+    int notify_fd;
+    char host[HOST_NAME_MAX_LEN + 1];
+    char port[8];
+    struct addrinfo *res;
+    int rc;
+};
 
 /* A relayed WebSocket whose messages the hooks check (PROXY_WANT_WS_MESSAGES). */
 struct ws_relay {
