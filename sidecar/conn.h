@@ -24,12 +24,6 @@ void conn_run(struct conn *c);
 void conn_timeout(struct conn *c, uint64_t now);
 /* Is the connection between requests with nothing buffered (drain closes those)? */
 bool conn_idle(const struct conn *c);
-/* Queues a local JSON answer (refusal or error) and finishes the request. */
-void conn_refuse(struct conn *c, int status, const char *reason, const char *message);
-/* Queues a local answer with any body. */
-void conn_respond(struct conn *c, int status, const char *content_type, const char *body,
-                  size_t len);
-void conn_request_finish(struct conn *c);
 
 /* decide.c: a complete request head (n bytes at cin.start) */
 void decide_request(struct conn *c, size_t head_len);
@@ -42,13 +36,5 @@ void upstream_open(struct conn *c, const char *host, bool is_ip, uint16_t port, 
 bool upstream_reusable(const struct conn *c, const char *host, uint16_t port, bool tls);
 void upstream_step(struct conn *c);
 void upstream_resolved(struct proxy *px, struct resolve_job *job);
-
-/* logjson.c */
-void logjson_request(struct conn *c);
-void logjson_capture(struct conn *c, const struct http_request *req);
-void logjson_event(struct proxy *px, const char *event, const char *k1, const char *v1,
-                   const char *k2, const char *v2);
-/* Counts a refusal under its reason code (the control listener's /metrics). */
-void logjson_count_refusal(struct proxy *px, const char *reason);
 
 #endif

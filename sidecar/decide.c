@@ -12,7 +12,9 @@
 #include "common/clock.h"
 #include "common/json.h"
 #include "sidecar/conn.h"
+#include "sidecar/logjson.h"
 #include "sidecar/pool.h"
+#include "sidecar/respond.h"
 
 static const struct http_limits limits = HTTP_LIMITS_DEFAULT;
 

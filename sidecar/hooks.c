@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "common/log.h"
-#include "sidecar/conn.h"
+#include "sidecar/logjson.h"
 #include "sidecar/dlp/dlp.h"
 #include "sidecar/dlp/dlp_hook.h"
 #include "sidecar/meter/meter_hook.h"

@@ -1,9 +1,6 @@
-/*
- * logjson — the sidecar's log lines: one JSON object per line on stderr with
- * a stable schema (docs/sidecar.md). Header values pass through the one
- * redactor; credential headers and token values never reach a line. Also the
- * refusal counters by reason that /metrics reports.
- */
+/* logjson — log lines and refusal counters (see logjson.h). */
+#include "sidecar/logjson.h"
+
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -12,7 +9,6 @@
 
 #include "common/clock.h"
 #include "common/json.h"
-#include "sidecar/conn.h"
 
 static void add_str(struct buf *b, const char *key, const char *value)
 {

@@ -17,6 +17,7 @@
 
 #include "common/clock.h"
 #include "sidecar/conn.h"
+#include "sidecar/logjson.h"
 #include "sidecar/pool.h"
 
 void conn_free_dead(struct conn *c);

@@ -25,6 +25,7 @@
 #include "sidecar/conn.h"
 #include "sidecar/netcheck.h"
 #include "sidecar/pool.h"
+#include "sidecar/respond.h"
 
 #define RESOLVERS_MAX 64
 
