@@ -12,10 +12,12 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "sidecar/decide.h"
 #include "sidecar/io.h"
 #include "sidecar/logjson.h"
 #include "sidecar/pool.h"
 #include "sidecar/respond.h"
+#include "sidecar/upstream.h"
 
 static const struct http_limits limits = HTTP_LIMITS_DEFAULT;
 
@@ -79,7 +81,6 @@ void conn_close(struct conn *c)
     px->graveyard = c;
 }
 
-void conn_free_dead(struct conn *c);
 void conn_free_dead(struct conn *c)
 {
     free(c->cin.data);
@@ -266,7 +267,7 @@ static void relay_start(struct conn *c)
     c->ws = ws;
 }
 
-static void response_head(struct conn *c, size_t n)
+static void conn_response_head(struct conn *c, size_t n)
 {
     struct http_response *r = &c->resp;
     if (r->status_code >= 100 && r->status_code < 200 && r->status_code != 101) {
@@ -335,7 +336,7 @@ static bool step_exchange(struct conn *c)
             conn_refuse(c, 502, REASON_UPSTREAM_PROTOCOL, msg);
             return true;
         }
-        response_head(c, (size_t)n);
+        conn_response_head(c, (size_t)n);
         progress = true;
         if (c->dead || c->state != CONN_EXCHANGE)
             return true;

@@ -1,8 +1,10 @@
 /*
- * conn — one client connection of bottle-proxy and everything it drives:
- * the request parser, the decision, the upstream connection (reused across
- * requests to the same upstream when the response allows it) and the byte
- * pumps in both directions. Private to the sidecar.
+ * conn — the state machine of one client connection and its byte pumps in
+ * both directions: it parses request heads and hands them to the decision
+ * (decide.c), steps the upstream side (upstream.c), forwards bodies and
+ * responses with the hooks' taps, relays WebSockets and keeps the
+ * deadlines. Private to the sidecar. It never makes the policy decision
+ * and never resolves or connects; local answers go through respond.c.
  *
  * Bytes are forwarded straight from the buffer they were read into: a body
  * byte is copied once (socket to buffer) and written from there, and a
@@ -17,24 +19,17 @@
 
 #include "sidecar/proxy_types.h"
 
-/* conn.c */
+/* A connection on accepted fd (control: on the control listener); NULL when epoll refuses it. */
 struct conn *conn_new(struct proxy *px, int fd, bool control);
+/* Closes the client side and hands an idle upstream to the pool; freed by conn_free_dead. */
 void conn_close(struct conn *c);
+/* Frees a closed connection once the turn of the loop that closed it is over. */
+void conn_free_dead(struct conn *c);
+/* Moves bytes and steps the state machine until nothing progresses (or the turn is used up). */
 void conn_run(struct conn *c);
+/* Acts on the deadline of c's state when now is past it. */
 void conn_timeout(struct conn *c, uint64_t now);
 /* Is the connection between requests with nothing buffered (drain closes those)? */
 bool conn_idle(const struct conn *c);
-
-/* decide.c: a complete request head (n bytes at cin.start) */
-void decide_request(struct conn *c, size_t head_len);
-void decide_control(struct conn *c, size_t head_len);
-/* The request body the hooks asked for is complete (c->body): run request_body, forward. */
-void decide_body_complete(struct conn *c);
-
-/* upstream.c */
-void upstream_open(struct conn *c, const char *host, bool is_ip, uint16_t port, bool tls);
-bool upstream_reusable(const struct conn *c, const char *host, uint16_t port, bool tls);
-void upstream_step(struct conn *c);
-void upstream_resolved(struct proxy *px, struct resolve_job *job);
 
 #endif

@@ -1,9 +1,6 @@
-/*
- * decide — what happens to one complete request head: introspection, the
- * policy decision (policy_evaluate, the one matcher), the hooks, stripping
- * the agent's credentials and injecting the route's, then handing the
- * rewritten head to the upstream side. Also the control listener's answers.
- */
+/* decide — the decision on a request head (see decide.h). */
+#include "sidecar/decide.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,10 +8,10 @@
 
 #include "common/clock.h"
 #include "common/json.h"
-#include "sidecar/conn.h"
 #include "sidecar/logjson.h"
 #include "sidecar/pool.h"
 #include "sidecar/respond.h"
+#include "sidecar/upstream.h"
 
 static const struct http_limits limits = HTTP_LIMITS_DEFAULT;
 

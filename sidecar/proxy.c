@@ -19,8 +19,7 @@
 #include "sidecar/conn.h"
 #include "sidecar/logjson.h"
 #include "sidecar/pool.h"
-
-void conn_free_dead(struct conn *c);
+#include "sidecar/upstream.h"
 
 #define LISTEN_BACKLOG 1024
 #define EVENTS_MAX     256
@@ -177,8 +176,11 @@ static void on_signal(struct proxy *px)
 static void on_resolved(struct proxy *px)
 {
     struct resolve_job *job;
-    while (read(px->resolve_pipe[0], &job, sizeof(job)) == (ssize_t)sizeof(job))
-        upstream_resolved(px, job);
+    while (read(px->resolve_pipe[0], &job, sizeof(job)) == (ssize_t)sizeof(job)) {
+        struct conn *c = upstream_resolved(px, job);
+        if (c && !c->dead)
+            conn_run(c);
+    }
 }
 
 static void sweep(struct proxy *px)

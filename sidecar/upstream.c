@@ -1,11 +1,6 @@
-/*
- * upstream — reaching the upstream of an allowed request: resolve the name
- * off the loop, refuse addresses in blocked networks unless a resolve
- * override or the route names the address, connect to exactly the address
- * that was checked (no second resolution, so no DNS rebinding), and run the
- * verified TLS handshake. A request first takes an idle connection to the
- * same upstream from the pool when there is one (pool.c).
- */
+/* upstream — resolve, check, connect, handshake (see upstream.h). */
+#include "sidecar/upstream.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -22,7 +17,6 @@
 #include <unistd.h>
 
 #include "common/clock.h"
-#include "sidecar/conn.h"
 #include "sidecar/netcheck.h"
 #include "sidecar/pool.h"
 #include "sidecar/respond.h"
@@ -57,7 +51,7 @@ static void addr_text(const struct sockaddr *sa, char *out, size_t len)
         snprintf(out, len, "?");
 }
 
-static void ready(struct conn *c);
+static void upstream_ready(struct conn *c);
 
 static void connect_addr(struct conn *c, const struct config_addr *addr)
 {
@@ -99,7 +93,6 @@ static void refuse_blocked(struct conn *c, const struct sockaddr *sa, const char
     conn_refuse(c, 403, REASON_UPSTREAM_BLOCKED, msg);
 }
 
-/* The caller closed any previous upstream first (its head may already be in uout). */
 void upstream_open(struct conn *c, const char *host, bool is_ip, uint16_t port, bool tls)
 {
     snprintf(c->up_host, sizeof(c->up_host), "%s", host);
@@ -109,7 +102,7 @@ void upstream_open(struct conn *c, const char *host, bool is_ip, uint16_t port, 
     const struct config_override *ov = config_find_override(c->cfg, host, port);
     if (ov) { /* named explicitly: may point anywhere, loopback included */
         if (pool_take(c, &ov->addr))
-            ready(c);
+            upstream_ready(c);
         else
             connect_addr(c, &ov->addr);
         return;
@@ -124,14 +117,14 @@ void upstream_open(struct conn *c, const char *host, bool is_ip, uint16_t port, 
             return;
         }
         if (pool_take(c, &addr))
-            ready(c);
+            upstream_ready(c);
         else
             connect_addr(c, &addr);
         return;
     }
     /* A pooled connection to a name went to an address checked under this config. */
     if (pool_take(c, NULL)) {
-        ready(c);
+        upstream_ready(c);
         return;
     }
     if (c->px->resolvers_running >= RESOLVERS_MAX) {
@@ -161,7 +154,7 @@ void upstream_open(struct conn *c, const char *host, bool is_ip, uint16_t port, 
     c->deadline_ms = (uint64_t)clock_mono_ms() + c->cfg->timeouts.connect_ms;
 }
 
-void upstream_resolved(struct proxy *px, struct resolve_job *job)
+struct conn *upstream_resolved(struct proxy *px, struct resolve_job *job)
 {
     px->resolvers_running--;
     struct conn *c = job->conn;
@@ -169,7 +162,7 @@ void upstream_resolved(struct proxy *px, struct resolve_job *job)
         if (job->res)
             freeaddrinfo(job->res);
         free(job);
-        return;
+        return NULL;
     }
     c->job = NULL;
     if (job->rc != 0 || !job->res) {
@@ -198,8 +191,7 @@ void upstream_resolved(struct proxy *px, struct resolve_job *job)
     }
     freeaddrinfo(job->res);
     free(job);
-    if (!c->dead)
-        conn_run(c);
+    return c;
 }
 
 static void tls_failed(struct conn *c)
@@ -215,7 +207,7 @@ static void tls_failed(struct conn *c)
     conn_refuse(c, 502, REASON_UPSTREAM_TLS, msg);
 }
 
-static void ready(struct conn *c)
+static void upstream_ready(struct conn *c)
 {
     c->up_ready = true;
     c->state = CONN_EXCHANGE;
@@ -241,7 +233,7 @@ void upstream_step(struct conn *c)
             return;
         }
         if (!c->up_tls) {
-            ready(c);
+            upstream_ready(c);
             return;
         }
         c->up.ssl = tls_upstream_new(&c->px->tls, c->up_host, c->up_is_ip);
@@ -256,7 +248,7 @@ void upstream_step(struct conn *c)
         ERR_clear_error();
         int r = SSL_do_handshake(c->up.ssl);
         if (r == 1) {
-            ready(c);
+            upstream_ready(c);
             return;
         }
         int e = SSL_get_error(c->up.ssl, r);
