@@ -13,7 +13,7 @@
 #include <strings.h>
 #include <zlib.h>
 
-#include "sidecar/dlp/dlp_impl.h"
+#include "sidecar/dlp/dlp_decode.h"
 
 /* ---- content encodings ---------------------------------------------------- */
 

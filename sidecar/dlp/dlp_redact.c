@@ -13,7 +13,9 @@
 #include <strings.h>
 
 #include "common/json.h"
-#include "sidecar/dlp/dlp_impl.h"
+#include "sidecar/dlp/dlp.h"
+#include "sidecar/dlp/dlp_base.h"
+#include "sidecar/dlp/dlp_decode.h"
 
 static int hit_cmp(const void *a, const void *b)
 {

@@ -22,7 +22,8 @@
 #include <string.h>
 
 #include "common/json.h"
-#include "sidecar/dlp/dlp_impl.h"
+#include "sidecar/dlp/dlp_secrets.h"
+#include "sidecar/dlp/dlp_simd.h"
 
 /* Projected bytes scanned per block (passes 2 and 3). */
 #define PROJ_BLOCK ((size_t)64 << 10)

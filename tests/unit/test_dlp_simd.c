@@ -3,7 +3,9 @@
 #include "common/buf.h"
 #include "common/json.h"
 #include "sidecar/dlp/dlp.h"
-#include "sidecar/dlp/dlp_impl.h"
+#include "sidecar/dlp/dlp_base.h"
+#include "sidecar/dlp/dlp_rules.h"
+#include "sidecar/dlp/dlp_simd.h"
 
 /*
  * The vector filters (dlp_simd.c) must not change a result: every scan is
