@@ -13,7 +13,7 @@
 
 struct hooks {
     struct proxy *px;
-    struct meterhook *meter;
+    struct meter_hook *meter;
     struct dlp_engine *dlp;
 };
 
@@ -26,7 +26,7 @@ struct hooks_exchange {
 static unsigned hooks_wants(void *ctx, const struct proxy_request_view *v, size_t *body_limit)
 {
     struct hooks *h = ctx;
-    unsigned w = meterhook_wants(v);
+    unsigned w = meter_hook_wants(v);
     if (v->route && v->route->dlp.outbound && h->dlp)
         w |= PROXY_WANT_REQUEST_BODY;
     if (v->route && v->route->dlp.inbound && h->dlp)
@@ -167,7 +167,7 @@ static int hooks_request_body(void *ctx, const struct proxy_request_view *v, voi
         }
     }
     struct meter_exchange *mx = NULL;
-    meterhook_admit(h->meter, h->px->cfg, v, body, len, &mx, out);
+    meter_hook_admit(h->meter, h->px->cfg, v, body, len, &mx, out);
     if (!out->reason)
         log_body(h, v, body, len);
     if (mx) {
@@ -191,7 +191,7 @@ static int hooks_response_head(void *ctx, void **xs, const struct route *route,
     if (x) {
         x->inbound = inbound;
         if (x->meter)
-            meterhook_response_head(x->meter, resp);
+            meter_hook_response_head(x->meter, resp);
     }
     return 0;
 }
@@ -205,7 +205,7 @@ static int hooks_response_data(void *ctx, void *xs, const char *p, size_t n)
     if (dlp_response_data(x->inbound, p, n))
         return 1; /* an injection the route blocks: nothing more of it is metered or sent */
     if (x->meter)
-        meterhook_response_data(x->meter, p, n);
+        meter_hook_response_data(x->meter, p, n);
     return 0;
 }
 
@@ -216,7 +216,7 @@ static void hooks_exchange_end(void *ctx, void *xs, bool complete)
     if (!x)
         return;
     if (x->meter)
-        meterhook_end(h->meter, h->px->cfg, x->meter, complete);
+        meter_hook_end(h->meter, h->px->cfg, x->meter, complete);
     dlp_response_free(x->inbound);
     free(x);
 }
@@ -261,7 +261,7 @@ int hooks_install(struct proxy *px, const struct config *cfg, const struct confi
     h->px = px;
     int rc = build_dlp(h, cfg, tokens, err);
     if (rc == 0)
-        rc = meterhook_open(cfg, &h->meter, err);
+        rc = meter_hook_open(cfg, &h->meter, err);
     if (rc < 0) {
         hooks_free(h);
         *out = NULL;
@@ -283,7 +283,7 @@ void hooks_free(struct hooks *h)
 {
     if (!h)
         return;
-    meterhook_close(h->meter);
+    meter_hook_close(h->meter);
     dlp_engine_free(h->dlp);
     free(h);
 }

@@ -4,7 +4,7 @@
  * admission).
  *
  * One thread runs an epoll loop over non-blocking sockets and non-blocking
- * OpenSSL; each connection is one struct with explicit states (conn.h). The
+ * OpenSSL; each connection is one struct with explicit states (conn.c). The
  * only other threads are short-lived name resolutions, which never touch a
  * connection. The proxy owns the current config and swaps it on SIGHUP;
  * connections hold a reference for the request they are serving.

@@ -1,4 +1,4 @@
-/* dlphook — see dlphook.h. */
+/* dlp_hook — see dlp_hook.h. */
 #include "sidecar/dlp/dlp_hook.h"
 
 #include <stdio.h>
