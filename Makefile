@@ -125,7 +125,7 @@ fuzz:
 	@for f in $(FUZZ_SRC); do \
 		n=$$(basename $$f .c); echo "  FUZZ $$n"; \
 		clang $(FUZZ_CFLAGS) -o $(BUILD)-fuzz/$$n $$f \
-			$(filter-out runtime/main.c sidecar/main.c,$(COMMON_SRC) $(MANIFEST_SRC) $(SIDECAR_SRC) $(LEDGER_SRC)) runtime/controller/state.c \
+			$(filter-out runtime/main.c sidecar/main.c,$(COMMON_SRC) $(MANIFEST_SRC) $(SIDECAR_SRC) $(LEDGER_SRC)) \
 			$(PKG_LIBS) || exit 1; \
 	done
 

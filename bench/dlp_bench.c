@@ -14,7 +14,7 @@
 #include <time.h>
 
 #include "common/buf.h"
-#include "sidecar/dlp.h"
+#include "sidecar/dlp/dlp.h"
 
 static double now(void)
 {

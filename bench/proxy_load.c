@@ -220,7 +220,7 @@ static char *chat_body(size_t n)
         "Please refactor the parser so that it reports line and column for every error. ",
         "static int parse_header(const char *p, size_t n, struct header *out)\\n{\\n",
         "    if (n < 2 || p[0] != '\\\"')\\n        return -EINVAL;\\n",
-        "The test in tests/unit/test_http.c fails at commit "
+        "The test in tests/unit/test_sidecar_http.c fails at commit "
         "3f9a2c1d8e7b6a5f4e3d2c1b0a9f8e7d6c5b4a39. ",
         "request id 7c9e6679-7425-40de-944b-e07fc1f90ae7, size 4096, retry after 250 ms. ",
     };

@@ -122,3 +122,34 @@ double json_get_num(const cJSON *obj, const char *key, double dflt)
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     return cJSON_IsNumber(v) ? v->valuedouble : dflt;
 }
+
+void json_escape_append(struct buf *b, const char *s, size_t n, unsigned flags)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t from = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\' && (c != '/' || !(flags & JSON_ESCAPE_SLASH)))
+            continue;
+        if (i > from)
+            buf_append(b, s + from, i - from);
+        from = i + 1;
+        char esc[6] = {'\\', (char)c};
+        size_t len = 2;
+        if (c == '\n')
+            esc[1] = 'n';
+        else if (c == '\r')
+            esc[1] = 'r';
+        else if (c == '\t')
+            esc[1] = 't';
+        else if (c < 0x20) {
+            memcpy(esc + 1, "u00", 3);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            len = 6;
+        }
+        buf_append(b, esc, len);
+    }
+    if (n > from)
+        buf_append(b, s + from, n - from);
+}

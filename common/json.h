@@ -1,6 +1,9 @@
 /*
  * json — the one JSON layer, over cJSON. Small helpers so callers build and
- * read documents without repeating cJSON's boilerplate or its NULL checks.
+ * read documents without repeating cJSON's boilerplate or its NULL checks,
+ * and the one string escaper for text written as JSON without a document
+ * (log lines, local answers, DLP's encodings of a secret); no other module
+ * escapes JSON strings by hand.
  */
 #ifndef BOTTLE_COMMON_JSON_H
 #define BOTTLE_COMMON_JSON_H
@@ -25,5 +28,15 @@ cJSON *json_parse(const char *text, size_t len, const char *what, struct bottle_
 const char *json_get_str(const cJSON *obj, const char *key);
 bool json_get_bool(const cJSON *obj, const char *key, bool dflt);
 double json_get_num(const cJSON *obj, const char *key, double dflt);
+
+/* Flags of json_escape_append. */
+#define JSON_ESCAPE_SLASH 0x1u /* '/' as "\/" too, as some writers do */
+
+/*
+ * Appends s[0..n) as the inside of a JSON string (no quotes): '"' and '\\'
+ * backslashed, newline, carriage return and tab as \n \r \t, other control
+ * bytes as \u00XX. Every other byte, UTF-8 included, is copied as it is.
+ */
+void json_escape_append(struct buf *b, const char *s, size_t n, unsigned flags);
 
 #endif

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/json.h"
+
 /* The logger is process-wide by nature: one threshold, one sink. */
 static struct {
     enum log_level level;
@@ -62,44 +64,24 @@ bool log_enabled(enum log_level level)
     return level <= log_state.level;
 }
 
-static void put_json_string(FILE *f, const char *s)
+/* s as a quoted JSON string; esc is scratch space the record reuses. */
+static void put_json_string(FILE *f, struct buf *esc, const char *s)
 {
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"':
-            fputs("\\\"", f);
-            break;
-        case '\\':
-            fputs("\\\\", f);
-            break;
-        case '\n':
-            fputs("\\n", f);
-            break;
-        case '\r':
-            fputs("\\r", f);
-            break;
-        case '\t':
-            fputs("\\t", f);
-            break;
-        default:
-            if (*p < 0x20)
-                fprintf(f, "\\u%04x", *p);
-            else
-                fputc(*p, f);
-        }
-    }
-    fputc('"', f);
+    buf_reset(esc);
+    buf_append_char(esc, '"');
+    json_escape_append(esc, s, strlen(s), 0);
+    buf_append_char(esc, '"');
+    fwrite(esc->data, 1, esc->len, f);
 }
 
-static void put_logfmt_value(FILE *f, const char *s)
+static void put_logfmt_value(FILE *f, struct buf *esc, const char *s)
 {
     bool quote = *s == '\0';
     for (const char *p = s; *p && !quote; p++)
         if (*p == ' ' || *p == '"' || *p == '=' || (unsigned char)*p < 0x20)
             quote = true;
     if (quote)
-        put_json_string(f, s);
+        put_json_string(f, esc, s);
     else
         fputs(s, f);
 }
@@ -117,43 +99,45 @@ void log_record(enum log_level level, const char *msg, ...)
     size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(ts + n, sizeof(ts) - n, ".%03ldZ", now.tv_nsec / 1000000);
 
+    struct buf esc = BUF_INIT;
     va_list ap;
     va_start(ap, msg);
     flockfile(f);
     if (log_state.json) {
         fputs("{\"ts\":", f);
-        put_json_string(f, ts);
+        put_json_string(f, &esc, ts);
         fputs(",\"level\":", f);
-        put_json_string(f, level_names[level]);
+        put_json_string(f, &esc, level_names[level]);
         fputs(",\"prog\":", f);
-        put_json_string(f, log_state.program);
+        put_json_string(f, &esc, log_state.program);
         fputs(",\"msg\":", f);
-        put_json_string(f, msg);
+        put_json_string(f, &esc, msg);
         for (;;) {
             const char *k = va_arg(ap, const char *);
             if (!k)
                 break;
             const char *v = va_arg(ap, const char *);
             fputc(',', f);
-            put_json_string(f, k);
+            put_json_string(f, &esc, k);
             fputc(':', f);
-            put_json_string(f, v ? v : "");
+            put_json_string(f, &esc, v ? v : "");
         }
         fputs("}\n", f);
     } else {
         fprintf(f, "%s: level=%s msg=", log_state.program, level_names[level]);
-        put_logfmt_value(f, msg);
+        put_logfmt_value(f, &esc, msg);
         for (;;) {
             const char *k = va_arg(ap, const char *);
             if (!k)
                 break;
             const char *v = va_arg(ap, const char *);
             fprintf(f, " %s=", k);
-            put_logfmt_value(f, v ? v : "");
+            put_logfmt_value(f, &esc, v ? v : "");
         }
         fputc('\n', f);
     }
     fflush(f);
     funlockfile(f);
     va_end(ap);
+    buf_free(&esc);
 }

@@ -10,100 +10,19 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
+#include "sidecar/decide.h"
+#include "sidecar/io.h"
+#include "sidecar/logjson.h"
+#include "sidecar/pool.h"
+#include "sidecar/respond.h"
+#include "sidecar/upstream.h"
 
 static const struct http_limits limits = HTTP_LIMITS_DEFAULT;
 
 /* Turns through the pumps before a busy connection yields to the others. */
 #define CONN_TURNS 32
-
-void iobuf_reserve(struct iobuf *b, size_t want_free, size_t max_cap)
-{
-    if (!b->data) {
-        b->cap = CONN_BUF_SIZE;
-        b->data = xmalloc(b->cap);
-        b->start = b->end = 0;
-    }
-    if (b->start == b->end)
-        b->start = b->end = 0;
-    if (b->cap - b->end >= want_free)
-        return;
-    if (b->start > 0) {
-        memmove(b->data, b->data + b->start, b->end - b->start);
-        b->end -= b->start;
-        b->start = 0;
-    }
-    if (b->cap - b->end >= want_free || b->cap >= max_cap)
-        return;
-    size_t cap = b->cap;
-    while (cap - b->end < want_free && cap < max_cap)
-        cap *= 2;
-    if (cap > max_cap)
-        cap = max_cap;
-    b->data = xrealloc(b->data, cap);
-    b->cap = cap;
-}
-
-static size_t iobuf_len(const struct iobuf *b)
-{
-    return b->end - b->start;
-}
-
-/* Gives an empty buffer's memory back: idle connections stay small. */
-static void iobuf_release_if_empty(struct iobuf *b)
-{
-    if (b->data && b->start == b->end) {
-        free(b->data);
-        memset(b, 0, sizeof(*b));
-    }
-}
-
-/* ---- endpoint I/O ------------------------------------------------------------ */
-
-static ssize_t ssl_result(SSL *ssl, int r)
-{
-    int e = SSL_get_error(ssl, r);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-        return -EAGAIN;
-    if (e == SSL_ERROR_ZERO_RETURN)
-        return 0;
-    ERR_clear_error();
-    return -EIO;
-}
-
-/*
- * The error queue is empty here: every failure path clears it (ssl_result,
- * tls_last_error, the loop once per turn), so SSL_get_error can be trusted
- * without clearing before each call.
- */
-static ssize_t ep_read(struct endpoint *ep, char *p, size_t n)
-{
-    if (ep->ssl) {
-        int r = SSL_read(ep->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
-        return r > 0 ? r : ssl_result(ep->ssl, r);
-    }
-    ssize_t r = recv(ep->fd, p, n, 0);
-    if (r >= 0)
-        return r;
-    return errno == EAGAIN || errno == EINTR ? -EAGAIN : -errno;
-}
-
-static ssize_t ep_write(struct endpoint *ep, const char *p, size_t n)
-{
-    if (ep->ssl) {
-        int r = SSL_write(ep->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
-        return r > 0 ? r : ssl_result(ep->ssl, r);
-    }
-    ssize_t r = send(ep->fd, p, n, MSG_NOSIGNAL);
-    if (r >= 0)
-        return r;
-    return errno == EAGAIN || errno == EINTR ? -EAGAIN : -errno;
-}
-
-static bool ep_handshaking(const struct endpoint *ep)
-{
-    return ep->ssl && !SSL_is_init_finished(ep->ssl);
-}
 
 /* ---- lifecycle --------------------------------------------------------------- */
 
@@ -131,32 +50,8 @@ struct conn *conn_new(struct proxy *px, int fd, bool control)
     px->conns = c;
     px->n_conns++;
     px->metrics.connections_total++;
-    c->deadline_ms = proxy_now_ms() + px->cfg->timeouts.idle_ms;
+    c->deadline_ms = (uint64_t)clock_mono_ms() + px->cfg->timeouts.idle_ms;
     return c;
-}
-
-/* Tells the hooks the exchange is over (once; only when they keep state for it). */
-static void exchange_end(struct conn *c, bool complete)
-{
-    void *xs = c->xs;
-    if (!xs)
-        return;
-    c->xs = NULL;
-    if (c->px->hooks.exchange_end)
-        c->px->hooks.exchange_end(c->px->hooks.ctx, xs, complete);
-}
-
-static void ws_relay_end(struct conn *c)
-{
-    struct ws_relay *ws = c->ws;
-    if (!ws)
-        return;
-    c->ws = NULL;
-    if (ws->state && c->px->hooks.ws_end)
-        c->px->hooks.ws_end(c->px->hooks.ctx, ws->state);
-    ws_dir_free(&ws->c2u);
-    ws_dir_free(&ws->u2c);
-    free(ws);
 }
 
 void conn_close(struct conn *c)
@@ -165,9 +60,12 @@ void conn_close(struct conn *c)
         return;
     struct proxy *px = c->px;
     c->dead = true;
-    exchange_end(c, false);
-    ws_relay_end(c);
-    upstream_release(c); /* an idle upstream goes to the pool */
+    conn_exchange_end(c, false);
+    if (c->job) { /* a name still being resolved: its answer must find no connection */
+        c->job->conn = NULL;
+        c->job = NULL;
+    }
+    pool_release(c); /* an idle upstream goes to the pool */
     if (c->cli.ssl)
         SSL_free(c->cli.ssl);
     if (c->cli.fd >= 0)
@@ -187,7 +85,6 @@ void conn_close(struct conn *c)
     px->graveyard = c;
 }
 
-void conn_free_dead(struct conn *c);
 void conn_free_dead(struct conn *c)
 {
     free(c->cin.data);
@@ -203,146 +100,6 @@ void conn_free_dead(struct conn *c)
 bool conn_idle(const struct conn *c)
 {
     return c->state == CONN_HEAD && iobuf_len(&c->cin) == 0 && c->cout.len == 0 && !c->cfg;
-}
-
-/* ---- local answers ------------------------------------------------------------ */
-
-static const char *status_text(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 400:
-        return "Bad Request";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 413:
-        return "Content Too Large";
-    case 414:
-        return "URI Too Long";
-    case 417:
-        return "Expectation Failed";
-    case 421:
-        return "Misdirected Request";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    default:
-        return "Error";
-    }
-}
-
-void conn_respond(struct conn *c, int status, const char *content_type, const char *body,
-                  size_t len)
-{
-    buf_printf(&c->cout,
-               "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-               "Cache-Control: no-store\r\n%s\r\n",
-               status, status_text(status), content_type, len,
-               c->close_after ? "Connection: close\r\n" : "");
-    if (!c->req_head_request)
-        buf_append(&c->cout, body, len);
-    c->log.status = status;
-}
-
-void conn_refuse(struct conn *c, int status, const char *reason, const char *message)
-{
-    struct proxy *px = c->px;
-    /* A request whose body was not read, or a broken stream, cannot be followed by another. */
-    if (!c->req_done || status == 400 || status >= 500 || c->req.error)
-        c->close_after = true;
-    if (c->resp_started) {
-        /* Bytes of the real response already went out: all we can do is cut the stream. */
-        c->close_after = true;
-        c->log.decision = "refused";
-        c->log.reason = reason;
-        proxy_count_refusal(px, reason);
-        upstream_close(c);
-        conn_request_finish(c);
-        return;
-    }
-    struct buf *b = &px->scratch;
-    buf_reset(b);
-    /*
-     * The sidecar's own fields (reason, message) plus an "error" object in the
-     * shape Anthropic's and OpenAI's clients read, so an agent CLI shows the
-     * user why it was refused instead of a bare status.
-     */
-    buf_append_str(b, "{\"type\": \"error\", \"error\": {\"type\": \"");
-    json_escape_into(b, reason, strlen(reason));
-    buf_append_str(b, "\", \"code\": \"");
-    json_escape_into(b, reason, strlen(reason));
-    buf_append_str(b, "\", \"message\": \"bottle: ");
-    json_escape_into(b, message, strlen(message));
-    buf_append_str(b, "\"}, \"reason\": \"");
-    json_escape_into(b, reason, strlen(reason));
-    buf_append_str(b, "\", \"message\": \"");
-    json_escape_into(b, message, strlen(message));
-    buf_append_str(b, "\"}\n");
-    c->req_head_request = false;
-    conn_respond(c, status, "application/json", b->data, b->len);
-    c->log.decision = "refused";
-    c->log.reason = reason;
-    proxy_count_refusal(px, reason);
-    if (c->up.fd >= 0 && (!c->up_ready || c->state != CONN_HEAD))
-        upstream_close(c);
-    conn_request_finish(c);
-}
-
-void conn_request_finish(struct conn *c)
-{
-    struct proxy *px = c->px;
-    if (c->log.method[0]) {
-        logjson_request(c);
-        px->metrics.requests_total++;
-        if (c->log.decision && strcmp(c->log.decision, "refused") == 0)
-            px->metrics.requests_refused++;
-        else
-            px->metrics.requests_allowed++;
-    }
-    exchange_end(c, c->xs_complete);
-    ws_relay_end(c);
-    c->xs_complete = c->resp_bad = false;
-    if (c->want) {
-        c->want = 0;
-        buf_free(&c->hold);
-        buf_free(&c->body);
-    }
-    memset(c->log.method, 0, sizeof(c->log.method));
-    c->log.decision = NULL;
-    c->log.reason = NULL;
-    c->log.status = 0;
-    config_unref(c->cfg);
-    c->cfg = NULL;
-    c->req_done = c->resp_done = c->resp_head_done = c->resp_started = false;
-    c->req_upgrade = c->req_head_request = false;
-    c->req_body = c->resp_body = HTTP_BODY_NONE;
-    c->c2u_ok = c->u2c_ok = 0;
-    http_request_reset(&c->req);
-    http_response_reset(&c->resp);
-    if (c->close_after || px->draining) {
-        c->close_after = true;
-        c->state = CONN_CLOSING;
-        c->deadline_ms = proxy_now_ms() + 5000;
-        if (c->up.fd >= 0)
-            upstream_release(c);
-    } else {
-        c->state = CONN_HEAD;
-        c->deadline_ms = proxy_now_ms() + px->cfg->timeouts.idle_ms;
-    }
 }
 
 /* ---- pumps ------------------------------------------------------------------- */
@@ -514,7 +271,7 @@ static void relay_start(struct conn *c)
     c->ws = ws;
 }
 
-static void response_head(struct conn *c, size_t n)
+static void conn_response_head(struct conn *c, size_t n)
 {
     struct http_response *r = &c->resp;
     if (r->status_code >= 100 && r->status_code < 200 && r->status_code != 101) {
@@ -583,7 +340,7 @@ static bool step_exchange(struct conn *c)
             conn_refuse(c, 502, REASON_UPSTREAM_PROTOCOL, msg);
             return true;
         }
-        response_head(c, (size_t)n);
+        conn_response_head(c, (size_t)n);
         progress = true;
         if (c->dead || c->state != CONN_EXCHANGE)
             return true;
@@ -629,7 +386,7 @@ static bool step_exchange(struct conn *c)
             c->c2u_ok == 0 && c->uout.len == 0)
             c->up_idle = true;
         else
-            upstream_close(c);
+            pool_drop(c);
         conn_request_finish(c);
         return true;
     }
@@ -711,7 +468,7 @@ static bool step_head(struct conn *c)
     }
     if (!c->cfg) { /* first bytes of a request: it runs under today's config */
         c->cfg = config_ref(c->px->cfg);
-        c->log.start_ms = proxy_now_ms();
+        c->log.start_ms = (uint64_t)clock_mono_ms();
         c->log.in0 = c->bytes_in - avail;
         c->log.out0 = c->bytes_out;
         c->deadline_ms = c->log.start_ms + c->cfg->timeouts.header_ms;
@@ -758,26 +515,26 @@ static bool step_tls_accept(struct conn *c)
             conn_close(c);
             return true;
         }
-        c->deadline_ms = proxy_now_ms() + c->px->cfg->timeouts.handshake_ms;
+        c->deadline_ms = (uint64_t)clock_mono_ms() + c->px->cfg->timeouts.handshake_ms;
     }
     ERR_clear_error();
     int r = SSL_do_handshake(c->cli.ssl);
     if (r == 1) {
         c->state = CONN_HEAD;
-        c->deadline_ms = proxy_now_ms() + c->px->cfg->timeouts.idle_ms;
+        c->deadline_ms = (uint64_t)clock_mono_ms() + c->px->cfg->timeouts.idle_ms;
         return true;
     }
-    if (ssl_result(c->cli.ssl, r) == -EAGAIN)
+    if (ep_ssl_result(c->cli.ssl, r) == -EAGAIN)
         return false;
     ERR_clear_error();
     if (c->peer.sni_mismatch) {
         snprintf(c->log.method, sizeof(c->log.method), "TLS");
         c->cfg = config_ref(c->px->cfg);
-        c->log.start_ms = proxy_now_ms();
+        c->log.start_ms = (uint64_t)clock_mono_ms();
         c->log.decision = "refused";
         c->log.reason = REASON_SNI_MISMATCH;
         snprintf(c->log.path, sizeof(c->log.path), "sni=%.200s", c->peer.sni);
-        proxy_count_refusal(c->px, REASON_SNI_MISMATCH);
+        logjson_count_refusal(c->px, REASON_SNI_MISMATCH);
         conn_request_finish(c);
     } else {
         log_debug("client TLS handshake failed", "conn", c->peer.host, NULL);
@@ -829,9 +586,9 @@ static void ws_shut(struct conn *c, uint16_t code, const char *reason, const cha
     ws_close_frame(&c->cout, code, text);
     c->log.decision = "refused";
     c->log.reason = reason;
-    proxy_count_refusal(c->px, reason);
+    logjson_count_refusal(c->px, reason);
     log_warn("WebSocket closed", "host", c->fwd.host, "reason", reason, "what", message, NULL);
-    upstream_close(c);         /* drops what the upstream sent or was to be sent */
+    pool_drop(c);              /* drops what the upstream sent or was to be sent */
     c->cin.start = c->cin.end; /* nothing more from the client is looked at */
     c->c2u_ok = 0;
     c->close_after = true;
@@ -963,7 +720,7 @@ static void coalesce(struct buf *out, size_t off, struct iobuf *src, size_t *ok,
 void conn_run(struct conn *c)
 {
     struct proxy *px = c->px;
-    uint64_t now = proxy_now_ms();
+    uint64_t now = (uint64_t)clock_mono_ms();
     for (int turn = 0; turn < CONN_TURNS; turn++) {
         bool progress = false, moved = false;
         if (c->dead)
@@ -1002,7 +759,7 @@ void conn_run(struct conn *c)
             char probe;
             ssize_t r = recv(c->up.fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
             if (r >= 0 || (errno != EAGAIN && errno != EINTR))
-                upstream_close(c);
+                pool_drop(c);
         }
         progress = moved;
         progress |= step(c);

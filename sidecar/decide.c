@@ -1,16 +1,17 @@
-/*
- * decide — what happens to one complete request head: introspection, the
- * policy decision (policy_evaluate, the one matcher), the hooks, stripping
- * the agent's credentials and injecting the route's, then handing the
- * rewritten head to the upstream side. Also the control listener's answers.
- */
+/* decide — the decision on a request head (see decide.h). */
+#include "sidecar/decide.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "common/json.h"
-#include "sidecar/conn.h"
+#include "sidecar/logjson.h"
+#include "sidecar/pool.h"
+#include "sidecar/respond.h"
+#include "sidecar/upstream.h"
 
 static const struct http_limits limits = HTTP_LIMITS_DEFAULT;
 
@@ -246,7 +247,7 @@ static void forward(struct conn *c, const char *body, const size_t *body_len)
 {
     bool reuse = upstream_reusable(c, c->fwd.host, c->fwd.port, c->fwd.tls);
     if (!reuse)
-        upstream_release(c); /* another host's idle connection may serve someone else */
+        pool_release(c); /* another host's idle connection may serve someone else */
     c->up_idle = false;
     buf_reset(&c->uout);
     c->uout_off = 0;
@@ -260,7 +261,7 @@ static void forward(struct conn *c, const char *body, const size_t *body_len)
     c->log.reason = REASON_ALLOWED;
     if (reuse) {
         c->state = CONN_EXCHANGE;
-        c->deadline_ms = proxy_now_ms() + c->cfg->timeouts.io_ms;
+        c->deadline_ms = (uint64_t)clock_mono_ms() + c->cfg->timeouts.io_ms;
     } else {
         upstream_open(c, c->fwd.host, c->fwd.is_ip, c->fwd.port, c->fwd.tls);
     }
@@ -294,7 +295,7 @@ static void collect_body(struct conn *c, size_t head_len)
     if (c->req.expect_continue)
         buf_append_str(&c->cout, "HTTP/1.1 100 Continue\r\n\r\n");
     c->state = CONN_BODY;
-    c->deadline_ms = proxy_now_ms() + c->cfg->timeouts.io_ms;
+    c->deadline_ms = (uint64_t)clock_mono_ms() + c->cfg->timeouts.io_ms;
 }
 
 void decide_body_complete(struct conn *c)
@@ -522,7 +523,7 @@ void decide_control(struct conn *c, size_t head_len)
     struct buf b = BUF_INIT;
     if (http_slice_eq(req->path, "/healthz")) {
         buf_printf(&b, "{\"status\": \"ok\", \"bottle\": \"");
-        json_escape_into(&b, c->cfg->bottle, strlen(c->cfg->bottle));
+        json_escape_append(&b, c->cfg->bottle, strlen(c->cfg->bottle), 0);
         buf_printf(&b, "\", \"connections\": %zu, \"draining\": %s}\n", c->px->n_conns,
                    c->px->draining ? "true" : "false");
         conn_respond(c, 200, "application/json", b.data, b.len);

@@ -6,14 +6,14 @@
 #include <string.h>
 
 #include "common/log.h"
-#include "sidecar/conn.h"
-#include "sidecar/dlp.h"
-#include "sidecar/dlphook.h"
-#include "sidecar/meterhook.h"
+#include "sidecar/logjson.h"
+#include "sidecar/dlp/dlp.h"
+#include "sidecar/dlp/dlp_hook.h"
+#include "sidecar/meter/meter_hook.h"
 
 struct hooks {
     struct proxy *px;
-    struct meterhook *meter;
+    struct meter_hook *meter;
     struct dlp_engine *dlp;
 };
 
@@ -23,10 +23,10 @@ struct hooks_exchange {
     struct dlp_response *inbound;
 };
 
-static unsigned wants(void *ctx, const struct proxy_request_view *v, size_t *body_limit)
+static unsigned hooks_wants(void *ctx, const struct proxy_request_view *v, size_t *body_limit)
 {
     struct hooks *h = ctx;
-    unsigned w = meterhook_wants(v);
+    unsigned w = meter_hook_wants(v);
     if (v->route && v->route->dlp.outbound && h->dlp)
         w |= PROXY_WANT_REQUEST_BODY;
     if (v->route && v->route->dlp.inbound && h->dlp)
@@ -53,8 +53,9 @@ static bool stripped_header(const struct route *r, const struct http_header *hd)
  * a redacted body. A match the policy would redact in the request head is
  * refused: only bodies can be replaced.
  */
-static void outbound_dlp(struct hooks *h, const struct proxy_request_view *v, const char *body,
-                         size_t len, struct buf *replacement, struct proxy_verdict *out)
+static void hooks_outbound_dlp(struct hooks *h, const struct proxy_request_view *v,
+                               const char *body, size_t len, struct buf *replacement,
+                               struct proxy_verdict *out)
 {
     const struct http_request *req = v->req;
     struct http_header *kept = xcalloc(req->n_headers + 1, sizeof(*kept));
@@ -151,12 +152,13 @@ static void log_body(struct hooks *h, const struct proxy_request_view *v, const 
     free(text);
 }
 
-static int request_body(void *ctx, const struct proxy_request_view *v, void **xs, const char *body,
-                        size_t len, struct buf *replacement, struct proxy_verdict *out)
+static int hooks_request_body(void *ctx, const struct proxy_request_view *v, void **xs,
+                              const char *body, size_t len, struct buf *replacement,
+                              struct proxy_verdict *out)
 {
     struct hooks *h = ctx;
     if (v->route && v->route->dlp.outbound && h->dlp) {
-        outbound_dlp(h, v, body, len, replacement, out);
+        hooks_outbound_dlp(h, v, body, len, replacement, out);
         if (out->reason)
             return 0; /* refused for a leak: nothing is reserved */
         if (replacement->len) {
@@ -165,7 +167,7 @@ static int request_body(void *ctx, const struct proxy_request_view *v, void **xs
         }
     }
     struct meter_exchange *mx = NULL;
-    meterhook_admit(h->meter, h->px->cfg, v, body, len, &mx, out);
+    meter_hook_admit(h->meter, h->px->cfg, v, body, len, &mx, out);
     if (!out->reason)
         log_body(h, v, body, len);
     if (mx) {
@@ -176,8 +178,8 @@ static int request_body(void *ctx, const struct proxy_request_view *v, void **xs
     return 0;
 }
 
-static int response_head(void *ctx, void **xs, const struct route *route,
-                         const struct http_response *resp, struct proxy_verdict *out)
+static int hooks_response_head(void *ctx, void **xs, const struct route *route,
+                               const struct http_response *resp, struct proxy_verdict *out)
 {
     struct hooks *h = ctx;
     struct hooks_exchange *x = *xs;
@@ -189,12 +191,12 @@ static int response_head(void *ctx, void **xs, const struct route *route,
     if (x) {
         x->inbound = inbound;
         if (x->meter)
-            meterhook_response_head(x->meter, resp);
+            meter_hook_response_head(x->meter, resp);
     }
     return 0;
 }
 
-static int response_data(void *ctx, void *xs, const char *p, size_t n)
+static int hooks_response_data(void *ctx, void *xs, const char *p, size_t n)
 {
     (void)ctx;
     struct hooks_exchange *x = xs;
@@ -203,31 +205,31 @@ static int response_data(void *ctx, void *xs, const char *p, size_t n)
     if (dlp_response_data(x->inbound, p, n))
         return 1; /* an injection the route blocks: nothing more of it is metered or sent */
     if (x->meter)
-        meterhook_response_data(x->meter, p, n);
+        meter_hook_response_data(x->meter, p, n);
     return 0;
 }
 
-static void exchange_end(void *ctx, void *xs, bool complete)
+static void hooks_exchange_end(void *ctx, void *xs, bool complete)
 {
     struct hooks *h = ctx;
     struct hooks_exchange *x = xs;
     if (!x)
         return;
     if (x->meter)
-        meterhook_end(h->meter, h->px->cfg, x->meter, complete);
+        meter_hook_end(h->meter, h->px->cfg, x->meter, complete);
     dlp_response_free(x->inbound);
     free(x);
 }
 
-static int ws_message(void *ctx, const struct route *route, void **ws, bool from_client, int opcode,
-                      const char *p, size_t n, struct proxy_verdict *out)
+static int hooks_ws_message(void *ctx, const struct route *route, void **ws, bool from_client,
+                            int opcode, const char *p, size_t n, struct proxy_verdict *out)
 {
     struct hooks *h = ctx;
     (void)opcode; /* text, binary and control payloads are all scanned as bytes */
     return dlp_ws_message(h->dlp, route, (struct dlp_ws **)ws, from_client, p, n, out);
 }
 
-static void ws_end(void *ctx, void *ws)
+static void hooks_ws_end(void *ctx, void *ws)
 {
     (void)ctx;
     dlp_ws_free(ws);
@@ -259,19 +261,19 @@ int hooks_install(struct proxy *px, const struct config *cfg, const struct confi
     h->px = px;
     int rc = build_dlp(h, cfg, tokens, err);
     if (rc == 0)
-        rc = meterhook_open(cfg, &h->meter, err);
+        rc = meter_hook_open(cfg, &h->meter, err);
     if (rc < 0) {
         hooks_free(h);
         *out = NULL;
         return rc;
     }
-    px->hooks.wants = wants;
-    px->hooks.request_body = request_body;
-    px->hooks.response_head = response_head;
-    px->hooks.response_data = response_data;
-    px->hooks.exchange_end = exchange_end;
-    px->hooks.ws_message = ws_message;
-    px->hooks.ws_end = ws_end;
+    px->hooks.wants = hooks_wants;
+    px->hooks.request_body = hooks_request_body;
+    px->hooks.response_head = hooks_response_head;
+    px->hooks.response_data = hooks_response_data;
+    px->hooks.exchange_end = hooks_exchange_end;
+    px->hooks.ws_message = hooks_ws_message;
+    px->hooks.ws_end = hooks_ws_end;
     px->hooks.ctx = h;
     *out = h;
     return 0;
@@ -281,7 +283,7 @@ void hooks_free(struct hooks *h)
 {
     if (!h)
         return;
-    meterhook_close(h->meter);
+    meter_hook_close(h->meter);
     dlp_engine_free(h->dlp);
     free(h);
 }

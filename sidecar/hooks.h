@@ -1,10 +1,14 @@
 /*
- * hooks — fills struct proxy_hooks (proxy.h) with the sidecar's request
+ * hooks — fills struct proxy_hooks (proxy_types.h) with the sidecar's request
  * and response checks: outbound DLP, budget admission and metering. Each
- * check lives in its own module; this one only composes them in the order
- * the decision flow fixes (docs/sidecar.md): DLP on the head, DLP on the
- * body, then budget admission, so a request refused for a leak never
- * reserves tokens.
+ * check lives in its own module (dlp/, meter/); this one only composes them
+ * in the order the decision flow fixes (docs/sidecar.md): DLP on the head,
+ * DLP on the body, then budget admission, so a request refused for a leak
+ * never reserves tokens.
+ *
+ * It is the one file that includes dlp/ and meter/: the loop, the
+ * connection and the decision see the checks only through struct
+ * proxy_hooks, and must never include them.
  */
 #ifndef BOTTLE_SIDECAR_HOOKS_H
 #define BOTTLE_SIDECAR_HOOKS_H

@@ -1,32 +1,14 @@
-/*
- * logjson — the sidecar's log lines: one JSON object per line on stderr with
- * a stable schema (docs/sidecar.md). Header values pass through the one
- * redactor; credential headers and token values never reach a line.
- */
+/* logjson — log lines and refusal counters (see logjson.h). */
+#include "sidecar/logjson.h"
+
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "sidecar/conn.h"
-
-void json_escape_into(struct buf *b, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == '"' || ch == '\\') {
-            buf_append_char(b, '\\');
-            buf_append_char(b, (char)ch);
-        } else if (ch < 0x20 || ch == 0x7f) {
-            char esc[7] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15], 0};
-            buf_append(b, esc, 6);
-        } else {
-            buf_append_char(b, (char)ch);
-        }
-    }
-}
+#include "common/clock.h"
+#include "common/json.h"
 
 static void add_str(struct buf *b, const char *key, const char *value)
 {
@@ -36,7 +18,7 @@ static void add_str(struct buf *b, const char *key, const char *value)
         return;
     }
     buf_append_char(b, '"');
-    json_escape_into(b, value, strlen(value));
+    json_escape_append(b, value, strlen(value), 0);
     buf_append_char(b, '"');
 }
 
@@ -80,7 +62,7 @@ void logjson_request(struct conn *c)
     buf_printf(b, ",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%llu",
                c->log.status, (unsigned long long)(c->bytes_in - c->log.in0),
                (unsigned long long)(c->bytes_out - c->log.out0),
-               (unsigned long long)(proxy_now_ms() - c->log.start_ms));
+               (unsigned long long)((uint64_t)clock_mono_ms() - c->log.start_ms));
     add_str(b, "decision", c->log.decision ? c->log.decision : "refused");
     add_str(b, "reason", c->log.reason);
     if (cfg->log == CONFIG_LOG_FULL && c->log.headers.len) {
@@ -122,12 +104,12 @@ void logjson_capture(struct conn *c, const struct http_request *req)
         if (i)
             buf_append_char(b, ',');
         buf_append_char(b, '"');
-        json_escape_into(b, h->name.ptr, h->name.len);
+        json_escape_append(b, h->name.ptr, h->name.len, 0);
         buf_append_str(b, "\":\"");
         if (is_credential_header(h->name) || holds_token(c->px, h->value))
             buf_append_str(b, "[redacted]");
         else
-            json_escape_into(b, h->value.ptr, h->value.len);
+            json_escape_append(b, h->value.ptr, h->value.len, 0);
         buf_append_char(b, '"');
     }
 }
@@ -145,4 +127,22 @@ void logjson_event(struct proxy *px, const char *event, const char *k1, const ch
     if (k2)
         add_str(b, k2, v2);
     end_line(b);
+}
+
+void logjson_count_refusal(struct proxy *px, const char *reason)
+{
+    struct proxy_metrics *m = &px->metrics;
+    if (!reason)
+        return;
+    for (size_t i = 0; i < m->n_refusals; i++)
+        if (strcmp(m->refusals[i].reason, reason) == 0) {
+            m->refusals[i].count++;
+            return;
+        }
+    if (m->n_refusals < PROXY_REASONS_MAX) {
+        /* Reason codes are static strings (REASON_*, HTTP_ERR_*): keeping the pointer is safe. */
+        m->refusals[m->n_refusals].reason = reason;
+        m->refusals[m->n_refusals].count = 1;
+        m->n_refusals++;
+    }
 }

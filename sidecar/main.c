@@ -20,8 +20,8 @@
 #include "sidecar/ca.h"
 #include "sidecar/config.h"
 #include "sidecar/confine.h"
-#include "sidecar/conn.h"
 #include "sidecar/hooks.h"
+#include "sidecar/logjson.h"
 #include "sidecar/proxy.h"
 
 static void usage(FILE *out)

@@ -13,41 +13,17 @@
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "sidecar/conn.h"
-
-void conn_free_dead(struct conn *c);
+#include "sidecar/logjson.h"
+#include "sidecar/pool.h"
+#include "sidecar/upstream.h"
 
 #define LISTEN_BACKLOG 1024
 #define EVENTS_MAX     256
 #define SWEEP_MS       100
-
-uint64_t proxy_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-void proxy_count_refusal(struct proxy *px, const char *reason)
-{
-    struct proxy_metrics *m = &px->metrics;
-    if (!reason)
-        return;
-    for (size_t i = 0; i < m->n_refusals; i++)
-        if (strcmp(m->refusals[i].reason, reason) == 0) {
-            m->refusals[i].count++;
-            return;
-        }
-    if (m->n_refusals < PROXY_REASONS_MAX) {
-        /* Reason codes are static strings (REASON_*, HTTP_ERR_*): keeping the pointer is safe. */
-        m->refusals[m->n_refusals].reason = reason;
-        m->refusals[m->n_refusals].count = 1;
-        m->n_refusals++;
-    }
-}
 
 static int listen_on(const struct config_addr *addr, const char *what, uint16_t *bound,
                      struct bottle_err *err)
@@ -153,7 +129,7 @@ int proxy_reload(struct proxy *px)
     config_unref(px->cfg); /* requests in flight hold their own reference */
     px->cfg = next;
     px->cfg_gen++; /* connections made under the old config are not reused */
-    upstream_pool_flush(px, false);
+    pool_flush(px, false);
     px->metrics.reloads_ok++;
     logjson_event(px, "reloaded", "routes", n, NULL, NULL);
     return 0;
@@ -173,9 +149,9 @@ static void begin_drain(struct proxy *px)
     if (px->draining)
         return;
     px->draining = true;
-    px->drain_deadline_ms = proxy_now_ms() + px->cfg->timeouts.drain_ms;
+    px->drain_deadline_ms = (uint64_t)clock_mono_ms() + px->cfg->timeouts.drain_ms;
     stop_listening(px);
-    upstream_pool_flush(px, false);
+    pool_flush(px, false);
     char n[32];
     snprintf(n, sizeof(n), "%zu", px->n_conns);
     logjson_event(px, "draining", "connections", n, NULL, NULL);
@@ -200,18 +176,21 @@ static void on_signal(struct proxy *px)
 static void on_resolved(struct proxy *px)
 {
     struct resolve_job *job;
-    while (read(px->resolve_pipe[0], &job, sizeof(job)) == (ssize_t)sizeof(job))
-        upstream_resolved(px, job);
+    while (read(px->resolve_pipe[0], &job, sizeof(job)) == (ssize_t)sizeof(job)) {
+        struct conn *c = upstream_resolved(px, job);
+        if (c && !c->dead)
+            conn_run(c);
+    }
 }
 
 static void sweep(struct proxy *px)
 {
-    uint64_t now = proxy_now_ms();
+    uint64_t now = (uint64_t)clock_mono_ms();
     for (struct conn *c = px->conns, *next; c; c = next) {
         next = c->next;
         conn_timeout(c, now);
     }
-    upstream_pool_flush(px, true);
+    pool_flush(px, true);
     if (px->draining)
         for (struct conn *c = px->conns, *next; c; c = next) {
             next = c->next;
@@ -227,23 +206,24 @@ static void bury(struct proxy *px)
         px->graveyard = c->next;
         conn_free_dead(c);
     }
-    upstream_pool_bury(px);
+    pool_bury(px);
 }
 
 int proxy_run(struct proxy *px)
 {
     struct epoll_event events[EVENTS_MAX];
-    uint64_t next_sweep = proxy_now_ms() + SWEEP_MS;
+    uint64_t next_sweep = (uint64_t)clock_mono_ms() + SWEEP_MS;
     /* The resolve pipe's read end must not block the loop. */
     fcntl(px->resolve_pipe[0], F_SETFL, O_NONBLOCK);
     for (;;) {
-        if (px->draining && (px->n_conns == 0 || proxy_now_ms() >= px->drain_deadline_ms))
+        if (px->draining &&
+            (px->n_conns == 0 || (uint64_t)clock_mono_ms() >= px->drain_deadline_ms))
             break;
         int timeout = px->ready ? 0 : SWEEP_MS;
         int n = epoll_wait(px->epfd, events, EVENTS_MAX, timeout);
         if (n < 0 && errno != EINTR)
             return -errno;
-        ERR_clear_error(); /* once per turn, not before every TLS call (see conn.c) */
+        ERR_clear_error(); /* once per turn, not before every TLS call (see io.c) */
         for (int i = 0; i < n; i++) {
             struct proxy_handle *h = events[i].data.ptr;
             switch (h->kind) {
@@ -262,7 +242,7 @@ int proxy_run(struct proxy *px)
                 on_resolved(px);
                 break;
             case PROXY_H_POOL:
-                upstream_pool_event(px, h->owner);
+                pool_event(px, h->owner);
                 break;
             default: {
                 struct conn *c = h->owner;
@@ -292,7 +272,7 @@ int proxy_run(struct proxy *px)
             if (!c->dead)
                 conn_run(c);
         }
-        uint64_t now = proxy_now_ms();
+        uint64_t now = (uint64_t)clock_mono_ms();
         if (now >= next_sweep) {
             sweep(px);
             next_sweep = now + SWEEP_MS;
@@ -309,7 +289,7 @@ void proxy_free(struct proxy *px)
 {
     while (px->conns)
         conn_close(px->conns);
-    upstream_pool_flush(px, false);
+    pool_flush(px, false);
     bury(px);
     stop_listening(px);
     if (px->signal_fd >= 0)

@@ -1,11 +1,6 @@
-/*
- * upstream — reaching the upstream of an allowed request: resolve the name
- * off the loop, refuse addresses in blocked networks unless a resolve
- * override or the route names the address, connect to exactly the address
- * that was checked (no second resolution, so no DNS rebinding), and run the
- * verified TLS handshake. Idle upstream connections are pooled across
- * client connections (struct pool_entry in conn.h).
- */
+/* upstream — resolve, check, connect, handshake (see upstream.h). */
+#include "sidecar/upstream.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -21,19 +16,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "sidecar/conn.h"
+#include "common/clock.h"
 #include "sidecar/netcheck.h"
+#include "sidecar/pool.h"
+#include "sidecar/respond.h"
 
 #define RESOLVERS_MAX 64
-
-struct resolve_job {
-    struct conn *conn; /* NULL once the connection is gone (loop thread only) */
-    int notify_fd;
-    char host[HOST_NAME_MAX_LEN + 1];
-    char port[8];
-    struct addrinfo *res;
-    int rc;
-};
 
 static void *resolve_thread(void *arg)
 {
@@ -47,181 +35,11 @@ static void *resolve_thread(void *arg)
     return NULL;
 }
 
-void upstream_close(struct conn *c)
-{
-    if (c->job) {
-        c->job->conn = NULL;
-        c->job = NULL;
-    }
-    if (c->up.ssl)
-        SSL_free(c->up.ssl);
-    if (c->up.fd >= 0)
-        close(c->up.fd);
-    c->up.ssl = NULL;
-    c->up.fd = -1;
-    c->up.eof = false;
-    c->up.rd = c->up.wr = false;
-    c->up_ready = false;
-    c->up_idle = false;
-    c->uin.start = c->uin.end = 0;
-    c->u2c_ok = 0;
-    buf_reset(&c->uout);
-    c->uout_off = 0;
-}
-
 bool upstream_reusable(const struct conn *c, const char *host, uint16_t port, bool tls)
 {
     return c->up.fd >= 0 && c->up_ready && c->up_idle && !c->up.eof && c->up_port == port &&
            c->up_tls == tls && c->up_gen == c->px->cfg_gen && strcmp(c->up_host, host) == 0 &&
            c->uin.start == c->uin.end;
-}
-
-/* ---- the pool of idle upstream connections ------------------------------------- */
-
-/* Has the upstream sent anything (bytes, EOF, an error) on an idle connection? */
-static bool idle_quiet(int fd)
-{
-    char probe;
-    ssize_t r = recv(fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
-    return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-}
-
-static void entry_kill(struct proxy *px, struct pool_entry **link)
-{
-    struct pool_entry *e = *link;
-    *link = e->next;
-    px->n_pooled--;
-    if (e->ssl)
-        SSL_free(e->ssl);
-    if (e->fd >= 0)
-        close(e->fd);
-    e->ssl = NULL;
-    e->fd = -1;
-    e->dead = true;
-    e->next = px->pool_dead; /* a stale event of this turn may still name it */
-    px->pool_dead = e;
-}
-
-static bool same_addr(const struct config_addr *a, const struct config_addr *b)
-{
-    return a->len == b->len && memcmp(&a->sa, &b->sa, a->len) == 0;
-}
-
-void upstream_release(struct conn *c)
-{
-    struct proxy *px = c->px;
-    if (c->up.fd < 0)
-        return;
-    if (!c->up_ready || !c->up_idle || c->up.eof || c->job || c->up_gen != px->cfg_gen ||
-        px->draining || c->uin.start != c->uin.end || c->uout.len ||
-        (c->up.ssl && SSL_has_pending(c->up.ssl)) || !idle_quiet(c->up.fd)) {
-        upstream_close(c);
-        return;
-    }
-    size_t same = 0;
-    struct pool_entry **last = &px->pool, **oldest_same = NULL;
-    for (struct pool_entry **l = &px->pool; *l; l = &(*l)->next) {
-        struct pool_entry *e = *l;
-        if (e->port == c->up_port && e->tls == c->up_tls && strcmp(e->host, c->up_host) == 0) {
-            same++;
-            oldest_same = l;
-        }
-        last = l;
-    }
-    if (same >= POOL_PER_KEY)
-        entry_kill(px, oldest_same);
-    else if (px->n_pooled >= POOL_MAX)
-        entry_kill(px, last);
-    struct pool_entry *e = xcalloc(1, sizeof(*e));
-    e->h = (struct proxy_handle){PROXY_H_POOL, e};
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.ptr = &e->h};
-    if (epoll_ctl(px->epfd, EPOLL_CTL_MOD, c->up.fd, &ev) < 0) {
-        free(e);
-        upstream_close(c);
-        return;
-    }
-    e->fd = c->up.fd;
-    e->ssl = c->up.ssl;
-    snprintf(e->host, sizeof(e->host), "%s", c->up_host);
-    e->port = c->up_port;
-    e->tls = c->up_tls;
-    e->addr = c->up_addr;
-    e->gen = c->up_gen;
-    unsigned idle = c->cfg ? c->cfg->timeouts.idle_ms : px->cfg->timeouts.idle_ms;
-    e->expires_ms = proxy_now_ms() + (idle < POOL_IDLE_MS ? idle : POOL_IDLE_MS);
-    e->next = px->pool;
-    px->pool = e;
-    px->n_pooled++;
-    c->up.fd = -1; /* the pool owns it now */
-    c->up.ssl = NULL;
-    upstream_close(c);
-}
-
-/* Takes a pooled connection for host:port:tls (addr: the address it must have, or NULL). */
-static bool pool_take(struct conn *c, const struct config_addr *addr)
-{
-    struct proxy *px = c->px;
-    uint64_t now = proxy_now_ms();
-    for (struct pool_entry **l = &px->pool; *l;) {
-        struct pool_entry *e = *l;
-        if (e->port != c->up_port || e->tls != c->up_tls || strcmp(e->host, c->up_host) != 0 ||
-            (addr && !same_addr(addr, &e->addr))) {
-            l = &e->next;
-            continue;
-        }
-        if (e->gen != px->cfg_gen || now >= e->expires_ms || !idle_quiet(e->fd)) {
-            entry_kill(px, l);
-            continue;
-        }
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-                                 .data.ptr = &c->up.h};
-        if (epoll_ctl(px->epfd, EPOLL_CTL_MOD, e->fd, &ev) < 0) {
-            entry_kill(px, l);
-            continue;
-        }
-        c->up.fd = e->fd;
-        c->up.ssl = e->ssl;
-        c->up.rd = c->up.wr = true;
-        c->up_addr = e->addr;
-        c->up_gen = e->gen;
-        e->fd = -1;
-        e->ssl = NULL;
-        entry_kill(px, l);
-        px->metrics.upstream_reused++;
-        return true;
-    }
-    return false;
-}
-
-void upstream_pool_event(struct proxy *px, struct pool_entry *e)
-{
-    if (e->dead)
-        return;
-    for (struct pool_entry **l = &px->pool; *l; l = &(*l)->next)
-        if (*l == e) {
-            entry_kill(px, l);
-            return;
-        }
-}
-
-void upstream_pool_flush(struct proxy *px, bool expired_only)
-{
-    uint64_t now = proxy_now_ms();
-    for (struct pool_entry **l = &px->pool; *l;) {
-        if (!expired_only || now >= (*l)->expires_ms || (*l)->gen != px->cfg_gen)
-            entry_kill(px, l);
-        else
-            l = &(*l)->next;
-    }
-}
-
-void upstream_pool_bury(struct proxy *px)
-{
-    while (px->pool_dead) {
-        struct pool_entry *e = px->pool_dead;
-        px->pool_dead = e->next;
-        free(e);
-    }
 }
 
 static void addr_text(const struct sockaddr *sa, char *out, size_t len)
@@ -233,7 +51,7 @@ static void addr_text(const struct sockaddr *sa, char *out, size_t len)
         snprintf(out, len, "?");
 }
 
-static void ready(struct conn *c);
+static void upstream_ready(struct conn *c);
 
 static void connect_addr(struct conn *c, const struct config_addr *addr)
 {
@@ -261,7 +79,7 @@ static void connect_addr(struct conn *c, const struct config_addr *addr)
         return;
     }
     c->state = CONN_CONNECT;
-    c->deadline_ms = proxy_now_ms() + c->cfg->timeouts.connect_ms;
+    c->deadline_ms = (uint64_t)clock_mono_ms() + c->cfg->timeouts.connect_ms;
 }
 
 static void refuse_blocked(struct conn *c, const struct sockaddr *sa, const char *net)
@@ -275,7 +93,6 @@ static void refuse_blocked(struct conn *c, const struct sockaddr *sa, const char
     conn_refuse(c, 403, REASON_UPSTREAM_BLOCKED, msg);
 }
 
-/* The caller closed any previous upstream first (its head may already be in uout). */
 void upstream_open(struct conn *c, const char *host, bool is_ip, uint16_t port, bool tls)
 {
     snprintf(c->up_host, sizeof(c->up_host), "%s", host);
@@ -285,7 +102,7 @@ void upstream_open(struct conn *c, const char *host, bool is_ip, uint16_t port, 
     const struct config_override *ov = config_find_override(c->cfg, host, port);
     if (ov) { /* named explicitly: may point anywhere, loopback included */
         if (pool_take(c, &ov->addr))
-            ready(c);
+            upstream_ready(c);
         else
             connect_addr(c, &ov->addr);
         return;
@@ -300,14 +117,14 @@ void upstream_open(struct conn *c, const char *host, bool is_ip, uint16_t port, 
             return;
         }
         if (pool_take(c, &addr))
-            ready(c);
+            upstream_ready(c);
         else
             connect_addr(c, &addr);
         return;
     }
     /* A pooled connection to a name went to an address checked under this config. */
     if (pool_take(c, NULL)) {
-        ready(c);
+        upstream_ready(c);
         return;
     }
     if (c->px->resolvers_running >= RESOLVERS_MAX) {
@@ -334,10 +151,10 @@ void upstream_open(struct conn *c, const char *host, bool is_ip, uint16_t port, 
     c->px->resolvers_running++;
     c->job = job;
     c->state = CONN_RESOLVE;
-    c->deadline_ms = proxy_now_ms() + c->cfg->timeouts.connect_ms;
+    c->deadline_ms = (uint64_t)clock_mono_ms() + c->cfg->timeouts.connect_ms;
 }
 
-void upstream_resolved(struct proxy *px, struct resolve_job *job)
+struct conn *upstream_resolved(struct proxy *px, struct resolve_job *job)
 {
     px->resolvers_running--;
     struct conn *c = job->conn;
@@ -345,7 +162,7 @@ void upstream_resolved(struct proxy *px, struct resolve_job *job)
         if (job->res)
             freeaddrinfo(job->res);
         free(job);
-        return;
+        return NULL;
     }
     c->job = NULL;
     if (job->rc != 0 || !job->res) {
@@ -374,8 +191,7 @@ void upstream_resolved(struct proxy *px, struct resolve_job *job)
     }
     freeaddrinfo(job->res);
     free(job);
-    if (!c->dead)
-        conn_run(c);
+    return c;
 }
 
 static void tls_failed(struct conn *c)
@@ -391,11 +207,11 @@ static void tls_failed(struct conn *c)
     conn_refuse(c, 502, REASON_UPSTREAM_TLS, msg);
 }
 
-static void ready(struct conn *c)
+static void upstream_ready(struct conn *c)
 {
     c->up_ready = true;
     c->state = CONN_EXCHANGE;
-    c->deadline_ms = proxy_now_ms() + c->cfg->timeouts.io_ms;
+    c->deadline_ms = (uint64_t)clock_mono_ms() + c->cfg->timeouts.io_ms;
 }
 
 void upstream_step(struct conn *c)
@@ -417,7 +233,7 @@ void upstream_step(struct conn *c)
             return;
         }
         if (!c->up_tls) {
-            ready(c);
+            upstream_ready(c);
             return;
         }
         c->up.ssl = tls_upstream_new(&c->px->tls, c->up_host, c->up_is_ip);
@@ -426,13 +242,13 @@ void upstream_step(struct conn *c)
             return;
         }
         c->state = CONN_UP_TLS;
-        c->deadline_ms = proxy_now_ms() + c->cfg->timeouts.handshake_ms;
+        c->deadline_ms = (uint64_t)clock_mono_ms() + c->cfg->timeouts.handshake_ms;
     }
     if (c->state == CONN_UP_TLS) {
         ERR_clear_error();
         int r = SSL_do_handshake(c->up.ssl);
         if (r == 1) {
-            ready(c);
+            upstream_ready(c);
             return;
         }
         int e = SSL_get_error(c->up.ssl, r);

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "common/buf.h"
-#include "sidecar/dlp.h"
+#include "sidecar/dlp/dlp.h"
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \

@@ -14,7 +14,7 @@
 #include <zlib.h>
 
 #include "common/buf.h"
-#include "sidecar/meter.h"
+#include "sidecar/meter/meter.h"
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \

@@ -4,7 +4,7 @@
 #include <brotli/encode.h>
 
 #include "common/buf.h"
-#include "sidecar/dlp.h"
+#include "sidecar/dlp/dlp.h"
 
 /*
  * Every credential here is fake: built at run time from a prefix and

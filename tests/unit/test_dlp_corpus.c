@@ -3,7 +3,7 @@
 #include <zlib.h>
 
 #include "common/buf.h"
-#include "sidecar/dlp.h"
+#include "sidecar/dlp/dlp.h"
 
 /*
  * False positives of the outbound detectors on a corpus of what an agent

@@ -1,8 +1,11 @@
 #include "tests/unit/testutil.h"
 
 #include "common/buf.h"
-#include "sidecar/dlp.h"
-#include "sidecar/dlp_impl.h"
+#include "common/json.h"
+#include "sidecar/dlp/dlp.h"
+#include "sidecar/dlp/dlp_base.h"
+#include "sidecar/dlp/dlp_rules.h"
+#include "sidecar/dlp/dlp_simd.h"
 
 /*
  * The vector filters (dlp_simd.c) must not change a result: every scan is
@@ -209,7 +212,7 @@ static void test_paths_agree_on_requests(void **state)
     while (body.len < 300000) {
         struct buf piece = BUF_INIT;
         append_piece(&piece, &s, (const char *const *)secrets, 50);
-        dlp_json_escape(piece.data ? piece.data : "", piece.len, &body);
+        json_escape_append(&body, piece.data ? piece.data : "", piece.len, 0);
         buf_free(&piece);
     }
     buf_append_str(&body, "\"}]}");

@@ -11,7 +11,7 @@
 #include <zlib.h>
 
 #include "common/buf.h"
-#include "sidecar/meter.h"
+#include "sidecar/meter/meter.h"
 
 /* ---- fixtures ---------------------------------------------------------------------- */
 

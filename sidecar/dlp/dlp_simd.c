@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sidecar/dlp_impl.h"
+#include "sidecar/dlp/dlp_simd.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define DLP_HAVE_AVX2 1

@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "sidecar/dlp_impl.h"
+#include "sidecar/dlp/dlp.h"
+#include "sidecar/dlp/dlp_base.h"
+#include "sidecar/dlp/dlp_rules.h"
 
 #define STREAM_SEEN 32
 

@@ -12,7 +12,10 @@
 #include <string.h>
 #include <strings.h>
 
-#include "sidecar/dlp_impl.h"
+#include "common/json.h"
+#include "sidecar/dlp/dlp.h"
+#include "sidecar/dlp/dlp_base.h"
+#include "sidecar/dlp/dlp_decode.h"
 
 static int hit_cmp(const void *a, const void *b)
 {
@@ -124,7 +127,7 @@ static size_t redact_json(const struct dlp_engine *e, unsigned bits, const char 
             dlp_json_unescape(p + start, end - start, &u);
             k = redact_text(e, bits, u.data ? u.data : "", u.len, false, &r);
             if (k)
-                dlp_json_escape(r.data, r.len, out);
+                json_escape_append(out, r.data, r.len, 0);
             else
                 buf_append(out, p + start, end - start);
             buf_free(&u);

@@ -13,7 +13,7 @@
  * summed. OpenAI's final usage chunk and Responses' response.completed carry
  * totals, taken whole.
  */
-#include "sidecar/meter.h"
+#include "sidecar/meter/meter.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

@@ -1,5 +1,5 @@
 /*
- * dlphook — the DLP checks on what flows after a request is forwarded:
+ * dlp_hook — the DLP checks on what flows after a request is forwarded:
  * inbound prompt-injection scanning of responses (head and decoded body)
  * and the checks of WebSocket messages both ways (outbound detectors on the
  * client's, inbound on the server's). The request itself is checked by
@@ -12,13 +12,13 @@
  * closes the WebSocket under every policy: a message cannot be redacted or
  * held for supervision.
  */
-#ifndef BOTTLE_SIDECAR_DLPHOOK_H
-#define BOTTLE_SIDECAR_DLPHOOK_H
+#ifndef BOTTLE_SIDECAR_DLP_DLP_HOOK_H
+#define BOTTLE_SIDECAR_DLP_DLP_HOOK_H
 
 #include "manifest/route.h"
-#include "sidecar/dlp.h"
+#include "sidecar/dlp/dlp.h"
 #include "sidecar/http.h"
-#include "sidecar/proxy.h"
+#include "sidecar/proxy_types.h"
 
 struct dlp_response;
 struct dlp_ws;

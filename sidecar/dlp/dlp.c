@@ -1,8 +1,10 @@
 /*
  * dlp — the engine's life cycle, results, and the request scan: which parts
  * of a request are read, in which representations, under which location
- * names. The detectors live in dlp_rules.c and dlp_secrets.c, decoding in
- * dlp_decode.c, redaction in dlp_redact.c, streams in dlp_stream.c.
+ * names, and what a policy makes of the result. The detectors live in
+ * dlp_rules.c and dlp_secrets.c (over dlp_base.c's classes and hit list),
+ * decoding in dlp_decode.c, redaction in dlp_redact.c, streams in
+ * dlp_stream.c.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -10,7 +12,12 @@
 #include <string.h>
 #include <strings.h>
 
-#include "sidecar/dlp_impl.h"
+#include "sidecar/dlp/dlp.h"
+#include "sidecar/dlp/dlp_base.h"
+#include "sidecar/dlp/dlp_decode.h"
+#include "sidecar/dlp/dlp_rules.h"
+#include "sidecar/dlp/dlp_secrets.h"
+#include "sidecar/dlp/dlp_simd.h"
 
 #define DEFAULT_MAX_DECODED ((size_t)32 << 20)
 #define DEFAULT_MAX_MATCHES 64
@@ -57,23 +64,7 @@ size_t dlp_engine_secret_count(const struct dlp_engine *e, size_t *skipped)
     return e->n_secrets;
 }
 
-/* ---- hits and results ----------------------------------------------------- */
-
-void dlp_hits_push(struct dlp_hits *h, const char *rule, enum dlp_kind kind, size_t off, size_t len,
-                   int secret)
-{
-    if (h->n == h->cap) {
-        h->cap = h->cap ? h->cap * 2 : 8;
-        h->items = xrealloc(h->items, h->cap * sizeof(*h->items));
-    }
-    h->items[h->n++] = (struct dlp_hit){rule, kind, off, len, secret};
-}
-
-void dlp_hits_free(struct dlp_hits *h)
-{
-    free(h->items);
-    memset(h, 0, sizeof(*h));
-}
+/* ---- results --------------------------------------------------------------- */
 
 void dlp_result_init(struct dlp_result *r)
 {
@@ -101,45 +92,6 @@ const struct dlp_match *dlp_result_first_block(const struct dlp_result *r)
         if (r->matches[i].severity == DLP_BLOCK)
             return &r->matches[i];
     return NULL;
-}
-
-static enum dlp_severity severity_of(const struct dlp_engine *e, enum dlp_kind k)
-{
-    if (k == DLP_KIND_ENTROPY)
-        return DLP_WARN;
-    if (k == DLP_KIND_INJECTION)
-        return e->cfg.inbound_block ? DLP_BLOCK : DLP_WARN;
-    return DLP_BLOCK;
-}
-
-/* Moves hits into res under `location`, offsets shifted by base. */
-void dlp_emit(const struct dlp_engine *e, struct dlp_result *res, const char *location,
-              const struct dlp_hits *h, size_t base)
-{
-    res->ops += h->ops;
-    for (size_t i = 0; i < h->n; i++) {
-        const struct dlp_hit *x = &h->items[i];
-        if (res->n >= e->cfg.max_matches) {
-            res->dropped++;
-            continue;
-        }
-        if (res->n == res->cap) {
-            res->cap = res->cap ? res->cap * 2 : 8;
-            res->matches = xrealloc(res->matches, res->cap * sizeof(*res->matches));
-        }
-        struct dlp_match *m = &res->matches[res->n++];
-        memset(m, 0, sizeof(*m));
-        m->rule = x->rule;
-        m->kind = x->kind;
-        m->severity = severity_of(e, x->kind);
-        m->structural =
-            x->kind == DLP_KIND_CRLF || x->kind == DLP_KIND_FRAGMENT || x->kind == DLP_KIND_PARTIAL;
-        m->projected = x->kind == DLP_KIND_FRAGMENT || x->kind == DLP_KIND_PARTIAL;
-        snprintf(m->location, sizeof(m->location), "%s", location);
-        m->offset = base + x->offset;
-        m->length = x->length;
-        m->secret = x->secret;
-    }
 }
 
 /* Runs the outbound detectors named by bits over one text. */
@@ -268,40 +220,6 @@ static void scan_headers(const struct dlp_engine *e, unsigned bits, const struct
         scan_repr(e, bits, "header-name", h->name.ptr, h->name.len, res);
         scan_repr(e, bits, loc, h->value.ptr, h->value.len, res);
     }
-}
-
-const struct http_header *dlp_find_header(const struct dlp_request *r, const char *name)
-{
-    size_t n = strlen(name);
-    for (size_t i = 0; i < r->n_headers; i++)
-        if (r->headers[i].name.len == n && strncasecmp(r->headers[i].name.ptr, name, n) == 0)
-            return &r->headers[i];
-    return NULL;
-}
-
-/* The header's value as a C string in out (truncated), or "" when absent. */
-void dlp_header_value(const struct dlp_request *r, const char *name, char *out, size_t size)
-{
-    const struct http_header *h = dlp_find_header(r, name);
-    snprintf(out, size, "%.*s", h ? (int)h->value.len : 0, h ? h->value.ptr : "");
-}
-
-enum dlp_body_kind dlp_body_kind(const struct dlp_request *r, const char *body, size_t n,
-                                 char *boundary, size_t bsize)
-{
-    char ct[256];
-    dlp_header_value(r, "content-type", ct, sizeof(ct));
-    if (strncasecmp(ct, "multipart/", 10) == 0 &&
-        dlp_header_param(ct, strlen(ct), "boundary", boundary, bsize))
-        return DLP_BODY_MULTIPART;
-    if (strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0)
-        return DLP_BODY_FORM;
-    size_t i = 0;
-    while (i < n && strchr(" \t\r\n", body[i]) && body[i])
-        i++;
-    if (strcasestr(ct, "json") || (!ct[0] && i < n && (body[i] == '{' || body[i] == '[')))
-        return DLP_BODY_JSON;
-    return DLP_BODY_OTHER;
 }
 
 static void scan_form(const struct dlp_engine *e, unsigned bits, const char *p, size_t n,

@@ -1,5 +1,5 @@
-/* meterhook — see meterhook.h. */
-#include "sidecar/meterhook.h"
+/* meter_hook — see meter_hook.h. */
+#include "sidecar/meter/meter_hook.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -11,9 +11,9 @@
 
 #include "common/log.h"
 #include "ledger/ledger.h"
-#include "sidecar/meter.h"
+#include "sidecar/meter/meter.h"
 
-struct meterhook {
+struct meter_hook {
     struct ledger *lg;    /* NULL: metered requests are refused */
     struct strv reported; /* providers whose exhaustion the runtime was told of */
 };
@@ -27,9 +27,9 @@ struct meter_exchange {
     char request_id[128];
 };
 
-int meterhook_open(const struct config *cfg, struct meterhook **out, struct bottle_err *err)
+int meter_hook_open(const struct config *cfg, struct meter_hook **out, struct bottle_err *err)
 {
-    struct meterhook *mh = xcalloc(1, sizeof(*mh));
+    struct meter_hook *mh = xcalloc(1, sizeof(*mh));
     *out = mh;
     if (!cfg->ledger)
         return 0;
@@ -41,7 +41,7 @@ int meterhook_open(const struct config *cfg, struct meterhook **out, struct bott
     return 0;
 }
 
-void meterhook_close(struct meterhook *mh)
+void meter_hook_close(struct meter_hook *mh)
 {
     if (!mh)
         return;
@@ -50,7 +50,7 @@ void meterhook_close(struct meterhook *mh)
     free(mh);
 }
 
-unsigned meterhook_wants(const struct proxy_request_view *v)
+unsigned meter_hook_wants(const struct proxy_request_view *v)
 {
     return v->route && v->route->metered ? PROXY_WANT_REQUEST_BODY | PROXY_WANT_RESPONSE : 0;
 }
@@ -92,7 +92,7 @@ static const char *scope_words(enum ledger_scope s)
  * Tells the runtime a budget ran out (one JSON line; never blocks the proxy),
  * once per exhaustion: again only after a request of that provider fit.
  */
-static void emit_exhausted(struct meterhook *mh, const struct config *cfg,
+static void emit_exhausted(struct meter_hook *mh, const struct config *cfg,
                            const struct ledger_budget *b, int64_t spent)
 {
     if (strv_contains(&mh->reported, b->provider))
@@ -116,7 +116,7 @@ static void emit_exhausted(struct meterhook *mh, const struct config *cfg,
 }
 
 /* A request of provider fit its budget: a later exhaustion is news again. */
-static void forget_reported(struct meterhook *mh, const char *provider)
+static void forget_reported(struct meter_hook *mh, const char *provider)
 {
     for (size_t i = 0; i < mh->reported.len; i++)
         if (strcmp(mh->reported.items[i], provider) == 0) {
@@ -154,9 +154,9 @@ static bool free_request(const struct http_request *req)
            memcmp(p + n - (sizeof(suffix) - 1), suffix, sizeof(suffix) - 1) == 0;
 }
 
-int meterhook_admit(struct meterhook *mh, const struct config *cfg,
-                    const struct proxy_request_view *v, const char *body, size_t len,
-                    struct meter_exchange **xs, struct proxy_verdict *out)
+int meter_hook_admit(struct meter_hook *mh, const struct config *cfg,
+                     const struct proxy_request_view *v, const char *body, size_t len,
+                     struct meter_exchange **xs, struct proxy_verdict *out)
 {
     *xs = NULL;
     const char *provider = v->route ? v->route->metered : NULL;
@@ -205,7 +205,7 @@ int meterhook_admit(struct meterhook *mh, const struct config *cfg,
     return 0;
 }
 
-void meterhook_response_head(struct meter_exchange *x, const struct http_response *resp)
+void meter_hook_response_head(struct meter_exchange *x, const struct http_response *resp)
 {
     if (!x)
         return;
@@ -226,14 +226,14 @@ void meterhook_response_head(struct meter_exchange *x, const struct http_respons
                          ce ? ce->value.ptr : NULL, ce ? ce->value.len : 0);
 }
 
-void meterhook_response_data(struct meter_exchange *x, const char *p, size_t n)
+void meter_hook_response_data(struct meter_exchange *x, const char *p, size_t n)
 {
     if (x && x->meter)
         meter_feed(x->meter, p, n);
 }
 
-void meterhook_end(struct meterhook *mh, const struct config *cfg, struct meter_exchange *x,
-                   bool complete)
+void meter_hook_end(struct meter_hook *mh, const struct config *cfg, struct meter_exchange *x,
+                    bool complete)
 {
     if (!x)
         return;

@@ -16,7 +16,8 @@
 #include <emmintrin.h>
 #endif
 
-#include "sidecar/dlp_impl.h"
+#include "sidecar/dlp/dlp_rules.h"
+#include "sidecar/dlp/dlp_simd.h"
 
 /* ---- matchers ------------------------------------------------------------- */
 
@@ -302,28 +303,6 @@ const char *const *dlp_rule_names(void)
 size_t dlp_rules_longest(void)
 {
     return 4096 + 64;
-}
-
-void dlp_classes_init(uint16_t cls[256])
-{
-    memset(cls, 0, 256 * sizeof(cls[0]));
-    for (int c = 0; c < 256; c++) {
-        if (c >= 'A' && c <= 'Z')
-            cls[c] |= CC_UPPER;
-        if (c >= 'a' && c <= 'z')
-            cls[c] |= CC_LOWER;
-        if (c >= '0' && c <= '9')
-            cls[c] |= CC_DIGIT | CC_HEXL | CC_HEXU;
-        if (c >= 'a' && c <= 'f')
-            cls[c] |= CC_HEXL;
-        if (c >= 'A' && c <= 'F')
-            cls[c] |= CC_HEXU;
-    }
-    cls['_'] |= CC_UNDER;
-    cls['-'] |= CC_DASH;
-    cls['+'] |= CC_PLUS;
-    cls['/'] |= CC_PLUS;
-    cls['.'] |= CC_DOT;
 }
 
 static void add_start(struct dlp_engine *e, unsigned char c, uint16_t rule, uint8_t prefix,

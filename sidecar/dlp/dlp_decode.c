@@ -13,7 +13,7 @@
 #include <strings.h>
 #include <zlib.h>
 
-#include "sidecar/dlp_impl.h"
+#include "sidecar/dlp/dlp_decode.h"
 
 /* ---- content encodings ---------------------------------------------------- */
 
@@ -376,30 +376,6 @@ void dlp_json_view(const char *p, size_t n, struct buf *out)
     }
     if (from < n)
         buf_append(out, p + from, n - from);
-}
-
-void dlp_json_escape(const char *p, size_t n, struct buf *out)
-{
-    static const char d[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c == '"' || c == '\\') {
-            buf_append_char(out, '\\');
-            buf_append_char(out, (char)c);
-        } else if (c == '\n') {
-            buf_append_str(out, "\\n");
-        } else if (c == '\r') {
-            buf_append_str(out, "\\r");
-        } else if (c == '\t') {
-            buf_append_str(out, "\\t");
-        } else if (c < 0x20) {
-            buf_append_str(out, "\\u00");
-            buf_append_char(out, d[c >> 4]);
-            buf_append_char(out, d[c & 15]);
-        } else {
-            buf_append_char(out, (char)c);
-        }
-    }
 }
 
 /* ---- header parameters and multipart --------------------------------------- */

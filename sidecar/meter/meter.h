@@ -19,8 +19,8 @@
  * reports cached tokens inside its prompt count; the meter moves them to
  * cache_read_tokens. Anthropic's counts are already disjoint.
  */
-#ifndef BOTTLE_SIDECAR_METER_H
-#define BOTTLE_SIDECAR_METER_H
+#ifndef BOTTLE_SIDECAR_METER_METER_H
+#define BOTTLE_SIDECAR_METER_METER_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -13,9 +13,16 @@
  * It must never let a matched value out: reasons, messages, locations and
  * snippets name the rule and where it was found, never the value. Raw text
  * only leaves through dlp_snippet(), which redacts.
+ *
+ * This is what the sidecar uses; the types are in dlp_types.h. Inside dlp/
+ * the layers run one way: dlp_hook.c over the engine (dlp.c, with
+ * dlp_redact.c and dlp_stream.c on top of it), the engine over the
+ * detectors (dlp_rules.c, dlp_secrets.c, dlp_simd.c), the detectors over
+ * dlp_base.c (character classes, hits, request accessors) and dlp_decode.c,
+ * and everything over dlp_types.h. A detector never calls the engine.
  */
-#ifndef BOTTLE_SIDECAR_DLP_H
-#define BOTTLE_SIDECAR_DLP_H
+#ifndef BOTTLE_SIDECAR_DLP_DLP_H
+#define BOTTLE_SIDECAR_DLP_DLP_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -24,73 +31,8 @@
 #include "common/buf.h"
 #include "common/err.h"
 #include "manifest/route.h"
+#include "sidecar/dlp/dlp_types.h"
 #include "sidecar/http.h"
-
-/* Stable reason codes of DLP refusals (docs/dlp.md). */
-#define DLP_REASON_BLOCKED       "dlp_blocked"
-#define DLP_REASON_CRLF          "dlp_crlf_injection"
-#define DLP_REASON_REDACT_FAILED "dlp_redaction_failed"
-#define DLP_REASON_SUPERVISE     "dlp_supervise_unavailable"
-#define DLP_REASON_TOO_LARGE     "dlp_too_large"
-#define DLP_REASON_UNDECODABLE   "dlp_undecodable"
-#define DLP_REASON_INJECTION     "dlp_injection"
-
-/* Rule names of the detectors that are not token patterns. */
-#define DLP_RULE_KNOWN_SECRET    "known_secret"
-#define DLP_RULE_SECRET_FRAGMENT "known_secret_fragment"
-#define DLP_RULE_SECRET_PARTIAL  "known_secret_partial"
-#define DLP_RULE_CRLF            "crlf_injection"
-#define DLP_RULE_ENTROPY         "high_entropy"
-#define DLP_RULE_INJECTION       "prompt_injection"
-
-/* Shortest known secret the engine accepts; shorter ones are skipped. */
-#define DLP_SECRET_MIN_LEN 8
-/* Alphanumeric window of a secret that counts as a partial leak (pass 3). */
-#define DLP_PARTIAL_MIN_LEN 12
-#define DLP_ENTROPY_WINDOW  64
-#define DLP_ENTROPY_BITS    5.5
-
-struct dlp_config {
-    size_t max_decoded; /* cap on a body after content/transfer decoding; 0: 32 MiB */
-    size_t max_matches; /* matches kept per result; 0: 64 */
-    bool inbound_block; /* prompt injection in a response blocks instead of warning */
-};
-
-enum dlp_kind {
-    DLP_KIND_PATTERN = 0, /* token_patterns */
-    DLP_KIND_SECRET,      /* known_secrets pass 1: a value or one of its encodings */
-    DLP_KIND_FRAGMENT,    /* pass 2: separators injected into a whole value */
-    DLP_KIND_PARTIAL,     /* pass 3: a 12-character window of a value */
-    DLP_KIND_CRLF,
-    DLP_KIND_ENTROPY,
-    DLP_KIND_INJECTION,
-};
-
-enum dlp_severity { DLP_WARN = 0, DLP_BLOCK };
-
-struct dlp_match {
-    const char *rule; /* static string: a token rule name or DLP_RULE_* */
-    enum dlp_kind kind;
-    enum dlp_severity severity;
-    bool structural;   /* nothing to redact: CRLF, fragment, partial */
-    bool projected;    /* offset/length count characters of the alphanumeric projection */
-    char location[64]; /* "host", "path", "query", "header:X-Foo", "body", "body:json", ... */
-    size_t offset;     /* in the scanned representation named by location */
-    size_t length;
-    int secret; /* index of the known secret, -1 for other kinds */
-};
-
-struct dlp_result {
-    struct dlp_match *matches;
-    size_t n;
-    size_t cap;
-    size_t dropped;   /* matches over the cap, counted but not kept */
-    bool too_large;   /* decoded body over the cap: not scanned, refuse */
-    bool undecodable; /* unknown or corrupt content encoding: not scanned, refuse */
-    uint64_t ops;     /* work done: bytes visited, table probes, verifications */
-};
-
-struct dlp_engine;
 
 /*
  * Builds an engine. secrets may be NULL; values shorter than
@@ -114,17 +56,6 @@ const struct dlp_match *dlp_result_first_block(const struct dlp_result *r);
 
 /* ---- requests ------------------------------------------------------------- */
 
-struct dlp_request {
-    const char *host;   /* as the request named it */
-    const char *target; /* origin-form "/path?query" */
-    size_t target_len;
-    const struct http_header *headers;
-    size_t n_headers;
-    const char *skip_header; /* the header the sidecar injects (never scanned), or NULL */
-    const char *body;        /* de-chunked, still content-encoded */
-    size_t body_len;
-};
-
 /*
  * Scans host, path, query, headers and the decoded body with the detectors
  * in `outbound` (DLP_OUT_* bits). CRLF in the target and header values is
@@ -143,19 +74,6 @@ int dlp_scan_inbound(const struct dlp_engine *e, unsigned inbound, const char *l
 
 /* ---- policy --------------------------------------------------------------- */
 
-enum dlp_action {
-    DLP_PASS = 0, /* forward as is (warnings may be present) */
-    DLP_REDACT,   /* forward the redacted request (dlp_check_request did it) */
-    DLP_REFUSE,
-};
-
-struct dlp_verdict {
-    enum dlp_action action;
-    int status;         /* 0 when passing; 403 or 413 when refused */
-    const char *reason; /* DLP_REASON_*, NULL when passing */
-    char message[256];  /* "<rule> found in <location>[; ...]"; never a value */
-};
-
 /*
  * What a scan means under a policy: block -> refuse; redact -> DLP_REDACT
  * (the caller redacts and calls dlp_verdict_after_redaction); supervise ->
@@ -168,21 +86,6 @@ void dlp_verdict_after_redaction(const struct dlp_result *first, const struct dl
                                  struct dlp_verdict *v);
 
 /* ---- redaction ------------------------------------------------------------ */
-
-#define DLP_REDACT_MARK_PREFIX "[REDACTED:"
-
-struct dlp_header_edit {
-    size_t index; /* into dlp_request.headers */
-    char *value;  /* replacement value */
-};
-
-struct dlp_redacted {
-    char *target; /* replacement target, NULL when unchanged */
-    struct dlp_header_edit *headers;
-    size_t n_headers;
-    bool body_changed;
-    struct buf body; /* replacement body (content-encoded as the original) when body_changed */
-};
 
 /*
  * Replaces every redactable match (token patterns, exact known-secret values
@@ -216,10 +119,6 @@ void dlp_snippet(const char *text, size_t len, const struct dlp_result *res,
 
 /* ---- streams (WebSocket frames, bodies scanned as they pass) -------------- */
 
-enum dlp_direction { DLP_OUTBOUND = 0, DLP_INBOUND };
-
-struct dlp_stream;
-
 /*
  * A scan over a byte stream fed in pieces. A match straddling pieces is
  * found once, at its offset in the whole stream, as long as it is shorter
@@ -232,5 +131,12 @@ struct dlp_stream *dlp_stream_new(const struct dlp_engine *e, enum dlp_direction
 int dlp_stream_feed(struct dlp_stream *s, const char *p, size_t n, struct dlp_result *res);
 size_t dlp_stream_overlap(const struct dlp_stream *s);
 void dlp_stream_free(struct dlp_stream *s);
+
+/* ---- inside dlp/: for dlp_stream.c and dlp_redact.c ----------------------- */
+
+struct dlp_hits;
+/* Runs the outbound detectors named by bits (DLP_OUT_*) over one text, into h. */
+void dlp_find_outbound(const struct dlp_engine *e, unsigned bits, const char *p, size_t len,
+                       struct dlp_hits *h);
 
 #endif

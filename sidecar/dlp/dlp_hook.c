@@ -1,5 +1,5 @@
-/* dlphook — see dlphook.h. */
-#include "sidecar/dlphook.h"
+/* dlp_hook — see dlp_hook.h. */
+#include "sidecar/dlp/dlp_hook.h"
 
 #include <stdio.h>
 #include <stdlib.h>

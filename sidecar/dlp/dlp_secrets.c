@@ -21,7 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sidecar/dlp_impl.h"
+#include "common/json.h"
+#include "sidecar/dlp/dlp_secrets.h"
+#include "sidecar/dlp/dlp_simd.h"
 
 /* Projected bytes scanned per block (passes 2 and 3). */
 #define PROJ_BLOCK ((size_t)64 << 10)
@@ -157,19 +159,6 @@ static void percent_encode(const char *s, size_t n, bool upper, struct buf *out)
     }
 }
 
-static void json_escape_slash(const char *s, size_t n, struct buf *out)
-{
-    size_t from = 0;
-    for (size_t i = 0; i <= n; i++) {
-        if (i < n && s[i] != '/')
-            continue;
-        dlp_json_escape(s + from, i - from, out);
-        if (i < n)
-            buf_append_str(out, "\\/");
-        from = i + 1;
-    }
-}
-
 /* ---- building ------------------------------------------------------------- */
 
 /* Adds v unless it is shorter than a window or repeats a variant of the same secret. */
@@ -213,9 +202,9 @@ static void add_variants(struct dlp_engine *e, size_t *cap, uint32_t id, const c
         percent_encode(s, n, upper, &v);
         add_variant(e, cap, id, &v);
     }
-    dlp_json_escape(s, n, &v);
+    json_escape_append(&v, s, n, 0);
     add_variant(e, cap, id, &v);
-    json_escape_slash(s, n, &v); /* writers that also escape '/' */
+    json_escape_append(&v, s, n, JSON_ESCAPE_SLASH); /* writers that also escape '/' */
     add_variant(e, cap, id, &v);
     buf_free(&v);
 }

@@ -1,0 +1,169 @@
+/* respond — local answers and the end of an exchange (see respond.h). */
+#include "sidecar/respond.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/clock.h"
+#include "common/json.h"
+#include "sidecar/logjson.h"
+#include "sidecar/pool.h"
+
+static void ws_relay_end(struct conn *c)
+{
+    struct ws_relay *ws = c->ws;
+    if (!ws)
+        return;
+    c->ws = NULL;
+    if (ws->state && c->px->hooks.ws_end)
+        c->px->hooks.ws_end(c->px->hooks.ctx, ws->state);
+    ws_dir_free(&ws->c2u);
+    ws_dir_free(&ws->u2c);
+    free(ws);
+}
+
+void conn_exchange_end(struct conn *c, bool complete)
+{
+    void *xs = c->xs;
+    c->xs = NULL;
+    if (xs && c->px->hooks.exchange_end)
+        c->px->hooks.exchange_end(c->px->hooks.ctx, xs, complete);
+    ws_relay_end(c);
+}
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 417:
+        return "Expectation Failed";
+    case 421:
+        return "Misdirected Request";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Error";
+    }
+}
+
+void conn_respond(struct conn *c, int status, const char *content_type, const char *body,
+                  size_t len)
+{
+    buf_printf(&c->cout,
+               "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+               "Cache-Control: no-store\r\n%s\r\n",
+               status, status_text(status), content_type, len,
+               c->close_after ? "Connection: close\r\n" : "");
+    if (!c->req_head_request)
+        buf_append(&c->cout, body, len);
+    c->log.status = status;
+}
+
+void conn_refuse(struct conn *c, int status, const char *reason, const char *message)
+{
+    struct proxy *px = c->px;
+    /* A request whose body was not read, or a broken stream, cannot be followed by another. */
+    if (!c->req_done || status == 400 || status >= 500 || c->req.error)
+        c->close_after = true;
+    if (c->resp_started) {
+        /* Bytes of the real response already went out: all we can do is cut the stream. */
+        c->close_after = true;
+        c->log.decision = "refused";
+        c->log.reason = reason;
+        logjson_count_refusal(px, reason);
+        pool_drop(c);
+        conn_request_finish(c);
+        return;
+    }
+    struct buf *b = &px->scratch;
+    buf_reset(b);
+    /*
+     * The sidecar's own fields (reason, message) plus an "error" object in the
+     * shape Anthropic's and OpenAI's clients read, so an agent CLI shows the
+     * user why it was refused instead of a bare status.
+     */
+    buf_append_str(b, "{\"type\": \"error\", \"error\": {\"type\": \"");
+    json_escape_append(b, reason, strlen(reason), 0);
+    buf_append_str(b, "\", \"code\": \"");
+    json_escape_append(b, reason, strlen(reason), 0);
+    buf_append_str(b, "\", \"message\": \"bottle: ");
+    json_escape_append(b, message, strlen(message), 0);
+    buf_append_str(b, "\"}, \"reason\": \"");
+    json_escape_append(b, reason, strlen(reason), 0);
+    buf_append_str(b, "\", \"message\": \"");
+    json_escape_append(b, message, strlen(message), 0);
+    buf_append_str(b, "\"}\n");
+    c->req_head_request = false;
+    conn_respond(c, status, "application/json", b->data, b->len);
+    c->log.decision = "refused";
+    c->log.reason = reason;
+    logjson_count_refusal(px, reason);
+    if (c->up.fd >= 0 && (!c->up_ready || c->state != CONN_HEAD))
+        pool_drop(c);
+    conn_request_finish(c);
+}
+
+void conn_request_finish(struct conn *c)
+{
+    struct proxy *px = c->px;
+    if (c->log.method[0]) {
+        logjson_request(c);
+        px->metrics.requests_total++;
+        if (c->log.decision && strcmp(c->log.decision, "refused") == 0)
+            px->metrics.requests_refused++;
+        else
+            px->metrics.requests_allowed++;
+    }
+    conn_exchange_end(c, c->xs_complete);
+    c->xs_complete = c->resp_bad = false;
+    if (c->want) {
+        c->want = 0;
+        buf_free(&c->hold);
+        buf_free(&c->body);
+    }
+    memset(c->log.method, 0, sizeof(c->log.method));
+    c->log.decision = NULL;
+    c->log.reason = NULL;
+    c->log.status = 0;
+    config_unref(c->cfg);
+    c->cfg = NULL;
+    c->req_done = c->resp_done = c->resp_head_done = c->resp_started = false;
+    c->req_upgrade = c->req_head_request = false;
+    c->req_body = c->resp_body = HTTP_BODY_NONE;
+    c->c2u_ok = c->u2c_ok = 0;
+    http_request_reset(&c->req);
+    http_response_reset(&c->resp);
+    if (c->close_after || px->draining) {
+        c->close_after = true;
+        c->state = CONN_CLOSING;
+        c->deadline_ms = (uint64_t)clock_mono_ms() + 5000;
+        if (c->up.fd >= 0)
+            pool_release(c);
+    } else {
+        c->state = CONN_HEAD;
+        c->deadline_ms = (uint64_t)clock_mono_ms() + px->cfg->timeouts.idle_ms;
+    }
+}
