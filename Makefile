@@ -47,7 +47,7 @@ $(foreach n,$(BPF_NAMES),$(eval $(BUILD)/bpf/$(n).o: $(BUILD)/bpf/$(n).skel.h))
 # Generated headers (BPF skeletons) are kept, never removed as intermediates.
 .SECONDARY:
 
-.PHONY: setup all test unit check format format-check lint layers asan fuzz bench install clean
+.PHONY: setup all test unit check format format-check lint layers circles asan fuzz bench install clean
 
 all: $(BUILD)/bottle $(BUILD)/bottle-proxy
 
@@ -116,7 +116,11 @@ lint:
 layers:
 	@sh scripts/layers
 
-check: format-check lint layers asan
+# No group of files calls each other in a loop (from the built objects' symbols).
+circles: all
+	@python3 scripts/circles $(BUILD)
+
+check: format-check lint layers circles asan
 
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -I. -I$(BUILD)-fuzz -g -O1 \
 	-fsanitize=fuzzer,address,undefined $(PKG_CFLAGS)
