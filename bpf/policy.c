@@ -28,6 +28,7 @@
 
 #include "bpf/policy.skel.h"
 #include "common/home.h"
+#include "common/clock.h"
 #include "common/fs.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -61,13 +62,6 @@ static int libbpf_to_log(enum libbpf_print_level level, const char *fmt, va_list
 void bpf_policy_quiet_libbpf(void)
 {
     libbpf_set_print(libbpf_to_log);
-}
-
-static double ms_since(const struct timespec *t0)
-{
-    struct timespec t1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
 const char *bpf_policy_hook_name(unsigned hook)
@@ -303,8 +297,7 @@ static int attach_and_pin(struct policy_bpf *skel, int cgroup_fd, const char *di
         {skel->progs.bottle_egress, &skel->links.bottle_egress},
         {skel->progs.bottle_ingress, &skel->links.bottle_ingress},
     };
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int64_t t0 = clock_mono_us();
     for (size_t i = 0; i < sizeof(progs) / sizeof(progs[0]); i++) {
         struct bpf_link *link = bpf_program__attach_cgroup(progs[i].prog, cgroup_fd);
         if (!link) {
@@ -314,8 +307,8 @@ static int attach_and_pin(struct policy_bpf *skel, int cgroup_fd, const char *di
         }
         *progs[i].link = link;
     }
-    t->attach_ms = ms_since(&t0);
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    t->attach_ms = clock_ms_since(t0);
+    t0 = clock_mono_us();
     for (size_t i = 0; i < sizeof(progs) / sizeof(progs[0]); i++) {
         char name[64];
         snprintf(name, sizeof(name), "link_%s", bpf_program__name(progs[i].prog));
@@ -330,7 +323,7 @@ static int attach_and_pin(struct policy_bpf *skel, int cgroup_fd, const char *di
         rc = pin_map(skel->maps.stats, dir, BOTTLE_PIN_STATS, err);
     if (rc == 0)
         rc = pin_map(skel->maps.events, dir, BOTTLE_PIN_EVENTS, err);
-    t->pin_ms = ms_since(&t0);
+    t->pin_ms = clock_ms_since(t0);
     return rc;
 }
 
@@ -389,9 +382,8 @@ int bpf_policy_install(const char *slug, int cgroup_fd, uint64_t cgroup_id,
         goto out;
     }
 
-    struct timespec t0, t_all;
-    clock_gettime(CLOCK_MONOTONIC, &t_all);
-    t0 = t_all;
+    int64_t t_all = clock_mono_us();
+    int64_t t0 = t_all;
     skel = policy_bpf__open();
     if (!skel) {
         rc = err_set(err, errno, "bpf: cannot open the policy programs: %s", strerror(errno));
@@ -408,20 +400,20 @@ int bpf_policy_install(const char *slug, int cgroup_fd, uint64_t cgroup_id,
         rc = err_set(err, -rc, "bpf: cannot reuse the kill switch: %s", strerror(-rc));
         goto out;
     }
-    t->open_ms = ms_since(&t0);
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    t->open_ms = clock_ms_since(t0);
+    t0 = clock_mono_us();
     rc = policy_bpf__load(skel);
     if (rc < 0) {
         rc = err_set(err, -rc, "bpf: the kernel refused the policy programs: %s", strerror(-rc));
         goto out;
     }
-    t->load_ms = ms_since(&t0);
+    t->load_ms = clock_ms_since(t0);
     /* The entry goes in before the programs are attached: no window without policy. */
     rc = write_entry(bpf_map__fd(skel->maps.policy), bpf_map__fd(skel->maps.stats), cgroup_id, cfg,
                      err);
     if (rc == 0)
         rc = attach_and_pin(skel, cgroup_fd, dir, t, err);
-    t->total_ms = ms_since(&t_all);
+    t->total_ms = clock_ms_since(t_all);
 out:
     policy_bpf__destroy(skel);
     if (kill_fd >= 0)
@@ -743,10 +735,9 @@ void bpf_policy_probe_run(struct bpf_policy_probe *r)
         snprintf(r->load_error, sizeof(r->load_error), "cannot open: %s", strerror(errno));
         return;
     }
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int64_t t0 = clock_mono_us();
     int rc = policy_bpf__load(skel);
-    r->load_ms = ms_since(&t0);
+    r->load_ms = clock_ms_since(t0);
     if (rc < 0) {
         snprintf(r->load_error, sizeof(r->load_error), "the kernel refused them: %s",
                  strerror(-rc));

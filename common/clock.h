@@ -12,6 +12,10 @@
 
 /* Milliseconds on CLOCK_MONOTONIC; only differences mean anything. */
 int64_t clock_mono_ms(void);
+/* Microseconds on the same clock, for measuring short steps. */
+int64_t clock_mono_us(void);
+/* Milliseconds (with fractions) since a clock_mono_us() reading. */
+double clock_ms_since(int64_t start_us);
 
 /* Sleeps ms milliseconds, resuming after signals until the time is over. */
 void clock_sleep_ms(long ms);

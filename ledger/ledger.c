@@ -166,12 +166,10 @@ static void backoff_sleep(struct ledger *l, int attempt)
 static int busy_handler(void *arg, int count)
 {
     struct ledger *l = arg;
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t now = clock_mono_ms();
     if (count == 0)
         l->busy_from = now;
-    int64_t waited =
-        (now.tv_sec - l->busy_from.tv_sec) * 1000 + (now.tv_nsec - l->busy_from.tv_nsec) / 1000000;
+    int64_t waited = now - l->busy_from;
     if (waited >= LEDGER_BUSY_TIMEOUT_MS)
         return 0;
     backoff_sleep(l, count);

@@ -38,8 +38,8 @@ struct ledger {
     sqlite3 *db;
     char *path;
     sqlite3_stmt *stmts[ST_COUNT];
-    uint64_t rng;              /* backoff jitter */
-    struct timespec busy_from; /* when the current wait began */
+    uint64_t rng;      /* backoff jitter */
+    int64_t busy_from; /* when the current wait began (clock_mono_ms) */
 };
 
 typedef int (*ledger_tx_body)(struct ledger *l, void *arg, struct bottle_err *err);
