@@ -270,6 +270,11 @@ static int interrupted(const sigset_t *sigs, struct bottle_err *err)
 int controller_start(const struct plan *plan, const struct controller_options *opts,
                      int *agent_exit, struct bottle_err *err)
 {
+    /* The CLI says which files and how to trust them; this is the backstop. */
+    if (!plan->project_trusted)
+        return err_set_kind(err, ERR_KIND_REFUSED, EPERM,
+                            "refused: the plan uses project files that are not trusted (%s)",
+                            plan->project_dir ? plan->project_dir : "?");
     struct controller c;
     memset(&c, 0, sizeof(c));
     c.plan = plan;
