@@ -194,6 +194,7 @@ int controller_teardown(struct controller *c, bool keep_state, struct bottle_err
         cgroup_kill(c->cg.agent_fd, &e);
         note(c, &first, &e, "cgroup kill");
     }
+    controller_agent_audit(c);
     controller_sidecar_stop(c);
     if (c->events_fd >= 0) {
         controller_on_events(c); /* what the sidecar said last */
