@@ -83,6 +83,21 @@ static void add(struct builder *b, const char *rel, enum guard_kind kind, bool d
     g->dir = dir;
 }
 
+/*
+ * A file with another name (a hard link) could be changed through that name,
+ * which no mount covers: refused.
+ */
+static int add_read_only(struct builder *b, const char *rel, const struct stat *st)
+{
+    if (S_ISREG(st->st_mode) && st->st_nlink > 1)
+        return err_set_kind(b->err, ERR_KIND_REFUSED, EMLINK,
+                            "workspace: %s/%s has %lu hard links; the agent could change it "
+                            "through another name (make it a single file again)",
+                            b->ws, rel, (unsigned long)st->st_nlink);
+    add(b, rel, GUARD_READ_ONLY, S_ISDIR(st->st_mode));
+    return 0;
+}
+
 static char *join_rel(const char *a, const char *b)
 {
     return *a ? xasprintf("%s/%s", a, b) : xstrdup(b);
@@ -165,7 +180,7 @@ static int guard_gitdir(struct builder *b, const char *gitdir)
             rc = probe(b, rel, &st);
         }
         if (rc == 0)
-            add(b, rel, GUARD_READ_ONLY, S_ISDIR(st.st_mode));
+            rc = add_read_only(b, rel, &st);
         else if (rc == -ENOENT)
             strv_push(&b->out->absent, rel);
         else
@@ -211,9 +226,12 @@ static char *normalize(const char *path)
  * workspace. A path to it that only symlinks make reach the workspace is
  * refused: the agent could turn the link elsewhere.
  */
-static int guard_gitfile(struct builder *b, const char *repo, const char *dotgit)
+static int guard_gitfile(struct builder *b, const char *repo, const char *dotgit,
+                         const struct stat *st)
 {
-    add(b, dotgit, GUARD_READ_ONLY, false);
+    int rc = add_read_only(b, dotgit, st);
+    if (rc < 0)
+        return rc;
     int fd = open_beneath(b->wsfd, dotgit, O_RDONLY | O_NOFOLLOW);
     char text[PATH_MAX + 16];
     ssize_t n = fd < 0 ? -1 : read(fd, text, sizeof(text) - 1);
@@ -243,7 +261,6 @@ static int guard_gitfile(struct builder *b, const char *repo, const char *dotgit
     const char *real_rel = NULL;
     if (real && strncmp(real, b->ws, wl) == 0 && real[wl] == '/')
         real_rel = real + wl + 1;
-    int rc = 0;
     if (real_rel && (!lexical || strcmp(lexical, real_rel) != 0))
         rc = refuse_link(b, dotgit, "the git directory it names is reached through a link");
     else if (real_rel)
@@ -270,7 +287,7 @@ static int guard_repo(struct builder *b, const char *repo)
     else if (S_ISDIR(st.st_mode))
         rc = guard_gitdir(b, dotgit);
     else if (S_ISREG(st.st_mode))
-        rc = guard_gitfile(b, repo, dotgit);
+        rc = guard_gitfile(b, repo, dotgit, &st);
     free(dotgit);
     /* Work-tree entries (.gitmodules): protected when present, never created. */
     for (const struct plan_git_guard *g = plan_git_guards; rc == 0 && g->path; g++) {
@@ -279,7 +296,7 @@ static int guard_repo(struct builder *b, const char *repo)
         char *rel = join_rel(repo, g->path);
         int p = probe(b, rel, &st);
         if (p == 0)
-            add(b, rel, GUARD_READ_ONLY, S_ISDIR(st.st_mode));
+            rc = add_read_only(b, rel, &st);
         else if (p != -ENOENT)
             rc = probe_failed(b, rel, p);
         free(rel);
@@ -337,7 +354,9 @@ static int guard_declared(struct builder *b, const struct strv *read_only)
                                 "workspace.read_only: '%s' is not inside the workspace", rel);
         if (rc < 0)
             return probe_failed(b, rel, rc);
-        add(b, rel, GUARD_READ_ONLY, S_ISDIR(st.st_mode));
+        rc = add_read_only(b, rel, &st);
+        if (rc < 0)
+            return rc;
     }
     return 0;
 }

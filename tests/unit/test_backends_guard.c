@@ -140,6 +140,16 @@ static void test_links_refused(void **state)
     unlink(hooks);
     free(hooks);
 
+    /* A second name for .git/config would let the agent write it past the mount. */
+    char *cfg = fs_join(f->ws, ".git/config"), *alias = fs_join(f->ws, "config-alias");
+    assert_int_equal(link(cfg, alias), 0);
+    memset(&err, 0, sizeof(err));
+    assert_true(guard_list_build(f->ws, NULL, &g, &err) < 0);
+    assert_non_null(strstr(err.msg, ".git/config has 2 hard links"));
+    unlink(alias);
+    free(alias);
+    free(cfg);
+
     /* A top-level repository whose .git is a link. */
     char *other = fs_join(f->ws, "other");
     char *dotgit = fs_join(f->ws, "other/.git");
