@@ -5,7 +5,7 @@
 # attack from inside a real bottle.
 . "$BOTTLE_SRC/tests/lib.sh"
 
-plan 10
+plan 11
 
 export BOTTLE_HOME="$T_TMP/home"
 P="$T_TMP/proj"
@@ -88,6 +88,21 @@ if echo "$out" | grep -q "new *notes.txt" && echo "$out" | grep -q "START WILL R
     ok "any new file under .bottle/ (not only manifests) needs trust"
 else
     fail "new file" "$out"
+fi
+
+# 7b (in 7): a damaged record is an error for start, and `bottle trust` replaces it
+rec=$(ls "$BOTTLE_HOME/trust/"*.json | head -n 1)
+for r in "$BOTTLE_HOME/trust/"*.json; do grep -q "\"project\": \"$P\"" "$r" && rec=$r; done
+echo '{broken' >"$rec"
+bad=$("$BOTTLE" start a --dry-run 2>&1)
+brc=$?
+fix=$("$BOTTLE" trust 2>&1)
+frc=$?
+if [ $brc -eq 2 ] && echo "$bad" | grep -q "not valid JSON" && [ $frc -eq 0 ] &&
+    echo "$fix" | grep -q "replacing it" && "$BOTTLE" start a --dry-run 2>&1 | grep -q "project .*: trusted"; then
+    ok "a damaged trust record stops every command (exit 2) until bottle trust replaces it"
+else
+    fail "damaged record" "brc=$brc frc=$frc" "$bad" "$fix"
 fi
 
 # 8: --revoke by a path that is gone, and of something never trusted
