@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "backends/guard.h"
 #include "common/buf.h"
 #include "common/err.h"
 
@@ -29,6 +30,9 @@ struct backend_spec {
     const struct strv *argv; /* the agent's command (plan argv) */
     const struct strv *env;  /* exactly the agent's environment, "NAME=value" */
     const char *workspace;   /* host path, mounted read-write at the same path */
+    /* Paths of the workspace bound over themselves, read-only or pinned (guard.h); NULL:
+     * none (tests of a backend alone; start always gives one). */
+    const struct guard_list *guard;
     const char *bottle_dir;  /* host dir shown read-only at GUEST_BOTTLE_DIR; NULL: none */
     const char *guest_home;  /* private home inside the bottle; NULL: /home/agent */
     const char *home_source; /* host dir backing the home; NULL: a tmpfs */

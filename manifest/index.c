@@ -5,7 +5,9 @@
  * others; content is read when a name is loaded, and then only that file.
  * The project directory (./.bottle) may define agents and bottles, which win
  * over $BOTTLE_HOME's; host settings (budgets, tiers) come from
- * $BOTTLE_HOME/settings.yml alone, never from the project.
+ * $BOTTLE_HOME/settings.yml alone, never from the project. The project's
+ * files are read once, when the index opens (manifest/trust.h): listing and
+ * loading use that copy, and its bottles pass the project rules.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -17,6 +19,7 @@
 #include "common/buf.h"
 #include "common/fs.h"
 #include "manifest/manifest.h"
+#include "manifest/trust.h"
 
 #define MANIFEST_MAX_BYTES (1024 * 1024)
 
@@ -62,6 +65,21 @@ int manifest_index_open(struct manifest_index *idx, const char *bottle_home, con
         }
     }
     free(project);
+    if (!idx->project_dir)
+        return 0;
+
+    idx->project = xcalloc(1, sizeof(*idx->project));
+    idx->trust = xcalloc(1, sizeof(*idx->trust));
+    idx->credentials = xcalloc(1, sizeof(*idx->credentials));
+    int rc = project_files_read(cwd, idx->project, err);
+    if (rc == 0)
+        rc = trust_evaluate(idx->home_dir, idx->project, idx->trust, err);
+    if (rc < 0) {
+        manifest_index_free(idx);
+        return rc;
+    }
+    if (idx->project->len)
+        credential_uses_collect(idx->home_dir, idx->credentials);
     return 0;
 }
 
@@ -71,7 +89,13 @@ void manifest_index_free(struct manifest_index *idx)
         return;
     free(idx->home_dir);
     free(idx->project_dir);
-    idx->home_dir = idx->project_dir = NULL;
+    project_files_free(idx->project);
+    free(idx->project);
+    trust_report_free(idx->trust);
+    free(idx->trust);
+    credential_uses_free(idx->credentials);
+    free(idx->credentials);
+    memset(idx, 0, sizeof(*idx));
 }
 
 /* ---- listing ------------------------------------------------------------------ */
@@ -112,10 +136,30 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* The project's names, from the copy read at open. */
+static void scan_project(const struct manifest_index *idx, const char *kind, struct strv *out)
+{
+    size_t klen = strlen(kind);
+    for (size_t i = 0; idx->project && i < idx->project->len; i++) {
+        const char *rel = idx->project->items[i].rel;
+        if (strncmp(rel, kind, klen) != 0 || rel[klen] != '/' || strchr(rel + klen + 1, '/'))
+            continue;
+        const char *base = rel + klen + 1;
+        size_t n = strlen(base);
+        if (n <= 3 || strcmp(base + n - 3, ".md") != 0)
+            continue;
+        char *stem = xstrndup(base, n - 3);
+        if (manifest_name_valid(stem) && !strv_contains(out, stem))
+            strv_push_owned(out, stem);
+        else
+            free(stem);
+    }
+}
+
 static void list_names(const struct manifest_index *idx, const char *kind, struct strv *out)
 {
     memset(out, 0, sizeof(*out));
-    scan_dir(idx->project_dir, kind, out);
+    scan_project(idx, kind, out);
     scan_dir(idx->home_dir, kind, out);
     if (out->len > 1)
         qsort(out->items, out->len, sizeof(*out->items), cmp_str);
@@ -133,22 +177,35 @@ void manifest_index_bottles(const struct manifest_index *idx, struct strv *out)
 
 /* ---- lookup and load ---------------------------------------------------------- */
 
-static char *find_path(const struct manifest_index *idx, const char *kind, const char *name)
+/* The path defining kind/name; *from_project says it is a project file (in idx->project). */
+static char *locate(const struct manifest_index *idx, const char *kind, const char *name,
+                    const struct project_file **from_project)
 {
+    if (from_project)
+        *from_project = NULL;
     if (!manifest_name_valid(name))
         return NULL;
-    const char *roots[] = {idx->project_dir, idx->home_dir};
-    for (size_t i = 0; i < 2; i++) {
-        if (!roots[i])
-            continue;
-        char *file = xasprintf("%s/%s.md", kind, name);
-        char *path = fs_join(roots[i], file);
-        free(file);
-        if (fs_is_file(path))
-            return path;
-        free(path);
+    char *file = xasprintf("%s/%s.md", kind, name);
+    const struct project_file *pf = project_files_find(idx->project, file);
+    char *path = NULL;
+    if (pf) {
+        path = fs_join(idx->project_dir, file);
+        if (from_project)
+            *from_project = pf;
+    } else if (idx->home_dir) {
+        path = fs_join(idx->home_dir, file);
+        if (!fs_is_file(path)) {
+            free(path);
+            path = NULL;
+        }
     }
-    return NULL;
+    free(file);
+    return path;
+}
+
+static char *find_path(const struct manifest_index *idx, const char *kind, const char *name)
+{
+    return locate(idx, kind, name, NULL);
 }
 
 char *manifest_index_agent_path(const struct manifest_index *idx, const char *name)
@@ -197,15 +254,30 @@ static int read_manifest(const char *path, struct buf *text, struct bottle_err *
     return rc;
 }
 
+/* A file's text: a project file from the copy read at open, any other from disk. */
+static int read_text(const char *path, const struct project_file *pf, struct buf *text,
+                     struct bottle_err *err)
+{
+    if (!pf)
+        return read_manifest(path, text, err);
+    if (pf->too_big || !pf->data)
+        return err_set_kind(err, ERR_KIND_MANIFEST, EFBIG,
+                            "manifest: %s: cannot read: larger than %u bytes", path,
+                            PROJECT_MANIFEST_MAX);
+    buf_append(text, pf->data, pf->len);
+    return 0;
+}
+
 int manifest_index_load_agent(const struct manifest_index *idx, const char *name,
                               struct agent_def *out, struct bottle_err *err)
 {
     memset(out, 0, sizeof(*out));
-    char *path = manifest_index_agent_path(idx, name);
+    const struct project_file *pf = NULL;
+    char *path = locate(idx, "agents", name, &pf);
     if (!path)
         return not_defined(idx, "agents", "agent", name, err);
     struct buf text = BUF_INIT;
-    int rc = read_manifest(path, &text, err);
+    int rc = read_text(path, pf, &text, err);
     if (rc == 0)
         rc = agent_parse(path, name, text.data ? text.data : "", text.len, out, err);
     buf_free(&text);
@@ -217,16 +289,27 @@ int manifest_index_load_bottle(const struct manifest_index *idx, const char *nam
                                struct bottle_def *out, struct bottle_err *err)
 {
     memset(out, 0, sizeof(*out));
-    char *path = manifest_index_bottle_path(idx, name);
+    const struct project_file *pf = NULL;
+    char *path = locate(idx, "bottles", name, &pf);
     if (!path)
         return not_defined(idx, "bottles", "bottle", name, err);
     struct buf text = BUF_INIT;
-    int rc = read_manifest(path, &text, err);
+    int rc = read_text(path, pf, &text, err);
     if (rc == 0)
         rc = bottle_parse(path, name, text.data ? text.data : "", text.len, out, err);
+    if (rc == 0 && pf) {
+        rc = project_bottle_check(out, pf->rel, idx->credentials, err);
+        if (rc < 0)
+            bottle_def_free(out);
+    }
     buf_free(&text);
     free(path);
     return rc;
+}
+
+enum trust_state manifest_index_trust(const struct manifest_index *idx)
+{
+    return idx->trust ? idx->trust->state : TRUST_NONE;
 }
 
 int manifest_index_load_settings(const struct manifest_index *idx, struct settings *out,

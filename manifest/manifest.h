@@ -50,8 +50,9 @@ const char *egress_log_name(enum egress_log_level l);
 
 struct env_entry {
     char *name;
-    char *value;    /* literal value, or the host variable's name when from_host */
-    bool from_host; /* declared as "$HOST_VAR": copied from the host at start */
+    char *value;        /* literal value, or the host variable's name when from_host */
+    bool from_host;     /* declared as "$HOST_VAR": copied from the host at start */
+    unsigned line, col; /* where the value was declared (0 when not from a file) */
 };
 
 struct budget_entry {
@@ -73,10 +74,12 @@ struct git_repo {
 };
 
 struct agent_provider {
-    char *template_name; /* claude | codex | generic; NULL when not declared */
-    struct strv command; /* generic: the command to run */
-    char *auth_token;    /* host variable holding the provider credential */
+    char *template_name;                      /* claude | codex | generic; NULL when not declared */
+    struct strv command;                      /* generic: the command to run */
+    char *auth_token;                         /* host variable holding the provider credential */
+    unsigned auth_token_line, auth_token_col; /* where auth_token was declared */
     char *dockerfile;
+    unsigned dockerfile_line, dockerfile_col;
     struct strv startup_args;
 };
 
@@ -101,7 +104,8 @@ struct bottle_def {
     size_t n_budgets;
     enum shutdown_policy shutdown;
     enum enforcement_tier enforcement;
-    struct strv seccomp; /* extra denied syscalls */
+    struct strv seccomp;   /* extra denied syscalls */
+    struct strv read_only; /* workspace.read_only: paths relative to the workspace */
     char *body;
 };
 
@@ -142,9 +146,22 @@ bool manifest_name_valid(const char *name);
 
 /* ---- the index: where manifests live ------------------------------------ */
 
+struct project_files;
+struct trust_report;
+struct credential_uses;
+
+/*
+ * A project's files (project_dir) are read once, when the index opens, and
+ * every load takes them from that copy: what trust_evaluate checked is what
+ * is parsed (manifest/trust.h). Project bottles always pass the project
+ * rules (project_bottle_check), whatever their trust state.
+ */
 struct manifest_index {
-    char *home_dir;    /* $BOTTLE_HOME (default ~/.bottle) */
-    char *project_dir; /* ./.bottle, when it exists */
+    char *home_dir;                      /* $BOTTLE_HOME (default ~/.bottle) */
+    char *project_dir;                   /* ./.bottle, when it exists */
+    struct project_files *project;       /* its files; NULL without project_dir */
+    struct trust_report *trust;          /* whether the user trusts them; NULL likewise */
+    struct credential_uses *credentials; /* where the user's own files send credentials */
 };
 
 int manifest_index_open(struct manifest_index *idx, const char *bottle_home, const char *cwd,

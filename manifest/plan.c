@@ -11,6 +11,13 @@
 
 #include "common/fs.h"
 #include "common/json.h"
+#include "manifest/trust.h"
+
+const struct plan_git_guard plan_git_guards[] = {
+    {".git/config", false, true},          {".git/hooks", true, true},
+    {".git/info/attributes", false, true}, {".git/commondir", false, false},
+    {".gitmodules", false, false},         {NULL, false, false},
+};
 
 /* Variables bottle sets itself; a manifest may not override them. */
 static const char *const runtime_env_names[] = {
@@ -233,6 +240,48 @@ static int assemble_env(struct plan *p, const struct plan_options *o, struct pro
     return 0;
 }
 
+/* ---- project files ----------------------------------------------------------- */
+
+static void project_file_push(struct plan *p, const char *path, const char *state)
+{
+    p->project_files =
+        xrealloc(p->project_files, (p->n_project_files + 1) * sizeof(*p->project_files));
+    p->project_files[p->n_project_files].path = xstrdup(path);
+    p->project_files[p->n_project_files].state = state;
+    p->n_project_files++;
+}
+
+static void describe_project(struct plan *p, const struct manifest_index *idx)
+{
+    enum trust_state state = manifest_index_trust(idx);
+    p->project_trust = trust_state_name(state);
+    p->project_trusted = state == TRUST_NONE || state == TRUST_TRUSTED;
+    if (state == TRUST_NONE)
+        return;
+    p->project_dir = xstrdup(idx->project->dir);
+    p->project_trusted_at = xstrdup_or_null(idx->trust->trusted_at);
+    for (size_t i = 0; i < idx->project->len; i++) {
+        const char *rel = idx->project->items[i].rel;
+        const char *st = strv_contains(&idx->trust->added, rel)     ? "new"
+                         : strv_contains(&idx->trust->changed, rel) ? "changed"
+                                                                    : "trusted";
+        project_file_push(p, rel, st);
+    }
+    for (size_t i = 0; i < idx->trust->removed.len; i++)
+        project_file_push(p, idx->trust->removed.items[i], "removed");
+    if (!p->project_trusted) {
+        char *cmd = trust_command(idx->project->root);
+        strv_push_owned(
+            &p->warnings,
+            xasprintf("the project files in %s are %s; start will refuse until "
+                      "you review them and run '%s'",
+                      idx->project->dir,
+                      state == TRUST_CHANGED ? "changed since you trusted them" : "not trusted",
+                      cmd));
+        free(cmd);
+    }
+}
+
 /* ---- build ------------------------------------------------------------------ */
 
 static int select_bottles(struct plan *p, const struct plan_options *o,
@@ -393,6 +442,8 @@ int plan_build(const struct manifest_index *idx, const struct plan_options *o, s
     p->supervise = bottle.supervise_declared ? bottle.supervise : true;
     p->egress_log = bottle.egress_log != EGRESS_LOG_UNSET ? bottle.egress_log : EGRESS_LOG_REQUESTS;
     strv_copy(&p->seccomp, &bottle.seccomp);
+    strv_copy(&p->read_only, &bottle.read_only);
+    describe_project(p, idx);
     p->git_user.name = agent.git_user.name    ? xstrdup(agent.git_user.name)
                        : bottle.git_user.name ? xstrdup(bottle.git_user.name)
                                               : NULL;
@@ -475,6 +526,12 @@ void plan_free(struct plan *p)
     free(p->backend);
     free(p->tier_why);
     strv_free(&p->seccomp);
+    strv_free(&p->read_only);
+    free(p->project_dir);
+    free(p->project_trusted_at);
+    for (size_t i = 0; i < p->n_project_files; i++)
+        free(p->project_files[i].path);
+    free(p->project_files);
     free(p->git_user.name);
     free(p->git_user.email);
     for (size_t i = 0; i < p->n_repos; i++) {
@@ -557,6 +614,22 @@ cJSON *plan_to_json(const struct plan *p)
     json_add_str(doc, "egress_log", egress_log_name(p->egress_log));
     cJSON *sc = cJSON_AddObjectToObject(doc, "seccomp");
     json_add_str_array(sc, "extra_denied", p->seccomp.items, p->seccomp.len);
+    cJSON *ws = cJSON_AddObjectToObject(doc, "workspace");
+    json_add_str_array(ws, "read_only", p->read_only.items, p->read_only.len);
+    cJSON *guards = cJSON_AddArrayToObject(ws, "git_read_only");
+    for (const struct plan_git_guard *g = plan_git_guards; g->path; g++)
+        cJSON_AddItemToArray(guards, cJSON_CreateString(g->path));
+    cJSON *proj = cJSON_AddObjectToObject(doc, "project");
+    json_add_str(proj, "dir", p->project_dir);
+    json_add_str(proj, "trust", p->project_trust ? p->project_trust : "none");
+    json_add_str(proj, "trusted_at", p->project_trusted_at);
+    cJSON *pfiles = cJSON_AddArrayToObject(proj, "files");
+    for (size_t i = 0; i < p->n_project_files; i++) {
+        cJSON *f = cJSON_CreateObject();
+        json_add_str(f, "path", p->project_files[i].path);
+        json_add_str(f, "state", p->project_files[i].state);
+        cJSON_AddItemToArray(pfiles, f);
+    }
     cJSON *git = cJSON_AddObjectToObject(doc, "git");
     cJSON *user = cJSON_AddObjectToObject(git, "user");
     json_add_str(user, "name", p->git_user.name);
@@ -627,6 +700,21 @@ void plan_to_text(const struct plan *p, struct buf *out)
         buf_printf(out, "    - %s: %llu tokens (%s: %s)\n", p->budgets[i].provider,
                    (unsigned long long)p->budgets[i].tokens, p->budgets[i].scope,
                    p->budgets[i].source);
+    buf_printf(out, "  %-12s", "read-only");
+    for (const struct plan_git_guard *g = plan_git_guards; g->path; g++)
+        buf_printf(out, "%s %s", g == plan_git_guards ? "" : ",", g->path);
+    buf_append_str(out, " (of each repository)");
+    for (size_t i = 0; i < p->read_only.len; i++)
+        buf_printf(out, "%s %s", i ? "," : ";", p->read_only.items[i]);
+    buf_append_char(out, '\n');
+    if (p->project_dir) {
+        buf_printf(out, "  %-12s %s: %s", "project", p->project_dir, p->project_trust);
+        if (p->project_trusted_at)
+            buf_printf(out, " (trusted %s)", p->project_trusted_at);
+        buf_printf(out, "%s\n", p->project_trusted ? "" : "  ** START WILL REFUSE **");
+        for (size_t i = 0; i < p->n_project_files; i++)
+            buf_printf(out, "    - %-8s %s\n", p->project_files[i].state, p->project_files[i].path);
+    }
     buf_printf(out, "  environment (%zu names; values are not shown):\n   ", p->n_env);
     for (size_t i = 0; i < p->n_env; i++)
         buf_printf(out, " %s", p->env[i].name);

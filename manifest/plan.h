@@ -53,6 +53,27 @@ struct plan_token_ref {
     bool set; /* present in the host environment */
 };
 
+/*
+ * What every repository of the workspace (the workspace itself and each
+ * <workspace>/<dir> holding .git) keeps read-only inside a bottle, so that
+ * nothing the agent plants there runs when git runs on the host. A missing
+ * entry is created empty first when create is set (inside .git only, where
+ * git itself would create it); others are protected when they exist.
+ * Terminated by {NULL}. docs/manifest.md, "workspace".
+ */
+struct plan_git_guard {
+    const char *path; /* relative to the repository's top */
+    bool dir;
+    bool create;
+};
+extern const struct plan_git_guard plan_git_guards[];
+
+/* A project file (./.bottle/) and its trust state: trusted, new, changed or removed. */
+struct plan_project_file {
+    char *path;
+    const char *state;
+};
+
 struct plan {
     char *agent_name;
     char *agent_file;
@@ -83,12 +104,19 @@ struct plan {
     bool supervise;
     enum egress_log_level egress_log;
     struct strv seccomp;
+    struct strv read_only; /* workspace.read_only, relative to the workspace */
     struct git_user git_user;
     struct git_repo *repos;
     size_t n_repos;
     char *canary_name;
     char *label;
     char *ledger_path;
+    char *project_dir;         /* ./.bottle when it holds files; NULL: none */
+    const char *project_trust; /* trusted | untrusted | changed | none */
+    bool project_trusted;      /* none or trusted: start may use the plan */
+    char *project_trusted_at;
+    struct plan_project_file *project_files;
+    size_t n_project_files;
     struct strv warnings;
 };
 

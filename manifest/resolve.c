@@ -164,6 +164,9 @@ static void merge_one(struct bottle_def *acc, const struct bottle_def *later, bo
     for (size_t i = 0; i < later->seccomp.len; i++)
         if (!strv_contains(&acc->seccomp, later->seccomp.items[i]))
             strv_push(&acc->seccomp, later->seccomp.items[i]);
+    for (size_t i = 0; i < later->read_only.len; i++)
+        if (!strv_contains(&acc->read_only, later->read_only.items[i]))
+            strv_push(&acc->read_only, later->read_only.items[i]);
 }
 
 void bottle_fold(struct bottle_def *acc, const struct bottle_def *later)

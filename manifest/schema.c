@@ -350,6 +350,8 @@ static int parse_env(const struct node *n, struct bottle_def *b, struct bottle_e
             return rc;
         struct env_entry *e = &b->env[b->n_env++];
         e->name = xstrdup(p->key);
+        e->line = p->value->pos.line;
+        e->col = p->value->pos.col;
         if (value[0] == '$' && env_name_valid(value + 1)) {
             e->value = xstrdup(value + 1);
             e->from_host = true;
@@ -428,6 +430,8 @@ static int parse_provider(const struct node *n, struct bottle_def *b, struct bot
                           "agent_provider.auth_token: not allowed with template 'generic'; "
                           "declare an egress route with 'auth' instead");
     if (auth) {
+        p->auth_token_line = auth->value->pos.line;
+        p->auth_token_col = auth->value->pos.col;
         rc = node_get_string(auth->value, "agent_provider.auth_token", false, &p->auth_token, err);
         if (rc == 0 && !env_name_valid(p->auth_token))
             rc = node_error(err, &auth->value->pos,
@@ -440,6 +444,8 @@ static int parse_provider(const struct node *n, struct bottle_def *b, struct bot
 
     const struct node *dockerfile = node_map_get(n, "dockerfile");
     if (dockerfile) {
+        p->dockerfile_line = dockerfile->pos.line;
+        p->dockerfile_col = dockerfile->pos.col;
         rc = node_get_string(dockerfile, "agent_provider.dockerfile", false, &p->dockerfile, err);
         if (rc < 0)
             return rc;
@@ -618,11 +624,64 @@ static int parse_seccomp(const struct node *n, struct bottle_def *b, struct bott
     return rc;
 }
 
+/*
+ * A workspace path: relative, normalized (no empty, "." or ".." part; one
+ * trailing '/' is dropped) and plain enough for a Docker --mount value.
+ */
+static const char *workspace_path_problem(char *path)
+{
+    size_t n = strlen(path);
+    if (n > 1 && path[n - 1] == '/')
+        path[--n] = '\0';
+    if (path[0] == '/')
+        return "must be relative to the workspace";
+    if (n > 1024)
+        return "is longer than 1024 characters";
+    for (const char *p = path; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == ',' || *p == '"' || *p == '=')
+            return "holds a control character, ',', '\"' or '='";
+    const char *part = path;
+    for (;;) {
+        size_t len = strcspn(part, "/");
+        if (len == 0 || (len == 1 && part[0] == '.') ||
+            (len == 2 && part[0] == '.' && part[1] == '.'))
+            return "is not a normalized path inside the workspace (no empty, '.' or '..' parts)";
+        if (!part[len])
+            return NULL;
+        part += len + 1;
+    }
+}
+
+static int parse_workspace(const struct node *n, struct bottle_def *b, struct bottle_err *err)
+{
+    static const char *const keys[] = {"read_only", NULL};
+    int rc = node_want_map(n, "workspace", err);
+    if (rc == 0)
+        rc = node_check_keys(n, "workspace", keys, err);
+    const struct node *ro = node_map_get(n, "read_only");
+    if (rc < 0 || !ro)
+        return rc;
+    rc = node_want_seq(ro, "workspace.read_only", err);
+    for (size_t i = 0; rc == 0 && i < ro->n_items; i++) {
+        char *what = xasprintf("workspace.read_only[%zu]", i);
+        char *path = NULL;
+        rc = node_get_string(ro->items[i], what, false, &path, err);
+        const char *problem = rc == 0 ? workspace_path_problem(path) : NULL;
+        if (problem)
+            rc = node_error(err, &ro->items[i]->pos, "%s: '%s' %s", what, path, problem);
+        if (rc == 0 && !strv_contains(&b->read_only, path))
+            strv_push(&b->read_only, path);
+        free(path);
+        free(what);
+    }
+    return rc;
+}
+
 static int bottle_fields(const struct node *root, struct bottle_def *b, struct bottle_err *err)
 {
-    static const char *const keys[] = {
-        "extends", "env",      "agent_provider", "git-gate", "egress", "supervise",
-        "budget",  "shutdown", "enforcement",    "seccomp",  NULL};
+    static const char *const keys[] = {"extends",     "env",       "agent_provider", "git-gate",
+                                       "egress",      "supervise", "budget",         "shutdown",
+                                       "enforcement", "seccomp",   "workspace",      NULL};
     int rc = node_check_keys(root, "bottle", keys, err);
     if (rc < 0)
         return rc;
@@ -652,6 +711,8 @@ static int bottle_fields(const struct node *root, struct bottle_def *b, struct b
         (rc = parse_enforcement(v, &b->enforcement, err)) < 0)
         return rc;
     if ((v = node_map_get(root, "seccomp")) && (rc = parse_seccomp(v, b, err)) < 0)
+        return rc;
+    if ((v = node_map_get(root, "workspace")) && (rc = parse_workspace(v, b, err)) < 0)
         return rc;
     return 0;
 }
@@ -706,6 +767,7 @@ void bottle_def_free(struct bottle_def *b)
     route_set_free(&b->routes);
     budgets_free(b->budgets, b->n_budgets);
     strv_free(&b->seccomp);
+    strv_free(&b->read_only);
     free(b->body);
     memset(b, 0, sizeof(*b));
 }
@@ -724,6 +786,8 @@ void bottle_def_copy(struct bottle_def *dst, const struct bottle_def *src)
             dst->env[i].name = xstrdup(src->env[i].name);
             dst->env[i].value = xstrdup_or_null(src->env[i].value);
             dst->env[i].from_host = src->env[i].from_host;
+            dst->env[i].line = src->env[i].line;
+            dst->env[i].col = src->env[i].col;
         }
         dst->n_env = src->n_env;
     }
@@ -766,6 +830,7 @@ void bottle_def_copy(struct bottle_def *dst, const struct bottle_def *src)
     dst->shutdown = src->shutdown;
     dst->enforcement = src->enforcement;
     strv_copy(&dst->seccomp, &src->seccomp);
+    strv_copy(&dst->read_only, &src->read_only);
     dst->body = xstrdup_or_null(src->body);
 }
 

@@ -116,6 +116,12 @@ static int spec_check(const struct backend_spec *spec, struct bottle_err *err)
     if (rc == 0 && !fs_is_dir(spec->workspace))
         rc = err_set_kind(err, ERR_KIND_USAGE, ENOENT, "docker: the workspace %s does not exist",
                           spec->workspace);
+    for (size_t i = 0; rc == 0 && spec->guard && i < spec->guard->len; i++)
+        if (strpbrk(spec->guard->items[i].rel, ",\"\n="))
+            rc = err_set_kind(err, ERR_KIND_USAGE, EINVAL,
+                              "docker: the workspace path '%s' holds a comma, quote, '=' or "
+                              "newline; it cannot be kept read-only",
+                              spec->guard->items[i].rel);
     return rc;
 }
 
@@ -287,6 +293,13 @@ static void run_args(const struct docker_priv *p, struct strv *argv)
                                         (unsigned)s->uid, (unsigned)s->gid));
     }
     push_mount(argv, s->workspace, s->workspace, false);
+    /* Git settings and workspace.read_only, each over itself (guard.h), parents first. */
+    for (size_t i = 0; s->guard && i < s->guard->len; i++) {
+        const struct guard_path *g = &s->guard->items[i];
+        char *path = fs_join(s->workspace, g->rel);
+        push_mount(argv, path, path, g->kind == GUARD_READ_ONLY);
+        free(path);
+    }
     if (s->bottle_dir)
         push_mount(argv, s->bottle_dir, GUEST_BOTTLE_DIR, true);
     strv_push(argv, "--workdir");

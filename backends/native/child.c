@@ -282,6 +282,45 @@ static void build_dev(const struct native_child *c, struct rootfs *r)
     close(dev);
 }
 
+/*
+ * Workspace paths bound over themselves inside the new root (guard.h):
+ * read-only, or pinned so that they cannot be renamed away. The list is
+ * ordered parents first; each path is reached again without following a
+ * symlink, so a link planted since the list was made fails the start.
+ */
+static void guard_mounts(const struct native_child *c, const struct rootfs *r)
+{
+    const struct guard_list *g = c->spec->guard;
+    const char *ws = c->spec->workspace + 1;
+    for (size_t i = 0; g && i < g->len; i++) {
+        const struct guard_path *p = &g->items[i];
+        char rel[4096];
+        int n = snprintf(rel, sizeof(rel), "%s/%s", ws, p->rel);
+        if (n < 0 || (size_t)n >= sizeof(rel))
+            child_fail(c, "native: path too long: /%s/%s", ws, p->rel);
+        struct open_how how;
+        memset(&how, 0, sizeof(how));
+        how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC | (p->dir ? O_DIRECTORY : 0);
+        how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+        int fd = (int)syscall(SYS_openat2, r->root_fd, rel, &how, sizeof(how));
+        struct stat sb;
+        if (fd < 0 || fstat(fd, &sb) < 0 || S_ISLNK(sb.st_mode))
+            child_fail(c, "native: cannot open /%s to keep it %s: %s", rel,
+                       p->kind == GUARD_READ_ONLY ? "read-only" : "in place",
+                       fd < 0 ? strerror(errno) : "it is a symbolic link");
+        int tree = open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+        if (tree < 0)
+            child_fail(c, "native: cannot clone the mount of /%s: %s", rel, strerror(errno));
+        set_attrs(c, tree, rel,
+                  MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+                      (p->kind == GUARD_READ_ONLY ? MOUNT_ATTR_RDONLY : 0));
+        if (move_mount(tree, "", fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+            child_fail(c, "native: cannot bind /%s over itself: %s", rel, strerror(errno));
+        close(tree);
+        close(fd);
+    }
+}
+
 static size_t depth(const char *rel)
 {
     size_t d = 1;
@@ -368,6 +407,7 @@ static void build_rootfs(const struct native_child *c)
         close(e->tree_fd);
         e->tree_fd = -1;
     }
+    guard_mounts(c, &r);
     build_dev(c, &r);
     int proc = open_target(c, &r, "proc");
     close(proc);

@@ -30,5 +30,15 @@ int cmd_commit(int argc, char **argv);
 int cmd_stop(int argc, char **argv);
 int cmd_cleanup(int argc, char **argv);
 int cmd_budget(int argc, char **argv);
+int cmd_trust(int argc, char **argv);
+
+struct manifest_index;
+/*
+ * When the index's project files are untrusted or changed: prints which
+ * files and the command that trusts them, and returns true (start refuses).
+ */
+bool cli_refuse_untrusted(const struct manifest_index *idx, const char *agent);
+/* A one-line note on stderr when the project files are untrusted (read-only views). */
+void cli_note_untrusted(const struct manifest_index *idx);
 
 #endif

@@ -372,6 +372,7 @@ int cmd_info(int argc, char **argv)
     struct bottle_err err = {0};
     if (manifest_index_open(&idx, NULL, NULL, &err) < 0)
         return cli_fail(&err);
+    cli_note_untrusted(&idx);
     char *agent_path = manifest_index_agent_path(&idx, name);
     char *bottle_path = manifest_index_bottle_path(&idx, name);
     int rc = 0;
@@ -623,6 +624,7 @@ int cmd_policy(int argc, char **argv)
         rc = cli_fail(&err);
         goto out;
     }
+    cli_note_untrusted(&idx);
     struct policy_request req = {
         .method = method,
         .tls = u.tls,

@@ -12,6 +12,7 @@
 #include "common/fs.h"
 #include "common/json.h"
 #include "manifest/plan.h"
+#include "manifest/trust.h"
 #include "runtime/cli/args.h"
 #include "runtime/cli/cli.h"
 #include "runtime/controller/controller.h"
@@ -49,6 +50,8 @@ static const char start_help[] =
     "  --yes                  do not ask for confirmation on a terminal\n"
     "  -h, --help             this text\n"
     "\n"
+    "Project files (./.bottle/) are used only once trusted ('bottle trust'); an\n"
+    "untrusted or changed project is refused with exit code 3 (--dry-run shows it).\n"
     "Arguments after `--` are appended to the agent's command.\n"
     "Never waits for a terminal that is not there. Exit codes: 0 ok, 1 runtime\n"
     "failure, 2 usage or manifest error, 3 refused by the enforcement tier;\n"
@@ -274,6 +277,11 @@ int cmd_start(int argc, char **argv)
     struct manifest_index idx;
     if (manifest_index_open(&idx, NULL, NULL, &err) < 0) {
         rc = cli_fail(&err);
+        goto out;
+    }
+    if (!dry_run && cli_refuse_untrusted(&idx, o.agent)) {
+        manifest_index_free(&idx);
+        rc = EXIT_REFUSED;
         goto out;
     }
     if (plan_build(&idx, &o, &plan, &err) < 0) {

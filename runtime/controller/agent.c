@@ -75,12 +75,26 @@ int controller_step_agent(struct controller *c, struct bottle_err *err)
     int rc = agent_env(c, &env, err);
     if (rc < 0)
         return rc;
+    /* What the agent may not change in the workspace: git settings, workspace.read_only. */
+    rc = guard_list_build(c->plan->cwd, &c->plan->read_only, &c->guard, err);
+    if (rc < 0) {
+        strv_free(&env);
+        return rc;
+    }
+    c->have_guard = true;
+    for (size_t i = 0; i < c->guard.created.len; i++)
+        controller_notice(c, "created %s/%s (empty) to keep it read-only in the bottle",
+                          c->plan->cwd, c->guard.created.items[i]);
+    for (size_t i = 0; i < c->guard.missing.len; i++)
+        controller_notice(c, "workspace.read_only: %s/%s does not exist; not protected",
+                          c->plan->cwd, c->guard.missing.items[i]);
     struct backend_spec spec;
     memset(&spec, 0, sizeof(spec));
     spec.slug = c->st.slug;
     spec.argv = &c->plan->argv;
     spec.env = &env;
     spec.workspace = c->plan->cwd;
+    spec.guard = &c->guard;
     spec.bottle_dir = c->bottle_dir;
     spec.bottle_home = c->st.home;
     spec.netns_fd = c->nb.fd;
@@ -140,6 +154,21 @@ int controller_agent_wait(struct controller *c, int *exit_code, struct bottle_er
                         : native_wait(c->agent_pid, exit_code, err);
     c->agent_pid = 0;
     return rc;
+}
+
+void controller_agent_audit(struct controller *c)
+{
+    if (!c->have_guard)
+        return;
+    struct strv report = STRV_INIT;
+    struct bottle_err err = {0};
+    if (guard_audit(c->plan->cwd, &c->guard, &report, &err) < 0)
+        controller_notice(c, "teardown: workspace: %s", err.msg);
+    for (size_t i = 0; i < report.len; i++)
+        controller_notice(c, "%s", report.items[i]);
+    strv_free(&report);
+    guard_list_free(&c->guard);
+    c->have_guard = false;
 }
 
 void controller_agent_release(struct controller *c, struct bottle_err *err)

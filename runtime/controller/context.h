@@ -69,6 +69,8 @@ struct controller {
     const struct bottle_backend *backend; /* NULL: native (the agent is agent_pid) */
     struct backend_bottle bb;             /* the backend's handle when backend is set */
     struct tty_relay tty;                 /* the agent's terminal when start runs in one */
+    struct guard_list guard;              /* workspace paths kept read-only (backends/guard.h) */
+    bool have_guard;
 };
 
 /* 40 hex digits of randomness for 20 bytes (out holds 2 * bytes + 1). */
@@ -96,6 +98,8 @@ void controller_agent_signal(struct controller *c, int sig);
 int controller_agent_wait(struct controller *c, int *exit_code, struct bottle_err *err);
 /* Kills what is left of the agent and frees the backend's handle (teardown). */
 void controller_agent_release(struct controller *c, struct bottle_err *err);
+/* Once nothing of the agent runs: what it planted that no mount could stop (guard_audit). */
+void controller_agent_audit(struct controller *c);
 
 /* In the sidecar: the descriptor its budget events are written to. */
 #define CONTROLLER_EVENTS_FD 4

@@ -194,6 +194,7 @@ int controller_teardown(struct controller *c, bool keep_state, struct bottle_err
         cgroup_kill(c->cg.agent_fd, &e);
         note(c, &first, &e, "cgroup kill");
     }
+    controller_agent_audit(c);
     controller_sidecar_stop(c);
     if (c->events_fd >= 0) {
         controller_on_events(c); /* what the sidecar said last */
@@ -270,6 +271,11 @@ static int interrupted(const sigset_t *sigs, struct bottle_err *err)
 int controller_start(const struct plan *plan, const struct controller_options *opts,
                      int *agent_exit, struct bottle_err *err)
 {
+    /* The CLI says which files and how to trust them; this is the backstop. */
+    if (!plan->project_trusted)
+        return err_set_kind(err, ERR_KIND_REFUSED, EPERM,
+                            "refused: the plan uses project files that are not trusted (%s)",
+                            plan->project_dir ? plan->project_dir : "?");
     struct controller c;
     memset(&c, 0, sizeof(c));
     c.plan = plan;

@@ -15,7 +15,7 @@
 # is stopped on exit.
 . "$BOTTLE_SRC/tests/lib.sh"
 
-N=40
+N=42
 plan $N
 
 skip_all() {
@@ -587,6 +587,68 @@ else
     fail "resume errors" "rc=$rc $OUT" "rc2=$rc2 $OUT2"
 fi
 docker rmi "$SNAP" >/dev/null 2>&1
+
+# ---- git settings in the workspace stay read-only in a docker bottle -----------------------
+# The same attack as tests/e2e/workspace_guard.sh, with busybox: the agent tries to plant
+# core.fsmonitor, a hook, .gitmodules and attributes (workspace and lib/ at its top), a path
+# of workspace.read_only, and to move .git away; what a commit writes stays writable.
+WS6=$W/ws6
+mkdir -p "$WS6/docs" "$WS6/lib"
+git -c safe.directory='*' -C "$WS6" init -q
+git -c safe.directory='*' -C "$WS6/lib" init -q
+rm -rf "$WS6/.git/hooks"
+echo keep >"$WS6/docs/README"
+printf '[submodule "x"]\n\tpath = x\n' >"$WS6/.gitmodules"
+cp "$WS6/.git/config" "$W/ws6-config.before"
+{
+    echo "---"
+    echo "agent_provider:"
+    echo "  template: generic"
+    echo "  command: [sh, $WS6/agent.sh]"
+    echo "  dockerfile: $W/ctx/Dockerfile"
+    echo "workspace:"
+    echo "  read_only: [docs]"
+    echo "---"
+} >"$BH/bottles/dkg.md"
+printf -- '---\nbottle: dkg\n---\nPlant git settings.\n' >"$BH/agents/dkg.md"
+cat >"$WS6/agent.sh" <<'AGENT'
+cd "$(dirname "$0")"
+w() { out=$( (echo "$3" >>"$2") 2>&1) && r=written || r=$out; echo "$1=$r" >>result; }
+m() { out=$(mv "$2" "$2-away" 2>&1) && r=moved || r=$out; echo "$1=$r" >>result; }
+: >result
+w config .git/config '[core] fsmonitor = "touch /tmp/x"'
+w hook .git/hooks/pre-commit 'touch /tmp/x'
+w gitmodules .gitmodules '[submodule "y"]'
+w attributes .git/info/attributes '* filter=evil'
+w lib_config lib/.git/config '[core] fsmonitor = x'
+w docs docs/README changed
+m mv_git .git
+m mv_lib lib
+w objects .git/objects/probe x
+w refs .git/refs/heads/probe 0000000000000000000000000000000000000000
+w index .git/index.lock x
+AGENT
+chown -R 65534:65534 "$WS6"
+BOTTLE_HOME=$BH "$BOTTLE" start dkg --backend docker --label "dkg-$TAG" --cwd "$WS6" \
+    >"$W/s6.out" 2>"$W/s6.err"
+rc=$?
+R6=$WS6/result
+g6() { grep -q "^$1=.*$2" "$R6" 2>/dev/null; }
+if [ $rc -eq 0 ] && g6 config "Read-only file system" && g6 hook "Read-only file system" &&
+    g6 gitmodules "Read-only file system" && g6 attributes "Read-only file system" &&
+    g6 lib_config "Read-only file system" && g6 docs "Read-only file system" &&
+    g6 mv_git "busy" && g6 mv_lib "busy"; then
+    ok "docker bottle: .git/config, hooks, .gitmodules, attributes, lib/.git/config and workspace.read_only are read-only; .git and lib/ cannot be moved"
+else
+    fail "docker git guard" "rc=$rc" "$(cat "$R6" "$W/s6.err" 2>/dev/null)"
+fi
+if g6 objects written && g6 refs written && g6 index written &&
+    cmp -s "$W/ws6-config.before" "$WS6/.git/config" && [ -d "$WS6/.git/hooks" ] &&
+    [ ! -e "$WS6/.git/hooks/pre-commit" ] && [ "$(cat "$WS6/docs/README")" = keep ]; then
+    ok "docker bottle: objects, refs and the index stay writable; on the host the settings are unchanged"
+else
+    fail "docker git guard, writable parts" "$(cat "$R6" 2>/dev/null)" "$(ls -la "$WS6/.git")"
+fi
 
 # ---- no engine: a clear error --------------------------------------------------------------
 OUT=$(DOCKER_HOST="unix://$D/none.sock" "$DRIVE" "dkt3-$TAG" "$IMG" "$WS2" -- true 2>&1)

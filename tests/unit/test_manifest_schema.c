@@ -9,7 +9,7 @@
 
 #define BOTTLE_KEYS                                                                                \
     "agent_provider, budget, egress, enforcement, env, extends, git-gate, seccomp, shutdown, "     \
-    "supervise"
+    "supervise, workspace"
 #define AGENT_KEYS "bottle, budget, color, description, git-gate, model, name, skills, tools"
 
 struct reject_case {
