@@ -80,6 +80,12 @@ struct bottle_backend {
     int (*stop)(struct backend_bottle *b, int sig, int timeout_ms, struct bottle_err *err);
     /* Frees what prepare made; kills what is still running. Safe on a zeroed struct. */
     void (*release)(struct backend_bottle *b);
+    /*
+     * What a bottle on this backend is held to, and what it is not, at the tier it
+     * runs at: plain sentences for --dry-run, the start banner and `bottle doctor`.
+     */
+    const char *const *enforces;
+    const char *const *does_not;
 };
 
 extern const struct bottle_backend backend_native;

@@ -657,6 +657,25 @@ static void docker_release(struct backend_bottle *b)
     b->priv = NULL;
 }
 
+static const char *const docker_enforces[] = {
+    "network: the container's only interface leads to the sidecar; the bottle's BPF programs "
+    "on its cgroup parent refuse every other connect, datagram and raw socket",
+    "every byte in and out is counted in the kernel; cutoff and the host-wide kill switch stop "
+    "traffic at once and abort open connections",
+    "seccomp: the same denials as a Docker profile; all capabilities dropped; no_new_privs; "
+    "a read-only root",
+    "sidecar: only the routes, credentials injected (the agent holds placeholders), DLP, "
+    "token metering and budgets",
+    NULL,
+};
+
+static const char *const docker_does_not[] = {
+    "what a route allows: the sidecar forwards it",
+    "what the agent writes to its workspace (it outlives the bottle; git settings excepted)",
+    "the Docker daemon itself: whoever can reach its socket on the host controls the container",
+    NULL,
+};
+
 const struct bottle_backend backend_docker = {
     .name = "docker",
     .probe = docker_probe,
@@ -665,6 +684,8 @@ const struct bottle_backend backend_docker = {
     .wait = docker_wait,
     .stop = docker_stop,
     .release = docker_release,
+    .enforces = docker_enforces,
+    .does_not = docker_does_not,
 };
 
 int docker_remove_slug(const char *slug, struct bottle_err *err)

@@ -410,6 +410,26 @@ static void native_release(struct backend_bottle *b)
     b->pid = 0;
 }
 
+static const char *const native_enforces[] = {
+    "network: the agent reaches only its sidecar; BPF programs on the bottle's cgroup refuse "
+    "every other connect, datagram and raw socket, and drop every other packet",
+    "every byte in and out is counted in the kernel; cutoff and the host-wide kill switch stop "
+    "traffic at once and abort open connections",
+    "seccomp: no namespaces, mounts, BPF, ptrace, io_uring, keyrings or kernel modules; "
+    "no_new_privs",
+    "private network, PID, mount, IPC and UTS namespaces; the host's homes, $BOTTLE_HOME and "
+    "the bottle's state are not mounted",
+    "sidecar: only the routes, credentials injected (the agent holds placeholders), DLP, "
+    "token metering and budgets",
+    NULL,
+};
+
+static const char *const native_does_not[] = {
+    "what a route allows: the sidecar forwards it",
+    "what the agent writes to its workspace (it outlives the bottle; git settings excepted)",
+    NULL,
+};
+
 const struct bottle_backend backend_native = {
     .name = "native",
     .probe = native_probe,
@@ -418,4 +438,6 @@ const struct bottle_backend backend_native = {
     .wait = native_backend_wait,
     .stop = native_backend_stop,
     .release = native_release,
+    .enforces = native_enforces,
+    .does_not = native_does_not,
 };

@@ -47,7 +47,8 @@ static const char start_help[] =
     "  --upstream-ca FILE     a PEM CA the sidecar also trusts for upstreams\n"
     "  --dry-run              print the plan and stop\n"
     "  --format text|json     plan format (default text)\n"
-    "  --yes                  do not ask for confirmation on a terminal\n"
+    "  --quiet                print no start banner (the bottle's name still goes\n"
+    "                         to stdout)\n"
     "  -h, --help             this text\n"
     "\n"
     "Project files (./.bottle/) are used only once trusted ('bottle trust'); an\n"
@@ -122,12 +123,76 @@ static int parse_budget(const char *cmd, const char *spec, struct plan_budget_ov
     return 0;
 }
 
-/* The bottle's name, on stdout as soon as it has one (scripts read it). */
+struct start_view {
+    const struct plan *plan;
+    const struct bottle_backend *backend; /* NULL: this build cannot run the plan's backend */
+    bool quiet;
+};
+
+/* The enforcement lines of --dry-run and the banner: what holds and what does not. */
+static void enforcement_text(const struct start_view *v, struct buf *b)
+{
+    if (!v->backend) {
+        buf_printf(b,
+                   "warning: backend '%s' cannot run bottles in this build; a real start "
+                   "would fail\n",
+                   v->plan->backend);
+        return;
+    }
+    buf_printf(b, "  enforced (%s backend, %s tier):\n", v->backend->name,
+               enforcement_tier_name(v->plan->tier_available));
+    for (const char *const *l = v->backend->enforces; l && *l; l++)
+        buf_printf(b, "    - %s\n", *l);
+    buf_append_str(b, "  not enforced:\n");
+    for (const char *const *l = v->backend->does_not; l && *l; l++)
+        buf_printf(b, "    - %s\n", *l);
+}
+
+static void enforcement_json(const struct start_view *v, cJSON *doc)
+{
+    cJSON *o = cJSON_AddObjectToObject(doc, "enforcement_report");
+    json_add_bool(o, "backend_available", v->backend != NULL);
+    cJSON *yes = cJSON_AddArrayToObject(o, "enforced");
+    cJSON *no = cJSON_AddArrayToObject(o, "not_enforced");
+    for (const char *const *l = v->backend ? v->backend->enforces : NULL; l && *l; l++)
+        cJSON_AddItemToArray(yes, cJSON_CreateString(*l));
+    for (const char *const *l = v->backend ? v->backend->does_not : NULL; l && *l; l++)
+        cJSON_AddItemToArray(no, cJSON_CreateString(*l));
+}
+
+/*
+ * The bottle's name on stdout as soon as it has one (scripts read it), then,
+ * unless --quiet, a few lines on stderr: backend and tier, routes, budgets,
+ * DLP, and what this tier does not enforce.
+ */
 static void say_started(void *arg, const char *slug)
 {
-    (void)arg;
+    const struct start_view *v = arg;
     printf("bottle: %s\n", slug);
     fflush(stdout);
+    if (v->quiet)
+        return;
+    const struct plan *p = v->plan;
+    struct buf b = BUF_INIT;
+    buf_printf(&b, "  %s backend, %s enforcement tier\n", p->backend,
+               enforcement_tier_name(p->tier_available));
+    buf_append_str(&b, "  routes:");
+    for (size_t i = 0; i < p->routes.len; i++)
+        buf_printf(&b, "%s %s", i ? "," : "", p->routes.items[i].host);
+    buf_append_str(&b, p->routes.len ? "\n" : " none (nothing leaves the bottle)\n");
+    buf_append_str(&b, "  budgets:");
+    for (size_t i = 0; i < p->n_budgets; i++)
+        buf_printf(&b, "%s %s %llu tokens", i ? "," : "", p->budgets[i].provider,
+                   (unsigned long long)p->budgets[i].tokens);
+    buf_append_str(&b, p->n_budgets ? "\n" : " none\n");
+    size_t dlp = 0;
+    for (size_t i = 0; i < p->routes.len; i++)
+        dlp += p->routes.items[i].dlp.outbound != 0;
+    buf_printf(&b, "  dlp: outbound scanning on %zu of %zu routes\n", dlp, p->routes.len);
+    for (const char *const *l = v->backend ? v->backend->does_not : NULL; l && *l; l++)
+        buf_printf(&b, "  not enforced: %s\n", *l);
+    fputs(b.data, stderr);
+    buf_free(&b);
 }
 
 static void say_notice(void *arg, const char *text)
@@ -154,7 +219,7 @@ int cmd_start(int argc, char **argv)
     struct plan_budget_override *budgets = calloc((size_t)argc + 1, sizeof(*budgets));
     char **budget_names = calloc((size_t)argc + 1, sizeof(char *));
     size_t n_bottles = 0, n_budgets = 0;
-    bool dry_run = false, json = false;
+    bool dry_run = false, json = false, quiet = false;
     int rc = EXIT_USAGE;
     int kind;
     struct plan plan;
@@ -242,9 +307,10 @@ int cmd_start(int argc, char **argv)
             if (!args_no_value(&a))
                 goto out;
             dry_run = true;
-        } else if (args_is(&a, "--yes") || args_is(&a, "-y")) {
+        } else if (args_is(&a, "--quiet") || args_is(&a, "-q")) {
             if (!args_no_value(&a))
                 goto out;
+            quiet = true;
         } else {
             cli_usage_error(cmd, "unknown option '%s'", a.cur);
             goto out;
@@ -293,9 +359,14 @@ int cmd_start(int argc, char **argv)
     if (resume && !plan.label)
         plan.label = xstrdup(resume); /* the snapshot's slug, already a valid one */
 
+    const struct bottle_backend *backend = NULL;
+    struct bottle_err why = {0};
+    bool have_backend = backend_lookup(plan.backend, &backend, &why) == 0;
+    struct start_view view = {&plan, have_backend ? backend : NULL, quiet};
     if (dry_run) {
         if (json) {
             cJSON *doc = plan_to_json(&plan);
+            enforcement_json(&view, doc);
             char *text = json_to_text(doc, true);
             fputs(text, stdout);
             free(text);
@@ -303,6 +374,7 @@ int cmd_start(int argc, char **argv)
         } else {
             struct buf b = BUF_INIT;
             plan_to_text(&plan, &b);
+            enforcement_text(&view, &b);
             fputs(b.data, stdout);
             buf_free(&b);
             fputs("dry run: nothing was started\n", stdout);
@@ -324,9 +396,7 @@ int cmd_start(int argc, char **argv)
         rc = cli_fail(&err);
         goto out;
     }
-    const struct bottle_backend *backend = NULL;
-    struct bottle_err why = {0};
-    if (backend_lookup(plan.backend, &backend, &why) < 0) {
+    if (!have_backend) {
         fprintf(stderr, "bottle: %s ('bottle start %s --dry-run' shows the plan)\n", why.msg,
                 plan.agent_name);
         rc = EXIT_RUNTIME;
@@ -336,7 +406,8 @@ int cmd_start(int argc, char **argv)
                                        .n_resolve = n_resolves,
                                        .upstream_ca = upstream_ca,
                                        .started = say_started,
-                                       .notice = say_notice};
+                                       .notice = say_notice,
+                                       .arg = &view};
     int agent_exit = 0;
     if (controller_start(&plan, &copts, &agent_exit, &err) < 0) {
         rc = cli_fail(&err);

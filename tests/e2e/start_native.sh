@@ -7,7 +7,7 @@
 # at start and a killed controller are cleaned up too.
 . "$BOTTLE_SRC/tests/lib.sh"
 
-plan 14
+plan 16
 
 if ! is_root; then
     for i in $(seq 1 14); do skip "start_native $i" kernel "needs root"; done
@@ -199,4 +199,22 @@ if [ -n "$before" ] && echo "$dry" | grep -q "would remove" && [ $crc -eq 0 ] &&
     ok "bottle cleanup removes a crashed bottle's leftovers"
 else
     fail "cleanup" "before: $before" "dry: $dry" "after: $left" "$(cat "$W/cleanup.out")"
+fi
+
+# 15-16: the start banner (stderr) names backend, tier, routes, budgets, DLP and what is not
+# enforced; --quiet leaves only the slug line
+if grep -q "^  native backend, kernel enforcement tier" "$W/err2" && grep -q "^  routes: api.test" "$W/err2" &&
+    grep -q "^  budgets:" "$W/err2" && grep -q "^  dlp: " "$W/err2" && grep -q "^  not enforced: " "$W/err2"; then
+    ok "start banner on stderr"
+else
+    fail "start banner" "$(cat "$W/err2")"
+fi
+echo 0 >"$WS/exit_code"
+start --quiet >"$W/outq" 2>"$W/errq"
+rc=$?
+rm -f "$WS/exit_code"
+if [ $rc -eq 0 ] && grep -q '^bottle: ' "$W/outq" && ! grep -q "backend, .* enforcement tier" "$W/errq"; then
+    ok "--quiet hides the banner"
+else
+    fail "--quiet" "rc=$rc" "$(cat "$W/outq" "$W/errq")"
 fi

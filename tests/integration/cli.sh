@@ -3,7 +3,7 @@
 # plan for every example, manifest errors with file:line:col, policy test.
 . "$BOTTLE_SRC/tests/lib.sh"
 
-plan 24
+plan 27
 
 EX="$BOTTLE_SRC/examples"
 export BOTTLE_HOME="$EX"
@@ -153,3 +153,32 @@ if is_root && command -v setpriv >/dev/null; then
 else
     skip "start below the required tier" kernel "needs root to drop to an unprivileged uid"
 fi
+
+# 25: --dry-run says what the backend and tier enforce and what they do not, in text and JSON
+txt=$("$BOTTLE" start curl --dry-run 2>&1)
+"$BOTTLE" start curl --dry-run --format json >"$T_TMP/enf.json" 2>/dev/null
+if echo "$txt" | grep -q "enforced (native backend, .* tier):" &&
+    echo "$txt" | grep -q "^  not enforced:" && python3 - "$T_TMP/enf.json" <<'PY'; then
+import json, sys
+r = json.load(open(sys.argv[1]))["enforcement_report"]
+assert r["backend_available"] is True
+assert any("sidecar" in l for l in r["enforced"]) and r["not_enforced"], r
+PY
+    ok "dry run states what is enforced and what is not"
+else
+    fail "dry run states what is enforced and what is not" "$txt"
+fi
+
+# 26: a backend this build cannot run is planned, with a warning that a start would fail
+out=$("$BOTTLE" start curl --dry-run --backend smolmachines 2>&1)
+rc=$?
+if [ $rc -eq 0 ] && echo "$out" | grep -q "backend 'smolmachines' cannot run bottles in this build; a real start would fail"; then
+    ok "dry run warns about an unavailable backend"
+else
+    fail "dry run warns about an unavailable backend" "exit $rc: $out"
+fi
+
+# 27: --yes is gone (nothing ever asked); --quiet is accepted
+"$BOTTLE" start curl --dry-run --yes >/dev/null 2>&1; a=$?
+"$BOTTLE" start curl --dry-run --quiet >/dev/null 2>&1; b=$?
+if [ $a -eq 2 ] && [ $b -eq 0 ]; then ok "--yes is refused, --quiet accepted"; else fail "--yes/--quiet" "got $a and $b"; fi
