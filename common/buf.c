@@ -210,3 +210,43 @@ bool mem_equal_ct(const void *a, const void *b, size_t n)
         acc |= x[i] ^ y[i];
     return acc == 0;
 }
+
+/* Levenshtein distance, stopping early past max (names are short). */
+static size_t edit_distance(const char *a, const char *b, size_t max)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 64 || lb > 64)
+        return max + 1;
+    size_t prev[65], cur[65];
+    for (size_t j = 0; j <= lb; j++)
+        prev[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        cur[0] = i;
+        size_t row_min = cur[0];
+        for (size_t j = 1; j <= lb; j++) {
+            size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+            size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+            cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+            if (cur[j] < row_min)
+                row_min = cur[j];
+        }
+        if (row_min > max)
+            return max + 1;
+        memcpy(prev, cur, (lb + 1) * sizeof(size_t));
+    }
+    return prev[lb];
+}
+
+const char *strv_closest(const struct strv *v, const char *s)
+{
+    size_t n = strlen(s), best = 3;
+    const char *found = NULL;
+    for (size_t i = 0; i < v->len; i++) {
+        size_t d = edit_distance(s, v->items[i], 2);
+        if (d < best && d * 2 <= n) {
+            best = d;
+            found = v->items[i];
+        }
+    }
+    return found;
+}

@@ -59,6 +59,11 @@ void strv_push_owned(struct strv *v, char *s);
 bool strv_contains(const struct strv *v, const char *s);
 void strv_copy(struct strv *dst, const struct strv *src);
 void strv_free(struct strv *v);
+/*
+ * The item of v nearest to s by edit distance when it is close enough to be a
+ * typo of it (at most 2 edits, and at most half of s's length), else NULL.
+ */
+const char *strv_closest(const struct strv *v, const char *s);
 
 bool str_starts_with(const char *s, const char *prefix);
 bool str_ends_with(const char *s, const char *suffix);

@@ -74,7 +74,7 @@ cJSON *budget_read_plan(const char *home, const char *slug)
 cJSON *budget_bottle_json(struct ledger *lg, const char *slug, const cJSON *plan)
 {
     cJSON *out = cJSON_CreateObject();
-    json_add_str(out, "bottle", slug);
+    json_add_str(out, "slug", slug);
     const char *agent = cJSON_GetStringValue(
         cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(plan, "agent"), "name"));
     json_add_str(out, "agent", agent ? agent : "");

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -227,8 +228,12 @@ static int not_defined(const struct manifest_index *idx, const char *kind, const
     struct buf list = BUF_INIT;
     for (size_t i = 0; i < names.len; i++)
         buf_printf(&list, "%s%s", i ? ", " : "", names.items[i]);
-    int rc = err_set_kind(err, ERR_KIND_MANIFEST, ENOENT, "%s '%s' not defined. Available: %s",
-                          what, name, names.len ? list.data : "(none)");
+    const char *near = strv_closest(&names, name);
+    char hint[96] = "";
+    if (near)
+        snprintf(hint, sizeof(hint), " (did you mean '%.64s'?)", near);
+    int rc = err_set_kind(err, ERR_KIND_MANIFEST, ENOENT, "%s '%s' not defined%s. Available: %s",
+                          what, name, hint, names.len ? list.data : "(none)");
     buf_free(&list);
     strv_free(&names);
     return rc;

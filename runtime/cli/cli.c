@@ -47,3 +47,9 @@ bool cli_wants_help(int argc, char **argv)
     }
     return false;
 }
+
+int cli_no_bottle(const char *slug)
+{
+    fprintf(stderr, "bottle: no bottle '%s' (see 'bottle list active')\n", slug);
+    return EXIT_USAGE;
+}

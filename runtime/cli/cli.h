@@ -18,6 +18,8 @@ int cli_fail(const struct bottle_err *err);
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Parses --format text|json; returns false (after printing) on a bad value. */
 bool cli_parse_format(const char *cmd, const char *value, bool *json);
+/* Prints "bottle: no bottle '<slug>'" with a hint and returns EXIT_USAGE (every command). */
+int cli_no_bottle(const char *slug);
 /* True when argv holds -h or --help before any "--". */
 bool cli_wants_help(int argc, char **argv);
 

@@ -14,7 +14,7 @@
 #include "runtime/controller/state.h"
 
 static const char budget_help[] =
-    "usage: bottle budget [<bottle>] [--json]\n"
+    "usage: bottle budget [<bottle>] [--format text|json]\n"
     "\n"
     "The token budgets of a bottle (every live bottle when none is named): for\n"
     "each metered provider, the limit, where it was declared (--budget, the\n"
@@ -22,7 +22,8 @@ static const char budget_help[] =
     "whose usage counts against it, what is spent (settled usage plus open\n"
     "reservations, from the ledger) and what is left.\n"
     "\n"
-    "  --json   one JSON document: {\"bottles\": [{\"bottle\", \"budgets\": [...]}]}\n";
+    "  --format json, --json\n"
+    "           one JSON document: {\"bottles\": [{\"slug\", \"budgets\": [...]}]}\n";
 
 static void print_text(const cJSON *doc)
 {
@@ -31,7 +32,7 @@ static void print_text(const cJSON *doc)
            "DECLARED IN (COUNTS)");
     cJSON_ArrayForEach(bottle, cJSON_GetObjectItemCaseSensitive(doc, "bottles"))
     {
-        const char *slug = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(bottle, "bottle"));
+        const char *slug = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(bottle, "slug"));
         const cJSON *b;
         bool any = false;
         cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(bottle, "budgets"))
@@ -77,6 +78,10 @@ int cmd_budget(int argc, char **argv)
             return 0;
         } else if (strcmp(argv[i], "--json") == 0) {
             json = true;
+        } else if (strcmp(argv[i], "--format") == 0 || strncmp(argv[i], "--format=", 9) == 0) {
+            const char *v = argv[i][8] == '=' ? argv[i] + 9 : i + 1 < argc ? argv[++i] : NULL;
+            if (!v || !cli_parse_format("budget", v, &json))
+                return v ? EXIT_USAGE : cli_usage_error("budget", "--format needs text or json");
         } else if (argv[i][0] != '-' && !slug) {
             slug = argv[i];
         } else {
@@ -105,9 +110,7 @@ int cmd_budget(int argc, char **argv)
     if (slug) {
         add_bottle(list, lg, home, slug);
         if (cJSON_GetArraySize(list) == 0) {
-            fprintf(stderr, "bottle: budget: no bottle '%s' (its state is gone or never was)\n",
-                    slug);
-            rc = EXIT_FAILURE;
+            rc = cli_no_bottle(slug);
         }
     } else {
         char *dir = fs_join(home, "state");

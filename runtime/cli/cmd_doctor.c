@@ -2,6 +2,7 @@
  * `bottle doctor`: what this host can enforce, and why not more.
  */
 #include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 
 #include "bpf/probe.h"
@@ -38,6 +39,10 @@ int cmd_doctor(int argc, char **argv)
             const char *v = args_value(&a);
             if (!v || !cli_parse_format("doctor", v, &json))
                 return EXIT_USAGE;
+        } else if (kind == 1 && args_is(&a, "--json")) {
+            if (!args_no_value(&a))
+                return EXIT_USAGE;
+            json = true;
         } else {
             return cli_usage_error("doctor", "unexpected argument '%s'", a.cur);
         }
@@ -53,12 +58,25 @@ int cmd_doctor(int argc, char **argv)
         free(t);
         cJSON_Delete(doc);
     } else {
-        struct buf b = BUF_INIT;
+        /* The tier is the verdict: it stays the last line, after the BPF details. */
+        struct buf b = BUF_INIT, bpf = BUF_INIT;
         platform_facts_text(&f, &b);
         if (f.tier == TIER_KERNEL)
-            bpf_probe_report(&b, NULL);
-        fputs(b.data, stdout);
+            bpf_probe_report(&bpf, NULL);
+        char *tier = b.len ? strstr(b.data, "tier: ") : NULL;
+        while (tier && tier != b.data && tier[-1] != '\n')
+            tier = strstr(tier + 1, "tier: ");
+        if (tier && bpf.len) {
+            fwrite(b.data, 1, (size_t)(tier - b.data), stdout);
+            fputs(bpf.data, stdout);
+            fputs(tier, stdout);
+        } else {
+            fputs(b.data, stdout);
+            if (bpf.len)
+                fputs(bpf.data, stdout);
+        }
         buf_free(&b);
+        buf_free(&bpf);
     }
     platform_facts_free(&f);
     return 0;

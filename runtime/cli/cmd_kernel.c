@@ -24,10 +24,11 @@
 #include "kernel/cgroup.h"
 #include "runtime/controller/control.h"
 #include "bpf/enforce.h"
+#include "runtime/cli/cli.h"
 #include "runtime/controller/state.h"
 
 static const char usage_help[] =
-    "usage: bottle usage [<bottle>] [--json] [--watch]\n"
+    "usage: bottle usage [<bottle>] [--format text|json] [--watch]\n"
     "\n"
     "Kernel counters of a running bottle (all bottles when none is named), read\n"
     "from its pinned BPF maps: bytes and packets out and in, packets dropped,\n"
@@ -35,7 +36,9 @@ static const char usage_help[] =
     "tokens per provider from the ledger, with the budget and what is left. A\n"
     "finished bottle, named, shows the counters kept at its teardown.\n"
     "\n"
-    "  --json    one JSON document (with --watch: one per line)\n"
+    "  --format json, --json\n"
+    "            one JSON document (with --watch: one per line); each bottle\n"
+    "            is named by \"slug\"\n"
     "  --watch   print again every second until interrupted\n";
 
 static const char cutoff_help[] =
@@ -48,10 +51,11 @@ static const char cutoff_help[] =
     "host-wide kill switch, which stops every bottle, including ones started later.\n";
 
 static const char events_help[] =
-    "usage: bottle events <bottle> [-f] [--json]\n"
+    "usage: bottle events <bottle> [-f] [--format text|json]\n"
     "\n"
     "Denied network attempts of a bottle (pid, command, destination, which hook\n"
-    "refused it). Events are consumed when read. -f keeps waiting for more.\n";
+    "refused it). Events are consumed when read. -f keeps waiting for more.\n"
+    "--format json (or --json) prints one JSON object per event.\n";
 
 static volatile sig_atomic_t stop_requested;
 
@@ -68,6 +72,16 @@ static void install_stop_handlers(void)
     sa.sa_handler = on_stop;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+}
+
+/* A bottle that is not there (no pins, no cgroup) is the user's mistake: exit 2, no paths. */
+static int fail_bottle(const char *slug, const struct bottle_err *err)
+{
+    if (err->code == ENOENT)
+        return cli_no_bottle(slug);
+    fprintf(stderr, "bottle: %s%s\n", err->msg,
+            (err->code == EPERM || err->code == EACCES) && geteuid() != 0 ? " (run as root)" : "");
+    return err_exit_code(err);
 }
 
 static int fail(const struct bottle_err *err)
@@ -131,7 +145,7 @@ static int usage_finished(const char *slug, bool json, const struct bottle_err *
         ledger_close(lg);
         free(home);
         free(text);
-        return fail(why);
+        return fail_bottle(slug, why);
     }
     cJSON *tokens = budget_tokens_json(home, slug, lg);
     if (json) {
@@ -195,7 +209,7 @@ static int usage_once(const struct strv *slugs, bool json)
         const char *state = kill ? "kill-switch" : cutoff ? "cut-off" : "open";
         if (doc) {
             cJSON *o = cJSON_CreateObject();
-            json_add_str(o, "bottle", slugs->items[i]);
+            json_add_str(o, "slug", slugs->items[i]);
             bpf_policy_stats_json(&s, o);
             json_add_str(o, "state", state);
             cJSON_AddItemToObject(o, "tokens", tokens);
@@ -237,6 +251,12 @@ int cmd_usage(int argc, char **argv)
             return 0;
         } else if (strcmp(argv[i], "--json") == 0) {
             json = true;
+        } else if (strcmp(argv[i], "--format") == 0 || strncmp(argv[i], "--format=", 9) == 0) {
+            const char *v = argv[i][8] == '=' ? argv[i] + 9 : i + 1 < argc ? argv[++i] : NULL;
+            if (!v)
+                return usage_error("usage", "--format needs text or json%s", "");
+            if (!cli_parse_format("usage", v, &json))
+                return EXIT_USAGE;
         } else if (strcmp(argv[i], "--watch") == 0) {
             watch = true;
         } else if (argv[i][0] == '-') {
@@ -323,7 +343,7 @@ static int cutoff_one(const char *slug, bool restore)
     int aborted = 0;
     int rc = enforce_cutoff(slug, restore, &aborted, &err);
     if (rc < 0 && aborted == 0)
-        return fail(&err);
+        return fail_bottle(slug, &err);
     log_info(restore ? "cutoff restored" : "cutoff", "slug", slug, "via", "pins", NULL);
     print_cutoff(slug, restore, aborted, err.msg);
     return rc < 0 ? err_exit_code(&err) : 0;
@@ -427,7 +447,7 @@ static int freeze_or_thaw(int argc, char **argv, bool freeze)
     err_clear(&err);
     struct cgroup_bottle cg;
     if (cgroup_bottle_open(slug, &cg, &err) < 0)
-        return fail(&err);
+        return fail_bottle(slug, &err);
     rc = freeze ? cgroup_freeze(cg.agent_fd, 5000, &err) : cgroup_thaw(cg.agent_fd, 5000, &err);
     cgroup_bottle_close(&cg);
     if (rc < 0)
@@ -523,6 +543,12 @@ int cmd_events(int argc, char **argv)
             follow = true;
         } else if (strcmp(argv[i], "--json") == 0) {
             json = true;
+        } else if (strcmp(argv[i], "--format") == 0 || strncmp(argv[i], "--format=", 9) == 0) {
+            const char *v = argv[i][8] == '=' ? argv[i] + 9 : i + 1 < argc ? argv[++i] : NULL;
+            if (!v)
+                return usage_error("events", "--format needs text or json%s", "");
+            if (!cli_parse_format("events", v, &json))
+                return EXIT_USAGE;
         } else if (argv[i][0] == '-') {
             return usage_error("events", "unknown option '%s'", argv[i]);
         } else if (!slug) {
@@ -539,7 +565,7 @@ int cmd_events(int argc, char **argv)
     err_clear(&err);
     struct bpf_policy_pins *p = NULL;
     if (bpf_policy_open_pinned(slug, &p, &err) < 0)
-        return fail(&err);
+        return fail_bottle(slug, &err);
     struct timespec mono, real;
     clock_gettime(CLOCK_MONOTONIC, &mono);
     clock_gettime(CLOCK_REALTIME, &real);

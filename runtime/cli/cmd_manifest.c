@@ -212,6 +212,10 @@ int cmd_list(int argc, char **argv)
             const char *v = args_value(&a);
             if (!v || !cli_parse_format("list", v, &json))
                 return EXIT_USAGE;
+        } else if (args_is(&a, "--json")) {
+            if (!args_no_value(&a))
+                return EXIT_USAGE;
+            json = true;
         } else {
             return cli_usage_error("list", "unknown option '%s'", a.cur);
         }
@@ -362,6 +366,10 @@ int cmd_info(int argc, char **argv)
             const char *v = args_value(&a);
             if (!v || !cli_parse_format("info", v, &json))
                 return EXIT_USAGE;
+        } else if (args_is(&a, "--json")) {
+            if (!args_no_value(&a))
+                return EXIT_USAGE;
+            json = true;
         } else {
             return cli_usage_error("info", "unknown option '%s'", a.cur);
         }
@@ -382,13 +390,22 @@ int cmd_info(int argc, char **argv)
         manifest_index_agents(&idx, &agents);
         manifest_index_bottles(&idx, &bottles);
         struct buf b = BUF_INIT;
+        buf_append_str(&b, "agents: ");
         for (size_t i = 0; i < agents.len; i++)
             buf_printf(&b, "%s%s", i ? ", " : "", agents.items[i]);
+        buf_append_str(&b, agents.len ? "; bottles: " : "(none); bottles: ");
         for (size_t i = 0; i < bottles.len; i++)
-            buf_printf(&b, "%s%s", b.len ? ", " : "", bottles.items[i]);
-        err_set_kind(&err, ERR_KIND_USAGE, ENOENT,
-                     "'%s' is neither an agent nor a bottle. Available: %s", name,
-                     b.len ? b.data : "(none)");
+            buf_printf(&b, "%s%s", i ? ", " : "", bottles.items[i]);
+        if (!bottles.len)
+            buf_append_str(&b, "(none)");
+        const char *near = strv_closest(&agents, name);
+        if (!near)
+            near = strv_closest(&bottles, name);
+        char hint[96] = "";
+        if (near)
+            snprintf(hint, sizeof(hint), " (did you mean '%.64s'?)", near);
+        err_set_kind(&err, ERR_KIND_USAGE, ENOENT, "'%s' is neither an agent nor a bottle%s. %s",
+                     name, hint, b.data);
         buf_free(&b);
         strv_free(&agents);
         strv_free(&bottles);
@@ -605,6 +622,10 @@ int cmd_policy(int argc, char **argv)
             const char *v = args_value(&a);
             if (!v || !cli_parse_format("policy", v, &json))
                 goto out;
+        } else if (args_is(&a, "--json")) {
+            if (!args_no_value(&a))
+                goto out;
+            json = true;
         } else {
             cli_usage_error("policy", "unknown option '%s'", a.cur);
             goto out;

@@ -46,7 +46,8 @@ static const char start_help[] =
     "                         a blocked network (repeatable; private upstreams)\n"
     "  --upstream-ca FILE     a PEM CA the sidecar also trusts for upstreams\n"
     "  --dry-run              print the plan and stop\n"
-    "  --format text|json     plan format (default text)\n"
+    "  --format text|json     plan format (default text; --json is the same as\n"
+    "                         --format json)\n"
     "  --quiet                print no start banner (the bottle's name still goes\n"
     "                         to stdout)\n"
     "  -h, --help             this text\n"
@@ -303,6 +304,10 @@ int cmd_start(int argc, char **argv)
         } else if (args_is(&a, "--format")) {
             if (!(v = args_value(&a)) || !cli_parse_format(cmd, v, &json))
                 goto out;
+        } else if (args_is(&a, "--json")) {
+            if (!args_no_value(&a))
+                goto out;
+            json = true;
         } else if (args_is(&a, "--dry-run")) {
             if (!args_no_value(&a))
                 goto out;

@@ -3,7 +3,7 @@
 # plan for every example, manifest errors with file:line:col, policy test.
 . "$BOTTLE_SRC/tests/lib.sh"
 
-plan 27
+plan 31
 
 EX="$BOTTLE_SRC/examples"
 export BOTTLE_HOME="$EX"
@@ -182,3 +182,36 @@ fi
 "$BOTTLE" start curl --dry-run --yes >/dev/null 2>&1; a=$?
 "$BOTTLE" start curl --dry-run --quiet >/dev/null 2>&1; b=$?
 if [ $a -eq 2 ] && [ $b -eq 0 ]; then ok "--yes is refused, --quiet accepted"; else fail "--yes/--quiet" "got $a and $b"; fi
+
+# 28: an unknown bottle is a usage error (exit 2) for every command that names one, with no
+# internal path in the message
+bad=""
+for c in stop freeze thaw cutoff usage events budget commit; do
+    out=$(BOTTLE_HOME="$T_TMP/empty-home" "$BOTTLE" "$c" no-such-bottle-$$ 2>&1)
+    rc=$?
+    if [ $rc -ne 2 ] || echo "$out" | grep -q '/sys/\|/run/\|bpffs\|cgroup'; then bad="$bad $c:$rc:$out"; fi
+done
+if [ -z "$bad" ]; then ok "an unknown bottle exits 2 on every command, without paths"; else fail "unknown bottle" "$bad"; fi
+
+# 29: misspelt names get a suggestion; info lists agents and bottles once each
+a=$("$BOTTLE" start claud --dry-run 2>&1)
+b=$("$BOTTLE" info codx 2>&1)
+if echo "$a" | grep -q "did you mean 'claude'" && echo "$b" | grep -q "did you mean 'codex'" &&
+    echo "$b" | grep -q "agents: claude, codex, curl; bottles: base, claude, codex, curl"; then
+    ok "did you mean, and each name listed once"
+else
+    fail "suggestions" "$a" "$b"
+fi
+
+# 30: --json is --format json on every command that prints JSON
+j=0
+for c in "list available" "info claude" "doctor" "start curl --dry-run"; do
+    # shellcheck disable=SC2086
+    "$BOTTLE" $c --json 2>/dev/null | python3 -c 'import json,sys; json.load(sys.stdin)' || j=1
+done
+"$BOTTLE" budget --format json 2>/dev/null | python3 -c 'import json,sys; json.load(sys.stdin)' || j=1
+if [ $j -eq 0 ]; then ok "--json and --format json everywhere"; else fail "--json aliases"; fi
+
+# 31: bottle doctor's last line is the tier
+last=$("$BOTTLE" doctor 2>/dev/null | tail -n 1)
+case $last in "tier: "*) ok "doctor ends with the tier" ;; *) fail "doctor last line" "$last" ;; esac

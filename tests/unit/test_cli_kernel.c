@@ -84,7 +84,7 @@ static void test_usage(void **state)
     cJSON *bottles = cJSON_GetObjectItem(doc, "bottles");
     assert_int_equal(cJSON_GetArraySize(bottles), 1);
     cJSON *o = cJSON_GetArrayItem(bottles, 0);
-    assert_string_equal(json_get_str(o, "bottle"), b->slug);
+    assert_string_equal(json_get_str(o, "slug"), b->slug);
     assert_true(json_get_num(o, "tx_bytes", 0) >= 5000);
     assert_true(json_get_num(o, "rx_bytes", 0) >= 5000);
     assert_int_equal((int)json_get_num(o, "connect_ok", -1), 1);

@@ -196,6 +196,24 @@ static void test_json_pretty_is_stable(void **state)
     assert_non_null(strstr(err.msg, "cfg: invalid JSON"));
 }
 
+/* Suggestions for misspelt names: near typos only, never for short or unrelated words. */
+static void test_strv_closest(void **state)
+{
+    (void)state;
+    struct strv v = STRV_INIT;
+    strv_push(&v, "claude");
+    strv_push(&v, "codex");
+    strv_push(&v, "curl");
+    assert_string_equal(strv_closest(&v, "claud"), "claude");
+    assert_string_equal(strv_closest(&v, "clade"), "claude");
+    assert_string_equal(strv_closest(&v, "codx"), "codex");
+    assert_string_equal(strv_closest(&v, "crul"), "curl");
+    assert_null(strv_closest(&v, "zzz"));
+    assert_null(strv_closest(&v, "c"));
+    assert_null(strv_closest(&v, "aider"));
+    strv_free(&v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -207,6 +225,7 @@ int main(void)
         cmocka_unit_test(test_spawn_captures_output_and_stderr_in_error),
         cmocka_unit_test(test_log_json_and_level),
         cmocka_unit_test(test_json_pretty_is_stable),
+        cmocka_unit_test(test_strv_closest),
     };
     return cmocka_run_group_tests_name("common", tests, NULL, NULL);
 }
