@@ -102,6 +102,9 @@ struct bottle_def {
     enum shutdown_policy shutdown;
     enum enforcement_tier enforcement;
     struct strv seccomp; /* extra denied syscalls */
+    /* terminal: what of the agent's output the relay lets through to a host terminal */
+    bool terminal_passthrough_declared, terminal_passthrough;
+    bool terminal_allow_osc52_declared, terminal_allow_osc52;
     char *body;
 };
 

@@ -83,6 +83,8 @@ struct plan {
     bool supervise;
     enum egress_log_level egress_log;
     struct strv seccomp;
+    bool terminal_passthrough; /* the relay filters nothing */
+    bool terminal_allow_osc52; /* clipboard writes reach the host terminal */
     struct git_user git_user;
     struct git_repo *repos;
     size_t n_repos;

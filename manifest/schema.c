@@ -618,11 +618,28 @@ static int parse_seccomp(const struct node *n, struct bottle_def *b, struct bott
     return rc;
 }
 
+static int parse_terminal(const struct node *n, struct bottle_def *b, struct bottle_err *err)
+{
+    static const char *const keys[] = {"passthrough", "allow_osc52", NULL};
+    int rc = node_want_map(n, "terminal", err);
+    if (rc == 0)
+        rc = node_check_keys(n, "terminal", keys, err);
+    const struct node *v = node_map_get(n, "passthrough");
+    if (rc == 0 && v &&
+        (rc = node_get_bool(v, "terminal.passthrough", &b->terminal_passthrough, err)) == 0)
+        b->terminal_passthrough_declared = true;
+    v = node_map_get(n, "allow_osc52");
+    if (rc == 0 && v &&
+        (rc = node_get_bool(v, "terminal.allow_osc52", &b->terminal_allow_osc52, err)) == 0)
+        b->terminal_allow_osc52_declared = true;
+    return rc;
+}
+
 static int bottle_fields(const struct node *root, struct bottle_def *b, struct bottle_err *err)
 {
-    static const char *const keys[] = {
-        "extends", "env",      "agent_provider", "git-gate", "egress", "supervise",
-        "budget",  "shutdown", "enforcement",    "seccomp",  NULL};
+    static const char *const keys[] = {"extends",     "env",       "agent_provider", "git-gate",
+                                       "egress",      "supervise", "budget",         "shutdown",
+                                       "enforcement", "seccomp",   "terminal",       NULL};
     int rc = node_check_keys(root, "bottle", keys, err);
     if (rc < 0)
         return rc;
@@ -652,6 +669,8 @@ static int bottle_fields(const struct node *root, struct bottle_def *b, struct b
         (rc = parse_enforcement(v, &b->enforcement, err)) < 0)
         return rc;
     if ((v = node_map_get(root, "seccomp")) && (rc = parse_seccomp(v, b, err)) < 0)
+        return rc;
+    if ((v = node_map_get(root, "terminal")) && (rc = parse_terminal(v, b, err)) < 0)
         return rc;
     return 0;
 }
@@ -766,6 +785,10 @@ void bottle_def_copy(struct bottle_def *dst, const struct bottle_def *src)
     dst->shutdown = src->shutdown;
     dst->enforcement = src->enforcement;
     strv_copy(&dst->seccomp, &src->seccomp);
+    dst->terminal_passthrough_declared = src->terminal_passthrough_declared;
+    dst->terminal_passthrough = src->terminal_passthrough;
+    dst->terminal_allow_osc52_declared = src->terminal_allow_osc52_declared;
+    dst->terminal_allow_osc52 = src->terminal_allow_osc52;
     dst->body = xstrdup_or_null(src->body);
 }
 
