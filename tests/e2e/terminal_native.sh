@@ -123,11 +123,11 @@ pushes_refused() {
     [ "$(val tiocsti_0 "$f")" = EPERM ] || return 1
     [ "$(val tiocsti_devtty "$f")" = "${2:-ENXIO}" ]
 }
-diag() { echo "$(cat "$W/run.$1" 2>/dev/null | tr '\n' ' ') result: $(tr '\n' ' ' <"$(R "$1")" 2>/dev/null)"; }
+diag() { echo "$(tr '\n' ' ' <"$W/run.$1" 2>/dev/null) result: $(tr '\n' ' ' <"$(R "$1")" 2>/dev/null)"; }
 
 # ---- 1-4: stdout redirected to a file, a job in the foreground ----------------------------
 TYPE='echo typed-ahead\r' run redir term --stdout "$W/out.redir"
-if [ "$(val rc "$W/run.redir")" = 0 ] && [ "$(val done "$(R redir)")" = yes ] && pushes_refused redir; then
+if [ "$(val rc "$W/run.redir")" = 0 ] && [ "$(val "done" "$(R redir)")" = yes ] && pushes_refused redir; then
     ok "stdout to a file: TIOCSTI on every fd of the agent is EPERM, /dev/tty is ENXIO"
 else
     fail "redirected: pushes" "$(diag redir)"
