@@ -9,6 +9,7 @@
 #include <seccomp.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include "common/json.h"
 
@@ -58,6 +59,20 @@ static const unsigned long clone_denied_flags[] = {
     CLONE_NEWUSER, CLONE_NEWPID,    CLONE_NEWNET, 0,
 };
 
+/*
+ * ioctl requests that act outside the bottle through a terminal: TIOCSTI
+ * pushes bytes into a terminal's input (keystrokes for whatever reads it
+ * next, the operator's shell included), TIOCLINUX pastes the console
+ * selection. Compared on the low 32 bits, as the kernel reads the request.
+ */
+static const struct seccomp_ioctl_rule ioctl_denied[] = {
+    {TIOCSTI, "TIOCSTI"},
+    {TIOCLINUX, "TIOCLINUX"},
+    {0, NULL},
+};
+
+#define IOCTL_REQUEST_MASK 0xffffffffUL
+
 static const char *clone_flag_name(unsigned long bit)
 {
     switch (bit) {
@@ -88,6 +103,11 @@ const char *const *seccomp_denied_syscalls(void)
 const unsigned long *seccomp_clone_denied_flags(void)
 {
     return clone_denied_flags;
+}
+
+const struct seccomp_ioctl_rule *seccomp_ioctl_denied_requests(void)
+{
+    return ioctl_denied;
 }
 
 static bool in_base_list(const char *name)
@@ -128,6 +148,11 @@ static bool extra_denies_clone(const struct strv *extras)
     return strv_contains(extras, "clone");
 }
 
+static bool extra_denies_ioctl(const struct strv *extras)
+{
+    return strv_contains(extras, "ioctl");
+}
+
 int seccomp_profile_describe(const struct strv *extra, struct buf *out, struct bottle_err *err)
 {
     int rc = seccomp_profile_check(extra, err);
@@ -145,8 +170,14 @@ int seccomp_profile_describe(const struct strv *extra, struct buf *out, struct b
             buf_printf(out, "clone with %s: EPERM\n", clone_flag_name(clone_denied_flags[i]));
     }
     buf_append_str(out, "clone3: ENOSYS\n");
+    if (extra_denies_ioctl(&extras)) {
+        buf_append_str(out, "ioctl: EPERM (manifest)\n");
+    } else {
+        for (size_t i = 0; ioctl_denied[i].name; i++)
+            buf_printf(out, "ioctl %s: EPERM\n", ioctl_denied[i].name);
+    }
     for (size_t i = 0; i < extras.len; i++) {
-        if (strcmp(extras.items[i], "clone") != 0)
+        if (strcmp(extras.items[i], "clone") != 0 && strcmp(extras.items[i], "ioctl") != 0)
             buf_printf(out, "%s: EPERM (manifest)\n", extras.items[i]);
     }
     strv_free(&extras);
@@ -208,8 +239,23 @@ static int build_filter(const struct strv *extra, scmp_filter_ctx *out, struct b
         goto out;
     if ((rc = add_rule(ctx, SCMP_ACT_ERRNO(ENOSYS), "clone3", false, err)) < 0)
         goto out;
+    if (extra_denies_ioctl(&extras)) {
+        rc = add_rule(ctx, SCMP_ACT_ERRNO(EPERM), "ioctl", true, err);
+    } else {
+        for (size_t i = 0; ioctl_denied[i].name; i++) {
+            rc = seccomp_rule_add(
+                ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ioctl), 1,
+                SCMP_A1(SCMP_CMP_MASKED_EQ, IOCTL_REQUEST_MASK, ioctl_denied[i].request));
+            if (rc < 0) {
+                rc = err_set(err, -rc, "seccomp: cannot add the ioctl rule: %s", strerror(-rc));
+                break;
+            }
+        }
+    }
+    if (rc < 0)
+        goto out;
     for (size_t i = 0; i < extras.len; i++) {
-        if (strcmp(extras.items[i], "clone") == 0)
+        if (strcmp(extras.items[i], "clone") == 0 || strcmp(extras.items[i], "ioctl") == 0)
             continue;
         if ((rc = add_rule(ctx, SCMP_ACT_ERRNO(EPERM), extras.items[i], true, err)) < 0)
             goto out;
@@ -304,6 +350,22 @@ cJSON *seccomp_profile_docker_json(const struct strv *extra, struct bottle_err *
             json_add_str(arg, "op", "SCMP_CMP_MASKED_EQ");
             cJSON_AddItemToArray(args, arg);
             json_add_str(rule, "comment", clone_flag_name(clone_denied_flags[i]));
+            cJSON_AddItemToArray(rules, rule);
+        }
+    }
+    if (!extra_denies_ioctl(&extras)) {
+        /* Docker's masked compare: "value" is the mask, "valueTwo" what the masked arg must be. */
+        for (size_t i = 0; ioctl_denied[i].name; i++) {
+            cJSON *rule = docker_rule("SCMP_ACT_ERRNO", EPERM);
+            cJSON_AddItemToArray(cJSON_GetObjectItem(rule, "names"), cJSON_CreateString("ioctl"));
+            cJSON *args = cJSON_AddArrayToObject(rule, "args");
+            cJSON *arg = cJSON_CreateObject();
+            json_add_num(arg, "index", 1);
+            json_add_num(arg, "value", (double)IOCTL_REQUEST_MASK);
+            json_add_num(arg, "valueTwo", (double)ioctl_denied[i].request);
+            json_add_str(arg, "op", "SCMP_CMP_MASKED_EQ");
+            cJSON_AddItemToArray(args, arg);
+            json_add_str(rule, "comment", ioctl_denied[i].name);
             cJSON_AddItemToArray(rules, rule);
         }
     }

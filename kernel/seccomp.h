@@ -8,8 +8,10 @@
  * pivot_root, chroot, bpf, perf_event_open, ptrace, keyrings, io_uring,
  * kexec, modules, userfaultfd, file handles, reboot and swap. clone3 fails
  * with ENOSYS (its flags live in memory seccomp cannot read; libc falls back
- * to clone, which is checked). Any other architecture's syscalls kill the
- * process. The manifest's `seccomp` list adds names, denied with EPERM.
+ * to clone, which is checked). ioctl fails with EPERM for the requests that
+ * reach a terminal's input (TIOCSTI, TIOCLINUX). Any other architecture's
+ * syscalls kill the process. The manifest's `seccomp` list adds names,
+ * denied with EPERM.
  *
  * This module never loosens the base list: extra names only add denials.
  */
@@ -27,6 +29,13 @@ const char *const *seccomp_denied_syscalls(void);
 
 /* The CLONE_NEW* bits whose presence in clone's flags is denied, 0-terminated. */
 const unsigned long *seccomp_clone_denied_flags(void);
+
+/* The ioctl requests denied with EPERM (low 32 bits compared); ends with a NULL name. */
+struct seccomp_ioctl_rule {
+    unsigned long request;
+    const char *name;
+};
+const struct seccomp_ioctl_rule *seccomp_ioctl_denied_requests(void);
 
 /* Checks that every extra name is a syscall of this architecture. */
 int seccomp_profile_check(const struct strv *extra, struct bottle_err *err);

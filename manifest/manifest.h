@@ -106,6 +106,9 @@ struct bottle_def {
     enum enforcement_tier enforcement;
     struct strv seccomp;   /* extra denied syscalls */
     struct strv read_only; /* workspace.read_only: paths relative to the workspace */
+    /* terminal: what of the agent's output the relay lets through to a host terminal */
+    bool terminal_passthrough_declared, terminal_passthrough;
+    bool terminal_allow_osc52_declared, terminal_allow_osc52;
     char *body;
 };
 

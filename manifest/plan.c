@@ -444,6 +444,8 @@ int plan_build(const struct manifest_index *idx, const struct plan_options *o, s
     strv_copy(&p->seccomp, &bottle.seccomp);
     strv_copy(&p->read_only, &bottle.read_only);
     describe_project(p, idx);
+    p->terminal_passthrough = bottle.terminal_passthrough;
+    p->terminal_allow_osc52 = bottle.terminal_allow_osc52;
     p->git_user.name = agent.git_user.name    ? xstrdup(agent.git_user.name)
                        : bottle.git_user.name ? xstrdup(bottle.git_user.name)
                                               : NULL;
@@ -630,6 +632,9 @@ cJSON *plan_to_json(const struct plan *p)
         json_add_str(f, "state", p->project_files[i].state);
         cJSON_AddItemToArray(pfiles, f);
     }
+    cJSON *term = cJSON_AddObjectToObject(doc, "terminal");
+    json_add_bool(term, "passthrough", p->terminal_passthrough);
+    json_add_bool(term, "allow_osc52", p->terminal_allow_osc52);
     cJSON *git = cJSON_AddObjectToObject(doc, "git");
     cJSON *user = cJSON_AddObjectToObject(git, "user");
     json_add_str(user, "name", p->git_user.name);
@@ -676,6 +681,10 @@ void plan_to_text(const struct plan *p, struct buf *out)
     buf_printf(out, "  %-12s %s (%s)\n", "shutdown", shutdown_policy_name(p->shutdown),
                p->shutdown_scope);
     buf_printf(out, "  %-12s %s\n", "supervise", p->supervise ? "yes" : "no");
+    buf_printf(out, "  %-12s %s\n", "terminal",
+               p->terminal_passthrough   ? "passthrough (no escape filter)"
+               : p->terminal_allow_osc52 ? "filtered, clipboard writes (OSC 52) allowed"
+                                         : "filtered");
     buf_printf(out, "  egress routes (%zu):\n", p->routes.len);
     for (size_t i = 0; i < p->routes.len; i++) {
         const struct route *r = &p->routes.items[i];

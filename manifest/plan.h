@@ -104,7 +104,9 @@ struct plan {
     bool supervise;
     enum egress_log_level egress_log;
     struct strv seccomp;
-    struct strv read_only; /* workspace.read_only, relative to the workspace */
+    struct strv read_only;     /* workspace.read_only, relative to the workspace */
+    bool terminal_passthrough; /* the relay filters nothing */
+    bool terminal_allow_osc52; /* clipboard writes reach the host terminal */
     struct git_user git_user;
     struct git_repo *repos;
     size_t n_repos;

@@ -167,6 +167,14 @@ static void merge_one(struct bottle_def *acc, const struct bottle_def *later, bo
     for (size_t i = 0; i < later->read_only.len; i++)
         if (!strv_contains(&acc->read_only, later->read_only.items[i]))
             strv_push(&acc->read_only, later->read_only.items[i]);
+    if (later->terminal_passthrough_declared) {
+        acc->terminal_passthrough = later->terminal_passthrough;
+        acc->terminal_passthrough_declared = true;
+    }
+    if (later->terminal_allow_osc52_declared) {
+        acc->terminal_allow_osc52 = later->terminal_allow_osc52;
+        acc->terminal_allow_osc52_declared = true;
+    }
 }
 
 void bottle_fold(struct bottle_def *acc, const struct bottle_def *later)

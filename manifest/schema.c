@@ -677,11 +677,28 @@ static int parse_workspace(const struct node *n, struct bottle_def *b, struct bo
     return rc;
 }
 
+static int parse_terminal(const struct node *n, struct bottle_def *b, struct bottle_err *err)
+{
+    static const char *const keys[] = {"passthrough", "allow_osc52", NULL};
+    int rc = node_want_map(n, "terminal", err);
+    if (rc == 0)
+        rc = node_check_keys(n, "terminal", keys, err);
+    const struct node *v = node_map_get(n, "passthrough");
+    if (rc == 0 && v &&
+        (rc = node_get_bool(v, "terminal.passthrough", &b->terminal_passthrough, err)) == 0)
+        b->terminal_passthrough_declared = true;
+    v = node_map_get(n, "allow_osc52");
+    if (rc == 0 && v &&
+        (rc = node_get_bool(v, "terminal.allow_osc52", &b->terminal_allow_osc52, err)) == 0)
+        b->terminal_allow_osc52_declared = true;
+    return rc;
+}
+
 static int bottle_fields(const struct node *root, struct bottle_def *b, struct bottle_err *err)
 {
-    static const char *const keys[] = {"extends",     "env",       "agent_provider", "git-gate",
-                                       "egress",      "supervise", "budget",         "shutdown",
-                                       "enforcement", "seccomp",   "workspace",      NULL};
+    static const char *const keys[] = {
+        "extends",  "env",         "agent_provider", "git-gate",  "egress",   "supervise", "budget",
+        "shutdown", "enforcement", "seccomp",        "workspace", "terminal", NULL};
     int rc = node_check_keys(root, "bottle", keys, err);
     if (rc < 0)
         return rc;
@@ -713,6 +730,8 @@ static int bottle_fields(const struct node *root, struct bottle_def *b, struct b
     if ((v = node_map_get(root, "seccomp")) && (rc = parse_seccomp(v, b, err)) < 0)
         return rc;
     if ((v = node_map_get(root, "workspace")) && (rc = parse_workspace(v, b, err)) < 0)
+        return rc;
+    if ((v = node_map_get(root, "terminal")) && (rc = parse_terminal(v, b, err)) < 0)
         return rc;
     return 0;
 }
@@ -831,6 +850,10 @@ void bottle_def_copy(struct bottle_def *dst, const struct bottle_def *src)
     dst->enforcement = src->enforcement;
     strv_copy(&dst->seccomp, &src->seccomp);
     strv_copy(&dst->read_only, &src->read_only);
+    dst->terminal_passthrough_declared = src->terminal_passthrough_declared;
+    dst->terminal_passthrough = src->terminal_passthrough;
+    dst->terminal_allow_osc52_declared = src->terminal_allow_osc52_declared;
+    dst->terminal_allow_osc52 = src->terminal_allow_osc52;
     dst->body = xstrdup_or_null(src->body);
 }
 

@@ -12,7 +12,13 @@
  * The docker CLI is always run from an argv array; the agent's variables go
  * through the CLI's environment (`-e NAME`), not its argv. This backend
  * never decides policy and never prints, except an image build's own output.
+ *
+ * A bind mount's source path shows in the container's /proc/self/mountinfo,
+ * so the bottle's files (under $BOTTLE_HOME on the host) are copied to
+ * DOCKER_FILES_DIR/<slug> and bound from there; the workspace is bound at
+ * its own path, which the agent sees anyway.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -20,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -37,6 +44,7 @@
 #include "kernel/seccomp.h"
 
 #define DOCKER_DEFAULT_HOME "/home/agent"
+#define DOCKER_FILES_MAX    (64u << 20) /* bytes of the bottle's files, at most */
 
 struct docker_priv {
     const struct backend_spec *spec;
@@ -48,6 +56,7 @@ struct docker_priv {
     char *leaf;   /* the container's cgroup2 path, below cgroup_parent */
     char *tmpdir; /* holds the seccomp profile until the container exists */
     char *seccomp_path;
+    char *files_dir; /* DOCKER_FILES_DIR/<slug>: the copy of the bottle's files */
     bool created;
     pid_t init_pid;
     bool reaped;
@@ -186,6 +195,64 @@ static int write_seccomp(struct docker_priv *p, struct bottle_err *err)
     return rc;
 }
 
+/* A slug names one directory below DOCKER_FILES_DIR, never another place. */
+static bool slug_is_name(const char *slug)
+{
+    return slug && *slug && slug[0] != '.' && !strchr(slug, '/');
+}
+
+/* Removes a staged copy of a bottle's files (regular files in one directory). */
+static void remove_files_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d) {
+        int fd = dirfd(d);
+        for (struct dirent *de; (de = readdir(d));)
+            if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+                unlinkat(fd, de->d_name, 0);
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+/* The bottle's files, copied where their path says nothing about the host. */
+static int stage_files(struct docker_priv *p, struct bottle_err *err)
+{
+    const char *src = p->spec->bottle_dir;
+    if (!slug_is_name(p->spec->slug))
+        return err_set(err, EINVAL, "docker: '%s' is not a bottle's slug", p->spec->slug);
+    int rc = fs_mkdir_p(DOCKER_FILES_DIR, 0755, err);
+    if (rc < 0)
+        return err_prefix(err, "docker: the bottle's files");
+    p->files_dir = fs_join(DOCKER_FILES_DIR, p->spec->slug);
+    remove_files_dir(p->files_dir); /* a crashed bottle's, never a running one's (name check) */
+    if (mkdir(p->files_dir, 0755) < 0 || chmod(p->files_dir, 0755) < 0)
+        return err_set(err, errno, "docker: cannot create %s: %s", p->files_dir, strerror(errno));
+    DIR *d = opendir(src);
+    if (!d)
+        return err_set(err, errno, "docker: cannot list %s: %s", src, strerror(errno));
+    size_t total = 0;
+    for (struct dirent *de; rc == 0 && (de = readdir(d));) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        char *from = fs_join(src, de->d_name);
+        char *to = fs_join(p->files_dir, de->d_name);
+        struct stat sb;
+        struct buf data = BUF_INIT;
+        if (lstat(from, &sb) < 0 || !S_ISREG(sb.st_mode))
+            rc = err_set(err, EINVAL, "docker: %s is not a regular file", from);
+        else if ((rc = fs_read_file(from, DOCKER_FILES_MAX - total, &data, err)) == 0) {
+            total += data.len;
+            rc = fs_write_atomic(to, data.data ? data.data : "", data.len, sb.st_mode & 0755, err);
+        }
+        buf_free(&data);
+        free(from);
+        free(to);
+    }
+    closedir(d);
+    return rc;
+}
+
 /* A home to restore needs an image `bottle commit` made. */
 static int check_snapshot_image(const struct docker_priv *p, struct bottle_err *err)
 {
@@ -228,6 +295,8 @@ static int docker_prepare(struct backend_bottle *b, const struct backend_spec *s
         rc = docker_cgroup_parent(spec->cgroup_fd, &p->cgroup_parent, &p->cgroup2_mount, err);
     if (rc == 0 && !spec->no_seccomp)
         rc = write_seccomp(p, err);
+    if (rc == 0 && spec->bottle_dir)
+        rc = stage_files(p, err);
     if (rc == 0)
         rc = docker_image_resolve(&p->cli, spec, &p->image, err);
     if (rc == 0 && spec->restore_home)
@@ -300,8 +369,8 @@ static void run_args(const struct docker_priv *p, struct strv *argv)
         push_mount(argv, path, path, g->kind == GUARD_READ_ONLY);
         free(path);
     }
-    if (s->bottle_dir)
-        push_mount(argv, s->bottle_dir, GUEST_BOTTLE_DIR, true);
+    if (p->files_dir)
+        push_mount(argv, p->files_dir, GUEST_BOTTLE_DIR, true);
     strv_push(argv, "--workdir");
     strv_push(argv, s->workspace);
     strv_push(argv, "--init");
@@ -645,6 +714,8 @@ static void docker_release(struct backend_bottle *b)
         unlink(p->seccomp_path);
     if (p->tmpdir)
         rmdir(p->tmpdir);
+    if (p->files_dir)
+        remove_files_dir(p->files_dir);
     docker_cli_free(&p->cli);
     free(p->image);
     free(p->name);
@@ -653,6 +724,7 @@ static void docker_release(struct backend_bottle *b)
     free(p->leaf);
     free(p->tmpdir);
     free(p->seccomp_path);
+    free(p->files_dir);
     free(p);
     b->priv = NULL;
 }
@@ -707,6 +779,11 @@ int docker_remove_slug(const char *slug, struct bottle_err *err)
     char *parent = xasprintf("/%s/%s/agent", CGROUP_BOTTLE_DIR, slug);
     docker_cgroup_v1_cleanup(parent);
     free(parent);
+    if (slug_is_name(slug)) {
+        char *files = fs_join(DOCKER_FILES_DIR, slug);
+        remove_files_dir(files);
+        free(files);
+    }
     buf_free(&out);
     free(label);
     free(name);

@@ -24,6 +24,9 @@
 /* The agent's home inside the container, for `bottle commit` to find. */
 #define DOCKER_LABEL_HOME "dev.bottle.home"
 /* The container's first process (under docker-init) only waits; the agent is exec'd. */
+/* Where a bottle's files are copied for the bind mount at /bottle (neutral host path). */
+#define DOCKER_FILES_DIR "/run/bottle/files"
+
 #define DOCKER_IDLE_PROGRAM "sleep"
 #define DOCKER_IDLE_ARG     "infinity"
 

@@ -13,7 +13,16 @@
  * target is a directory this code created on a tmpfs of its own, reached
  * with openat2(RESOLVE_NO_SYMLINKS), and every mount goes onto a file
  * descriptor: nothing planted in the workspace can redirect a mount.
+ *
+ * Nothing of the host's command line or state paths is visible inside: the
+ * init leaves the controller's session (no host terminal is its
+ * controlling one), calls itself "bottle-init" (its command line, in the
+ * memory the kernel shows as /proc/1/cmdline, and its name) and wipes the
+ * controller's environment from its memory; the bottle's files are copied
+ * into a tmpfs of their own, so /proc/self/mountinfo shows no host path for
+ * /bottle.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -41,6 +50,10 @@
 
 #define MAX_ENTRIES 24
 #define MAX_OWNED   8
+
+#define INIT_NAME         "bottle-init"
+#define BOTTLE_FILES_MAX  (64u << 20) /* bytes copied into /bottle, at most */
+#define BOTTLE_FILES_SIZE "64m"
 
 extern char **environ;
 
@@ -133,13 +146,15 @@ static int clone_host_dir(const struct native_child *c, const char *path, uint64
 
 /* A detached tmpfs; its device is recorded as ours. */
 static int new_tmpfs(const struct native_child *c, struct rootfs *r, const char *mode, uid_t uid,
-                     gid_t gid, uint64_t attrs)
+                     gid_t gid, uint64_t attrs, const char *size)
 {
     int fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
     if (fs < 0)
         child_fail(c, "native: fsopen tmpfs: %s", strerror(errno));
     char num[24];
     int rc = fsconfig(fs, FSCONFIG_SET_STRING, "mode", mode, 0);
+    if (rc == 0 && size)
+        rc = fsconfig(fs, FSCONFIG_SET_STRING, "size", size, 0);
     if (rc == 0 && uid) {
         snprintf(num, sizeof(num), "%u", (unsigned)uid);
         rc = fsconfig(fs, FSCONFIG_SET_STRING, "uid", num, 0);
@@ -243,7 +258,7 @@ static void make_dev_node(const struct native_child *c, int dev_fd, const char *
 
 static void build_dev(const struct native_child *c, struct rootfs *r)
 {
-    int dev = new_tmpfs(c, r, "0755", 0, 0, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
+    int dev = new_tmpfs(c, r, "0755", 0, 0, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, NULL);
     attach(c, r, dev, "dev");
     static const struct {
         const char *name;
@@ -275,8 +290,8 @@ static void build_dev(const struct native_child *c, struct rootfs *r)
     close(fs);
     attach(c, r, pts, "dev/pts");
     close(pts);
-    int shm =
-        new_tmpfs(c, r, "1777", 0, 0, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+    int shm = new_tmpfs(c, r, "1777", 0, 0,
+                        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, NULL);
     attach(c, r, shm, "dev/shm");
     close(shm);
     close(dev);
@@ -319,6 +334,62 @@ static void guard_mounts(const struct native_child *c, const struct rootfs *r)
         close(tree);
         close(fd);
     }
+}
+
+/*
+ * The bottle's files (CA bundle, prompt), copied into a tmpfs of their own
+ * and made read-only: a bind of the host directory would show its path
+ * under $BOTTLE_HOME in the bottle's mountinfo. Only regular files; the
+ * directory is the controller's and holds nothing else.
+ */
+static int copy_bottle_files(const struct native_child *c, struct rootfs *r, const char *dir)
+{
+    struct open_how how;
+    memset(&how, 0, sizeof(how));
+    how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+    how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    int src = (int)syscall(SYS_openat2, AT_FDCWD, dir, &how, sizeof(how));
+    if (src < 0)
+        child_fail(c, "native: cannot open %s without following symlinks: %s", dir,
+                   strerror(errno));
+    int mnt =
+        new_tmpfs(c, r, "0755", 0, 0, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+                  BOTTLE_FILES_SIZE);
+    int list = fcntl(src, F_DUPFD_CLOEXEC, 3);
+    DIR *d = list >= 0 ? fdopendir(list) : NULL;
+    if (!d)
+        child_fail(c, "native: cannot list %s: %s", dir, strerror(errno));
+    size_t total = 0;
+    for (struct dirent *de; (de = readdir(d));) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        int in = openat(src, de->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        struct stat sb;
+        if (in < 0 || fstat(in, &sb) < 0 || !S_ISREG(sb.st_mode))
+            child_fail(c, "native: %s/%s is not a regular file", dir, de->d_name);
+        int out = openat(mnt, de->d_name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                         sb.st_mode & 0755);
+        if (out < 0)
+            child_fail(c, "native: cannot copy %s into the bottle: %s", de->d_name,
+                       strerror(errno));
+        char buf[16384];
+        ssize_t n;
+        while ((n = read(in, buf, sizeof(buf))) > 0) {
+            total += (size_t)n;
+            if (total > BOTTLE_FILES_MAX || write(out, buf, (size_t)n) != n)
+                child_fail(c, "native: cannot copy %s into the bottle: %s", de->d_name,
+                           total > BOTTLE_FILES_MAX ? "the bottle's files are too large"
+                                                    : strerror(errno));
+        }
+        if (n < 0)
+            child_fail(c, "native: cannot read %s/%s: %s", dir, de->d_name, strerror(errno));
+        close(in);
+        close(out);
+    }
+    closedir(d);
+    close(src);
+    set_attrs(c, mnt, GUEST_BOTTLE_DIR, MOUNT_ATTR_RDONLY);
+    return mnt;
 }
 
 static size_t depth(const char *rel)
@@ -381,18 +452,18 @@ static void build_rootfs(const struct native_child *c)
         home_e->tree_fd = clone_host_dir(c, s->home_source, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
     if (s->bottle_dir) {
         struct entry *b = add_entry(c, &r, GUEST_BOTTLE_DIR, ENT_TREE);
-        b->tree_fd = clone_host_dir(c, s->bottle_dir, ro | MOUNT_ATTR_NOEXEC);
+        b->tree_fd = copy_bottle_files(c, &r, s->bottle_dir);
     }
 
     /* 2. The new root: a tmpfs attached over /tmp of this private mount namespace. */
-    int root = new_tmpfs(c, &r, "0755", 0, 0, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+    int root = new_tmpfs(c, &r, "0755", 0, 0, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, NULL);
     if (move_mount(root, "", AT_FDCWD, "/tmp", MOVE_MOUNT_F_EMPTY_PATH) < 0)
         child_fail(c, "native: cannot attach the new root: %s", strerror(errno));
     r.root_fd = root;
-    tmp->tree_fd = new_tmpfs(c, &r, "1777", 0, 0, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+    tmp->tree_fd = new_tmpfs(c, &r, "1777", 0, 0, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, NULL);
     if (!s->home_source)
         home_e->tree_fd =
-            new_tmpfs(c, &r, "0700", s->uid, s->gid, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+            new_tmpfs(c, &r, "0700", s->uid, s->gid, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, NULL);
 
     /* 3. Attach, shallow paths first. */
     sort_entries(&r);
@@ -468,14 +539,63 @@ static void close_stray_fds(const struct native_child *c)
 
 /* ---- init ------------------------------------------------------------------------ */
 
+/* Fields 48 to 51 of /proc/self/stat: where the kernel finds argv and the environment. */
+static bool arg_env_area(unsigned long v[4])
+{
+    char buf[2048];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+    if (fd >= 0)
+        close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the name may hold spaces and parentheses */
+    if (!p)
+        return false;
+    p++;
+    for (int field = 3; field < 48; field++) {
+        p = strchr(p + 1, ' ');
+        if (!p)
+            return false;
+    }
+    return sscanf(p, " %lu %lu %lu %lu", &v[0], &v[1], &v[2], &v[3]) == 4 && v[0] <= v[1] &&
+           v[2] <= v[3];
+}
+
+/*
+ * The init is a copy of the controller: without this, /proc/1/cmdline in the
+ * bottle would show the operator's whole `bottle start` command line, and
+ * its memory the controller's environment. The argument area is rewritten
+ * the way setproctitle does it: the name, then zeros, and a last byte that
+ * is not zero, which tells the kernel to show the area only up to the first
+ * zero (so not even the old length shows). Runs before anything else.
+ */
+static void become_init(const struct native_child *c)
+{
+    static const char init_name[] = INIT_NAME;
+    if (setsid() < 0) /* no host terminal is the controlling one of anything in the bottle */
+        child_fail(c, "native: setsid: %s", strerror(errno));
+    prctl(PR_SET_NAME, INIT_NAME, 0, 0, 0);
+    unsigned long a[4];
+    if (!arg_env_area(a) || a[1] == a[0])
+        child_fail(c, "native: cannot find the init's command line in /proc/self/stat");
+    char *args = (char *)a[0];
+    size_t len = a[1] - a[0];
+    memset((char *)a[2], 0, a[3] - a[2]);
+    memset(args, 0, len);
+    memcpy(args, init_name, len > sizeof(init_name) ? sizeof(init_name) : len);
+    if (len > sizeof(init_name))
+        args[len - 1] = ' '; /* not zero: the kernel shows the area up to the first zero */
+}
+
 _Noreturn static void exec_agent(const struct native_child *c, const sigset_t *mask)
 {
     sigprocmask(SIG_SETMASK, mask, NULL);
-    if (c->spec->new_session) {
-        setsid();
-        if (isatty(0))
-            ioctl(0, TIOCSCTTY, 0);
-    }
+    /* A session of its own; its terminal, when it has one, is the relay's pty. */
+    setsid();
+    if (c->spec->new_session && isatty(0))
+        ioctl(0, TIOCSCTTY, 0);
     if (chdir(c->spec->workspace) < 0)
         child_fail(c, "native: cannot enter the workspace %s: %s", c->spec->workspace,
                    strerror(errno));
@@ -504,6 +624,8 @@ _Noreturn static void run_init(const struct native_child *c)
     if (agent == 0)
         exec_agent(c, &none);
     close(c->err_fd);
+    /* Its memory is a copy of the controller's: nobody in the bottle may read it. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
     for (;;) {
         siginfo_t si;
@@ -536,6 +658,7 @@ _Noreturn void native_child_main(const struct native_child *c)
             _exit(NATIVE_EXIT_SETUP); /* the parent gave up */
         close(c->gate_fd);
     }
+    become_init(c);
     if (setns(s->netns_fd, CLONE_NEWNET) < 0)
         child_fail(c, "native: cannot join the bottle's network namespace: %s", strerror(errno));
     if (sethostname(NATIVE_HOSTNAME, strlen(NATIVE_HOSTNAME)) < 0)

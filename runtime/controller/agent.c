@@ -1,8 +1,8 @@
 /*
  * controller_agent — the agent step of the start sequence: its environment,
- * its terminal (a pty relay when `bottle start` runs in one), and the
- * backend that runs it (native namespaces, or Docker), plus how the wait
- * loop signals, waits for and finally releases it.
+ * its terminal (a pty or pipes the controller relays, never a host
+ * terminal), and the backend that runs it (native namespaces, or Docker),
+ * plus how the wait loop signals, waits for and finally releases it.
  */
 #include <errno.h>
 #include <signal.h>
@@ -106,34 +106,34 @@ int controller_step_agent(struct controller *c, struct bottle_err *err)
     spec.image = c->plan->image;
     spec.restore_home = c->plan->resume != NULL;
     spec.stdio[0] = spec.stdio[1] = spec.stdio[2] = -1;
-    if (is_native(c)) {
-        /* The agent gets a pty of its own, never the host's terminal (tty.h). */
-        int t = tty_relay_open(&c->tty, STDIN_FILENO, STDOUT_FILENO, err);
-        if (t < 0) {
-            strv_free(&env);
-            return t;
-        }
-        if (t == 1) {
-            spec.stdio[0] = spec.stdio[1] = c->tty.slave;
-            if (isatty(STDERR_FILENO))
-                spec.stdio[2] = c->tty.slave;
-            spec.new_session = true;
-        }
-        pid_t pid = 0;
-        rc = native_launch(&spec, &pid, err);
-        if (rc == 0)
-            c->agent_pid = pid;
-        tty_relay_release_slave(&c->tty);
-    } else {
-        /* docker keeps -it itself: the docker CLI holds the terminal, the container a pty. */
+    if (!is_native(c)) {
         rc = backend_lookup(c->plan->backend, &c->backend, err);
-        if (rc == 0)
+        if (rc == 0) /* may build the image, printing as it goes: before raw mode */
             rc = c->backend->prepare(&c->bb, &spec, err);
-        if (rc == 0)
-            rc = c->backend->launch(&c->bb, err);
-        if (rc == 0)
-            c->agent_pid = c->bb.pid;
     }
+    /* The agent never holds a host terminal: a pty or pipes of ours, a session of its own
+     * (docker: the docker CLI gets them, the container has a pty of its own). */
+    static const int host[3] = {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO};
+    unsigned flags = (c->plan->terminal_passthrough ? TTY_FILTER_PASSTHROUGH : 0) |
+                     (c->plan->terminal_allow_osc52 ? TTY_FILTER_ALLOW_OSC52 : 0);
+    if (rc == 0)
+        rc = tty_relay_open(&c->tty, host, flags, err);
+    if (rc >= 0) {
+        for (int i = 0; i < 3; i++)
+            spec.stdio[i] = c->tty.agent_fd[i];
+        spec.new_session = true;
+        if (is_native(c)) {
+            pid_t pid = 0;
+            rc = native_launch(&spec, &pid, err);
+            if (rc == 0)
+                c->agent_pid = pid;
+        } else {
+            rc = c->backend->launch(&c->bb, err);
+            if (rc == 0)
+                c->agent_pid = c->bb.pid;
+        }
+    }
+    tty_relay_release_agent(&c->tty);
     strv_free(&env);
     return rc;
 }

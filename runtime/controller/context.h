@@ -68,7 +68,7 @@ struct controller {
     bool tearing_down;      /* late budget events are logged, not acted on */
     const struct bottle_backend *backend; /* NULL: native (the agent is agent_pid) */
     struct backend_bottle bb;             /* the backend's handle when backend is set */
-    struct tty_relay tty;                 /* the agent's terminal when start runs in one */
+    struct tty_relay tty;                 /* relays host terminals to the agent (tty.h) */
     struct guard_list guard;              /* workspace paths kept read-only (backends/guard.h) */
     bool have_guard;
 };

@@ -187,6 +187,12 @@ int controller_teardown(struct controller *c, bool keep_state, struct bottle_err
         c->have_control = false;
     }
     tty_relay_close(&c->tty); /* the terminal comes back first, whatever happens next */
+    if (tty_relay_dropped(&c->tty) > 0)
+        controller_notice(c,
+                          "%s: %lu escape sequence(s) from the agent were kept from the terminal "
+                          "(clipboard writes, terminal queries); the bottle's `terminal:` "
+                          "settings can allow them",
+                          c->st.slug, tty_relay_dropped(&c->tty));
     controller_agent_release(c, &e);
     note(c, &first, &e, "agent");
     if (c->have_cgroup && c->cg.agent_fd >= 0) {
@@ -286,7 +292,7 @@ int controller_start(const struct plan *plan, const struct controller_options *o
     c.nb.fd = -1;
     c.control.listen_fd = -1;
     c.events_fd = -1;
-    c.tty.slave = c.tty.master = -1;
+    tty_relay_init(&c.tty);
     c.started = time(NULL);
     *agent_exit = 0;
 

@@ -11,11 +11,13 @@
 # and restore brings it back; seccomp denies unshare and mount (and a run
 # without it shows the check can fail); the exit code passes through; and
 # nothing is left behind. Then the whole `bottle start --backend docker`, and
-# `bottle commit` / `bottle start --resume` against the same engine. dockerd
+# `bottle commit` / `bottle start --resume` against the same engine, and the
+# operator's terminal against a hostile agent (under a pty the test holds:
+# TIOCSTI from every descriptor, OSC 52, the input queue, mountinfo). dockerd
 # is stopped on exit.
 . "$BOTTLE_SRC/tests/lib.sh"
 
-N=42
+N=48
 plan $N
 
 skip_all() {
@@ -648,6 +650,99 @@ if g6 objects written && g6 refs written && g6 index written &&
     ok "docker bottle: objects, refs and the index stay writable; on the host the settings are unchanged"
 else
     fail "docker git guard, writable parts" "$(cat "$R6" 2>/dev/null)" "$(ls -la "$WS6/.git")"
+fi
+
+# ---- the operator's terminal against the agent ---------------------------------------------
+# `bottle start --backend docker` as a job of a shell on a pty the test holds
+# (tests/fixtures/ptyrun.py). Inside, the agent pushes a command with TIOCSTI into every
+# descriptor it has and into /dev/tty, and prints a clipboard write (OSC 52).
+WS7=$W/ws7
+mkdir -p "$WS7"
+chmod 0777 "$WS7"
+{
+    echo "---"
+    echo "agent_provider:"
+    echo "  template: generic"
+    echo "  command: [sh, $WS7/agent.sh]"
+    echo "  dockerfile: $W/ctx/Dockerfile"
+    echo "---"
+    echo "A Docker bottle on a terminal."
+} >"$BH/bottles/dkterm.md"
+printf -- '---\nbottle: dkterm\n---\nRun.\n' >"$BH/agents/dkterm.md"
+cat >"$WS7/agent.sh" <<AGENT
+cd $WS7
+T=\$(cat tag)
+R=\$PWD/result.\$T
+: >"\$R"
+/probe tiocsti "\$R"
+if grep -qF "$BH" /proc/self/mountinfo; then echo mountinfo=leaks; else echo mountinfo=clean; fi >>"\$R"
+[ -s /bottle/ca-bundle.pem ] && echo bundle=present >>"\$R"
+printf 'visible-marker\n'
+printf '\033]52;c;ZWNobyBJTkpFQ1RFRAo=\007'
+printf 'visible-stderr\n' >&2
+printf '\033]52;c;ZWNobyBJTkpFQ1RFRAo=\033\\\\' >&2
+touch "ready.\$T"
+i=0
+while [ ! -e "go.\$T" ] && [ \$i -lt 100 ]; do sleep 0.1; i=\$((i + 1)); done
+exit 0
+AGENT
+dkterm() { # TAG PTYRUN-OPTIONS...; TYPE (if set) is typed once the agent is ready
+    tag=$1
+    shift
+    echo "$tag" >"$WS7/tag"
+    (
+        i=0
+        while [ ! -e "$WS7/ready.$tag" ] && [ $i -lt 900 ]; do sleep 0.1; i=$((i + 1)); done
+        sleep 0.5
+        touch "$WS7/go.$tag"
+    ) &
+    h=$!
+    BOTTLE_HOME=$BH python3 "$BOTTLE_SRC/tests/fixtures/ptyrun.py" --screen "$W/screen.$tag" \
+        --timeout 180 ${TYPE:+--type "$TYPE" --type-when "$WS7/ready.$tag"} "$@" -- \
+        "$BOTTLE" start dkterm --backend docker --cwd "$WS7" >"$W/run.$tag" 2>&1
+    wait $h
+}
+pushes_refused() { # TAG DEVTTY-ERRNO: every push EPERM (the Docker seccomp profile)
+    f=$WS7/result.$1
+    [ -s "$f" ] && ! grep '^tiocsti_[0-9]*=' "$f" | grep -qv '=EPERM$' &&
+        [ "$(val tiocsti_0 "$f")" = EPERM ] && [ "$(val tiocsti_devtty "$f")" = "$2" ]
+}
+dkdiag() { echo "$(tr '\n' ' ' <"$W/run.$1") result: $(tr '\n' ' ' <"$WS7/result.$1" 2>/dev/null)"; }
+TYPE='echo typed-ahead\r' dkterm redir --stdout "$W/out.redir"
+if [ "$(val rc "$W/run.redir")" = 0 ] && pushes_refused redir ENXIO && [ "$(val pending "$W/run.redir")" = 0 ]; then
+    ok "docker, stdout to a file: TIOCSTI on every fd is EPERM, /dev/tty ENXIO, the operator's input queue stays empty"
+else
+    fail "docker terminal: redirected" "$(dkdiag redir)"
+fi
+if grep -q visible-stderr "$W/screen.redir" && ! grep -q "$(printf '\033]52')" "$W/screen.redir" &&
+    grep -q visible-marker "$W/out.redir"; then
+    ok "docker, stdout to a file: stderr reaches the screen without its OSC 52"
+else
+    fail "docker terminal: redirected output" "$(od -c "$W/screen.redir" | head -n 12)"
+fi
+dkterm bg --bg --stdout "$W/out.bg"
+if [ "$(val rc "$W/run.bg")" = 0 ] && pushes_refused bg ENXIO && [ "$(val pending "$W/run.bg")" = 0 ]; then
+    ok "docker, background job: TIOCSTI on every fd is EPERM, the operator's input queue stays empty"
+else
+    fail "docker terminal: background" "$(dkdiag bg)"
+fi
+dkterm pty
+if [ "$(val rc "$W/run.pty")" = 0 ] && [ "$(val isatty0 "$WS7/result.pty")" = 1 ] && pushes_refused pty EPERM &&
+    [ "$(val pending "$W/run.pty")" = 0 ]; then
+    ok "docker, a terminal: the agent has a pty (docker exec -t behind the relay); TIOCSTI there is EPERM"
+else
+    fail "docker terminal: pty" "$(dkdiag pty)"
+fi
+if grep -q visible-marker "$W/screen.pty" && ! grep -q "$(printf '\033]52')" "$W/screen.pty"; then
+    ok "docker, a terminal: the screen shows the agent's text but not its OSC 52"
+else
+    fail "docker terminal: screen" "$(od -c "$W/screen.pty" | head -n 20)"
+fi
+if [ "$(val mountinfo "$WS7/result.redir")" = clean ] && [ "$(val bundle "$WS7/result.redir")" = present ] &&
+    SL=$(sed -n '1s/^bottle: //p' "$W/out.redir") && [ -n "$SL" ] && [ ! -e "/run/bottle/files/$SL" ]; then
+    ok "docker: the container's mountinfo names no path under \$BOTTLE_HOME; /bottle holds the CA bundle; its copy is gone afterwards"
+else
+    fail "docker mountinfo" "$(dkdiag redir)"
 fi
 
 # ---- no engine: a clear error --------------------------------------------------------------

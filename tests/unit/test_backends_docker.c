@@ -402,7 +402,10 @@ static void test_build_then_launch_refused_outside_parent(void **state)
     assert_int_equal(docker_image_tag_for(df, &tag, &err), 0);
     h.spec.image = NULL;
     h.spec.dockerfile = df;
-    h.spec.bottle_dir = f->dir;
+    char *files = fs_join(f->dir, "bottle-files");
+    mkdir(files, 0755);
+    testutil_put(files, "ca-bundle.pem", "CERT\n");
+    h.spec.bottle_dir = files;
     /* The "container" is this test process: it is not below the cgroup parent. */
     fake_write(f, "echo 20.10.24", "cgroupfs", false, (long)getpid());
     struct backend_bottle b;
@@ -421,7 +424,8 @@ static void test_build_then_launch_refused_outside_parent(void **state)
         "--read-only\n",
         "--init\n--entrypoint\nsleep\n",
         "--mount\ntype=bind,source=", /* the workspace */
-        ",target=/bottle,readonly\n",
+        /* the bottle's files, from a path that names nothing of $BOTTLE_HOME */
+        "--mount\ntype=bind,source=" DOCKER_FILES_DIR "/unit-1,target=/bottle,readonly\n",
         "--label\ndev.bottle.slug=unit-1\n",
     };
     for (size_t i = 0; i < sizeof(run_parts) / sizeof(run_parts[0]); i++)
@@ -440,8 +444,13 @@ static void test_build_then_launch_refused_outside_parent(void **state)
     assert_non_null(strstr(prof, "SCMP_ACT_ERRNO"));
     free(prof);
     free(prof_copy);
+    char *staged = slurp(DOCKER_FILES_DIR "/unit-1/ca-bundle.pem");
+    assert_string_equal(staged, "CERT\n");
+    free(staged);
     backend_docker.release(&b);
     assert_true(logged(f, "rm\n--force\n--volumes\nbottle-unit-1\n---\n"));
+    assert_false(fs_is_dir(DOCKER_FILES_DIR "/unit-1")); /* the copy goes with the bottle */
+    free(files);
     free(tag);
     free(df);
     close(h.spec.cgroup_fd);

@@ -2,8 +2,11 @@
  * native backend: real bottles around a probe (this test binary, copied
  * into the workspace and run with --probe) that reports what it sees from
  * inside: PID 1, hostname, mounts, credentials, capabilities, environment,
- * loopback, and what it can read. Root only; every bottle, namespace,
- * cgroup and directory is removed afterwards, also when a test fails.
+ * loopback, and what it can read; that the init shows no host command line
+ * or environment, that the bottle's files are a copy whose host path is not
+ * in mountinfo, and that the agent has a session of its own and no
+ * controlling terminal. Root only; every bottle, namespace, cgroup and
+ * directory is removed afterwards, also when a test fails.
  */
 #include "testutil.h"
 
@@ -111,6 +114,38 @@ static int probe_main(int argc, char **argv)
     printf("shadow=%s\n", open_result("/etc/shadow", O_RDONLY));
     if (argc >= 4)
         printf("secret=%s\n", open_result(argv[3], O_RDONLY));
+    /* The init: its command line (NULs shown as '|'), name, environment. */
+    char text[8192];
+    int fd = open("/proc/1/cmdline", O_RDONLY);
+    ssize_t n = fd >= 0 ? read(fd, text, sizeof(text) - 1) : -1;
+    for (ssize_t i = 0; i < n; i++)
+        text[i] = text[i] ? text[i] : '|';
+    printf("init_cmdline=%.*s\n", n > 0 ? (int)n : 0, text);
+    if (fd >= 0)
+        close(fd);
+    fd = open("/proc/1/comm", O_RDONLY);
+    n = fd >= 0 ? read(fd, text, sizeof(text) - 1) : -1;
+    printf("init_comm=%.*s", n > 0 ? (int)n : 0, text);
+    if (fd >= 0)
+        close(fd);
+    printf("init_environ=%s\n", open_result("/proc/1/environ", O_RDONLY));
+    /* The bottle's files, and whether their host directory shows in mountinfo. */
+    fd = open("/bottle/marker", O_RDONLY);
+    n = fd >= 0 ? read(fd, text, sizeof(text) - 1) : -1;
+    printf("bottle_marker=%.*s", n > 0 ? (int)n : 0, text);
+    if (fd >= 0)
+        close(fd);
+    printf("bottle_write=%s\n", open_result("/bottle/new", O_WRONLY | O_CREAT | O_TRUNC));
+    if (argc >= 5) {
+        struct buf mi = BUF_INIT;
+        struct bottle_err e = {0};
+        fs_read_file("/proc/self/mountinfo", 1 << 20, &mi, &e);
+        printf("mountinfo_host_path=%s\n", mi.data && strstr(mi.data, argv[4]) ? "yes" : "no");
+        buf_free(&mi);
+    }
+    /* A session of its own, without a controlling terminal. */
+    printf("session_leader=%s\n", getsid(0) == getpid() ? "yes" : "no");
+    printf("dev_tty=%s\n", open_result("/dev/tty", O_RDWR));
     static const char *const absent[] = {"/root",  "/run", "/var",  "/srv", "/mnt",
                                          "/media", "/sys", "/boot", NULL};
     for (const char *const *p = absent; *p; p++)
@@ -131,10 +166,12 @@ static int probe_main(int argc, char **argv)
 /* ---- fixture -------------------------------------------------------------------- */
 
 struct fixture {
-    char *dir;    /* temp root */
-    char *ws;     /* workspace */
-    char *secret; /* a file in a fake user home outside the workspace */
-    char *probe;  /* the probe inside the workspace */
+    char *dir;        /* temp root */
+    char *state;      /* stands for the state directory under $BOTTLE_HOME */
+    char *bottle_dir; /* the bottle's files in it */
+    char *ws;         /* workspace */
+    char *secret;     /* a file in a fake user home outside the workspace */
+    char *probe;      /* the probe inside the workspace */
     char slug[64];
     struct netns_bottle net;
     struct cgroup_bottle cg;
@@ -175,6 +212,13 @@ static int setup(void **state)
     free(home);
     f->probe = fs_join(f->ws, "probe");
     copy_self(f->probe);
+    f->state = fs_join(f->dir, "bottle-home-state");
+    f->bottle_dir = fs_join(f->state, "bottle");
+    mkdir(f->state, 0700);
+    mkdir(f->bottle_dir, 0755);
+    char *marker = fs_join(f->bottle_dir, "marker");
+    testutil_write(marker, "bottle-files\n");
+    free(marker);
     char *link = fs_join(f->ws, "shadow-link");
     if (symlink("/etc/shadow", link) < 0)
         return -1;
@@ -210,6 +254,8 @@ static int teardown(void **state)
     free(f->ws);
     free(f->secret);
     free(f->probe);
+    free(f->state);
+    free(f->bottle_dir);
     free(f);
     return 0;
 }
@@ -227,6 +273,7 @@ static void base_spec(struct fixture *f, struct backend_spec *s, struct strv *ar
     s->uid = AGENT_UID;
     s->gid = AGENT_GID;
     s->stdio[0] = s->stdio[1] = s->stdio[2] = -1;
+    s->bottle_dir = f->bottle_dir;
 }
 
 /* Runs the probe with args; returns its stdout and exit code. */
@@ -281,7 +328,7 @@ static void test_inside_view(void **state)
 {
     REQUIRE_ROOT();
     struct fixture *f = *state;
-    const char *args[] = {"facts", f->secret, NULL};
+    const char *args[] = {"facts", f->secret, f->state, NULL};
     int code = -1;
     char *out = run_probe(f, args, &code);
     assert_int_equal(code, 0);
@@ -337,6 +384,24 @@ static void test_inside_view(void **state)
         assert_line(out, l);
         free(l);
     }
+
+    /* The init is "bottle-init": no host command line, no readable environment. */
+    assert_line(out, "init_cmdline=bottle-init|");
+    assert_line(out, "init_comm=bottle-init");
+    line = xasprintf("init_environ=%s", strerror(EACCES));
+    assert_line(out, line);
+    free(line);
+    /* The bottle's files are there, read-only, and their host path is not in mountinfo. */
+    assert_line(out, "bottle_marker=bottle-files");
+    line = xasprintf("bottle_write=%s", strerror(EROFS));
+    assert_line(out, line);
+    free(line);
+    assert_line(out, "mountinfo_host_path=no");
+    /* No host terminal: a session of its own, no controlling terminal. */
+    assert_line(out, "session_leader=yes");
+    line = xasprintf("dev_tty=%s", strerror(ENXIO));
+    assert_line(out, line);
+    free(line);
 
     /* Its own loopback works. */
     assert_line(out, "loopback=ok");

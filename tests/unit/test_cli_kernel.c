@@ -122,7 +122,8 @@ static void test_usage_errors(void **state)
     assert_non_null(strstr(out, "usage: bottle events"));
     free(out);
     if (geteuid() == 0) {
-        assert_int_equal(capture(cmd_usage, &out, 2, "usage", "no-such-bottle"), 1);
+        /* An unknown bottle is the user's mistake (exit 2), named without any path. */
+        assert_int_equal(capture(cmd_usage, &out, 2, "usage", "no-such-bottle"), 2);
         free(out);
     }
 }

@@ -2,14 +2,18 @@
  * tty: the terminal relay, with an openpty() pair playing the user's terminal
  * (the test holds its master: the keyboard and the screen). Raw mode on and
  * back off (also when the process dies of a signal or calls exit), bytes both
- * ways, window size, end of file on either side, and no relay without a
- * terminal.
+ * ways, window size, end of file on either side, no relay without a
+ * terminal; pipe mode (stdout not a terminal, a background job), the escape
+ * filter on the way to the screen, the input queue flushed at close, and an
+ * agent holding only what the relay gave it cannot push keystrokes into the
+ * user's terminal (TIOCSTI on every descriptor it has and on /dev/tty).
  */
 #include "testutil.h"
 
 #include <fcntl.h>
 #include <poll.h>
 #include <pty.h>
+#include <sys/sysmacros.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
@@ -40,7 +44,7 @@ static int setup(void **state)
     tcsetattr(f->host, TCSANOW, &f->before);
     tcgetattr(f->host, &f->before);
     f->agent = -1;
-    f->t.active = false;
+    tty_relay_init(&f->t);
     *state = f;
     return 0;
 }
@@ -59,15 +63,23 @@ static int teardown(void **state)
 }
 
 /* Opens the relay on the fixture's terminal and takes the agent's side like the backend. */
-static void open_relay(struct fixture *f)
+static void open_relay_flags(struct fixture *f, unsigned flags)
 {
     struct bottle_err err = {0};
-    assert_int_equal(tty_relay_open(&f->t, f->host, f->host, &err), 1);
-    assert_true(f->t.slave >= 0);
-    f->agent = fcntl(f->t.slave, F_DUPFD_CLOEXEC, 3);
+    const int host[3] = {f->host, f->host, f->host};
+    assert_int_equal(tty_relay_open(&f->t, host, flags, &err), TTY_RELAY_PTY);
+    assert_true(f->t.agent_fd[0] >= 0);
+    assert_int_equal(f->t.agent_fd[1], f->t.agent_fd[0]);
+    assert_int_equal(f->t.agent_fd[2], f->t.agent_fd[0]);
+    f->agent = fcntl(f->t.agent_fd[0], F_DUPFD_CLOEXEC, 3);
     assert_true(f->agent >= 0);
-    tty_relay_release_slave(&f->t);
-    assert_int_equal(f->t.slave, -1);
+    tty_relay_release_agent(&f->t);
+    assert_int_equal(f->t.agent_fd[0], -1);
+}
+
+static void open_relay(struct fixture *f)
+{
+    open_relay_flags(f, 0);
 }
 
 /* Runs the relay until nothing happens for idle_ms; 1 when it reported the agent gone. */
@@ -127,30 +139,26 @@ static void test_pipes_pass_through(void **state)
     int in[2], out[2];
     assert_int_equal(pipe(in), 0);
     assert_int_equal(pipe(out), 0);
+    int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
     struct bottle_err err = {0};
-    struct {
-        int host_in, host_out;
-    } cases[] = {{in[0], out[1]}, {f->host, out[1]}, {in[0], f->host}};
+    const int cases[][3] = {{in[0], out[1], out[1]}, {in[0], out[1], devnull}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        assert_int_equal(tty_relay_open(&f->t, cases[i].host_in, cases[i].host_out, &err), 0);
+        assert_int_equal(tty_relay_open(&f->t, cases[i], 0, &err), TTY_RELAY_OFF);
         assert_false(f->t.active);
-        assert_int_equal(f->t.slave, -1);
+        for (int k = 0; k < 3; k++)
+            assert_int_equal(f->t.agent_fd[k], -1);
         struct pollfd fds[TTY_RELAY_FDS];
         assert_int_equal(tty_relay_fds(&f->t, fds, TTY_RELAY_FDS), 0);
         tty_relay_close(&f->t);
     }
     assert_string_equal(err.msg, "");
-    /* The terminal that was half of a case is untouched: still cooked. */
-    struct termios now;
-    tcgetattr(f->host, &now);
-    assert_true(now.c_lflag & ICANON);
-    assert_int_equal(now.c_lflag, f->before.c_lflag);
     /* The pipes are still the caller's, blocking as they were. */
     assert_int_equal(fcntl(in[0], F_GETFL) & O_NONBLOCK, 0);
     for (int i = 0; i < 2; i++) {
         close(in[i]);
         close(out[i]);
     }
+    close(devnull);
 }
 
 /* ---- raw mode ------------------------------------------------------------------------ */
@@ -212,7 +220,8 @@ static void test_restored_when_the_process_dies(void **state)
             setrlimit(RLIMIT_CORE, &no_core);
             struct tty_relay t;
             struct bottle_err err = {0};
-            if (tty_relay_open(&t, f->host, f->host, &err) != 1)
+            const int host[3] = {f->host, f->host, f->host};
+            if (tty_relay_open(&t, host, 0, &err) != TTY_RELAY_PTY)
                 _exit(90);
             struct termios now;
             tcgetattr(f->host, &now);
@@ -363,11 +372,11 @@ static void test_agent_eof_after_last_output(void **state)
     char got[16];
     assert_int_equal(slurp(f->term, got, sizeof(got)), 3);
     assert_memory_equal(got, "bye", 3);
-    /* Done means done: nothing left to wait for. */
+    /* Done means done: nothing left to wait for on the agent's output. */
     struct pollfd fds[TTY_RELAY_FDS];
     tty_relay_fds(&f->t, fds, TTY_RELAY_FDS);
-    assert_int_equal(fds[1].fd, -1);
     assert_int_equal(fds[2].fd, -1);
+    assert_int_equal(fds[3].fd, -1);
 }
 
 static void test_close_forwards_the_last_output(void **state)
@@ -395,7 +404,7 @@ static void test_host_hangup(void **state)
     write_all(f->agent, "nobody reads this\n", 18);
     /* The relay notices, stops reading the terminal, drops output, and never spins. */
     assert_int_equal(pump(&f->t, 100), 0);
-    assert_true(f->t.host_in_eof);
+    assert_true(f->t.chan[0].src_eof);
     struct pollfd fds[TTY_RELAY_FDS];
     tty_relay_fds(&f->t, fds, TTY_RELAY_FDS);
     assert_int_equal(fds[0].fd, -1);
@@ -403,6 +412,284 @@ static void test_host_hangup(void **state)
     close(f->agent);
     f->agent = -1;
     assert_int_equal(pump(&f->t, 500), 1);
+}
+
+/* ---- the escape filter on the way to the screen ------------------------------------- */
+
+static void test_osc52_kept_from_the_screen(void **state)
+{
+    struct fixture *f = *state;
+    open_relay(f);
+    make_raw(f->agent);
+    /* A clipboard write split over three writes, with text around it. */
+    write_all(f->agent, "before\x1b]5", 9);
+    assert_int_equal(pump(&f->t, 50), 0);
+    write_all(f->agent, "2;c;cm0gLXJmIH4K", 16);
+    assert_int_equal(pump(&f->t, 50), 0);
+    write_all(f->agent,
+              "\x07"
+              "after\x1b]0;title\x07",
+              16);
+    assert_int_equal(pump(&f->t, 50), 0);
+    char got[128];
+    size_t n = slurp(f->term, got, sizeof(got));
+    assert_int_equal(n, 21);
+    assert_memory_equal(got, "beforeafter\x1b]0;title\x07", 21);
+    assert_int_equal(tty_relay_dropped(&f->t), 1);
+    /* A query the terminal would answer by typing, too. */
+    write_all(f->agent, "\x1bP$qm\x1b\\x", 8);
+    assert_int_equal(pump(&f->t, 50), 0);
+    n = slurp(f->term, got, sizeof(got));
+    assert_int_equal(n, 1);
+    assert_memory_equal(got, "x", 1);
+    tty_relay_close(&f->t);
+    assert_int_equal(tty_relay_dropped(&f->t), 2); /* kept for the operator's notice */
+}
+
+static void test_manifest_switches_let_sequences_through(void **state)
+{
+    struct fixture *f = *state;
+    static const char seq[] = "\x1b]52;c;aGk=\x07\x1b]52;c;?\x07\x1bP$qm\x1b\\";
+    static const struct {
+        unsigned flags;
+        const char *want;
+    } cases[] = {
+        {TTY_FILTER_PASSTHROUGH, seq},
+        {TTY_FILTER_ALLOW_OSC52, "\x1b]52;c;aGk=\x07"}, /* writes only, never queries */
+        {0, ""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        open_relay_flags(f, cases[i].flags);
+        make_raw(f->agent);
+        write_all(f->agent, seq, sizeof(seq) - 1);
+        assert_int_equal(pump(&f->t, 50), 0);
+        char got[128];
+        size_t n = slurp(f->term, got, sizeof(got));
+        if (n != strlen(cases[i].want) || memcmp(got, cases[i].want, n) != 0)
+            fail_msg("case %zu: %zu bytes reached the screen", i, n);
+        tty_relay_close(&f->t);
+        close(f->agent);
+        f->agent = -1;
+    }
+}
+
+/* ---- typed-ahead input ---------------------------------------------------------------- */
+
+static int pending_input(int fd)
+{
+    int n = -1;
+    assert_int_equal(ioctl(fd, FIONREAD, &n), 0);
+    return n;
+}
+
+static void test_close_flushes_typed_ahead_input(void **state)
+{
+    struct fixture *f = *state;
+    open_relay(f);
+    close(f->agent); /* the agent is gone... */
+    f->agent = -1;
+    assert_int_equal(pump(&f->t, 200), 1);
+    /* ...and what is typed now (or what a terminal answers late) waits for the shell. */
+    write_all(f->term, "rm -rf ~\r", 9);
+    usleep(20000);
+    assert_int_equal(pending_input(f->host), 9);
+    tty_relay_close(&f->t);
+    assert_int_equal(pending_input(f->host), 0);
+}
+
+/* ---- pipe mode ---------------------------------------------------------------------- */
+
+static void test_pipe_mode_when_stdout_is_not_a_terminal(void **state)
+{
+    struct fixture *f = *state;
+    int out[2];
+    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+    struct bottle_err err = {0};
+    const int host[3] = {f->host, out[1], f->host};
+    assert_int_equal(tty_relay_open(&f->t, host, 0, &err), TTY_RELAY_PIPES);
+    /* stdout is the caller's own pipe; stdin and stderr are pipes of the relay. */
+    assert_int_equal(f->t.agent_fd[1], -1);
+    for (int i = 0; i < 3; i += 2) {
+        struct stat sb;
+        assert_int_equal(fstat(f->t.agent_fd[i], &sb), 0);
+        assert_true(S_ISFIFO(sb.st_mode));
+    }
+    int agent_in = fcntl(f->t.agent_fd[0], F_DUPFD_CLOEXEC, 3);
+    int agent_err = fcntl(f->t.agent_fd[2], F_DUPFD_CLOEXEC, 3);
+    tty_relay_release_agent(&f->t);
+    /* The terminal keeps its mode: the line discipline edits and echoes as usual. */
+    struct termios now;
+    tcgetattr(f->host, &now);
+    assert_int_equal(now.c_lflag, f->before.c_lflag);
+
+    write_all(f->term, "yes\r", 4);
+    assert_int_equal(pump(&f->t, 100), 0);
+    char got[64];
+    assert_int_equal(slurp(agent_in, got, sizeof(got)), 4);
+    assert_memory_equal(got, "yes\n", 4);
+    slurp(f->term, got, sizeof(got)); /* the echo */
+
+    /* stderr reaches the screen, filtered. */
+    write_all(agent_err, "warn\x1b]52;c;eA==\x07!\n", 18);
+    assert_int_equal(pump(&f->t, 100), 0);
+    size_t n = slurp(f->term, got, sizeof(got));
+    assert_int_equal(n, 7);
+    assert_memory_equal(got, "warn!\r\n", 7);
+
+    /* ^D: the agent reads end of file. */
+    write_all(f->term, "\x04", 1);
+    pump(&f->t, 100);
+    assert_int_equal(read(agent_in, got, sizeof(got)), 0);
+
+    /* The agent closes its side: done once its output is out. */
+    close(agent_err);
+    close(agent_in);
+    assert_int_equal(pump(&f->t, 500), 1);
+    tty_relay_close(&f->t);
+    close(out[0]);
+    close(out[1]);
+}
+
+static void test_pipe_mode_agent_closes_its_input(void **state)
+{
+    struct fixture *f = *state;
+    int out[2];
+    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+    struct bottle_err err = {0};
+    const int host[3] = {f->host, out[1], out[1]};
+    assert_int_equal(tty_relay_open(&f->t, host, 0, &err), TTY_RELAY_PIPES);
+    close(f->t.agent_fd[0]); /* the agent never reads its input */
+    f->t.agent_fd[0] = -1;
+    write_all(f->term, "typed\r", 6);
+    /* Writing into a pipe nobody reads is EPIPE (SIGPIPE is ignored meanwhile), not death. */
+    assert_int_equal(pump(&f->t, 100), 1);
+    tty_relay_close(&f->t);
+    struct sigaction now;
+    sigaction(SIGPIPE, NULL, &now);
+    assert_true(now.sa_handler == SIG_DFL); /* given back */
+    close(out[0]);
+    close(out[1]);
+}
+
+/*
+ * A background job of the terminal: bottle must not touch it (SIGTTOU, SIGTTIN), the agent
+ * reads /dev/null, and its output still reaches the screen through a pipe. Runs in a child
+ * that makes the pty its controlling terminal and a grandchild in another process group.
+ */
+static void test_background_job(void **state)
+{
+    struct fixture *f = *state;
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (setsid() < 0 || ioctl(f->host, TIOCSCTTY, 0) < 0)
+            _exit(80);
+        pid_t job = fork();
+        if (job == 0) {
+            setpgid(0, 0); /* not the terminal's foreground group */
+            struct tty_relay t;
+            tty_relay_init(&t);
+            struct bottle_err err = {0};
+            const int host[3] = {f->host, f->host, f->host};
+            if (tty_relay_open(&t, host, 0, &err) != TTY_RELAY_PIPES)
+                _exit(81);
+            struct stat sb;
+            if (fstat(t.agent_fd[0], &sb) < 0 || !S_ISCHR(sb.st_mode) ||
+                sb.st_rdev != makedev(1, 3))
+                _exit(82); /* stdin: /dev/null */
+            if (isatty(t.agent_fd[1]) || isatty(t.agent_fd[2]))
+                _exit(83);
+            if (write(t.agent_fd[1], "bg-out\n", 7) != 7)
+                _exit(84);
+            tty_relay_release_agent(&t);
+            tty_relay_close(&t); /* drains what the agent wrote */
+            _exit(0);
+        }
+        int status = 0;
+        waitpid(job, &status, 0);
+        _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 90);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    char got[32];
+    size_t n = slurp(f->term, got, sizeof(got));
+    assert_int_equal(n, 8);
+    assert_memory_equal(got, "bg-out\r\n", 8);
+    struct termios now;
+    tcgetattr(f->host, &now);
+    assert_int_equal(now.c_lflag, f->before.c_lflag);
+}
+
+/* ---- keystroke injection ---------------------------------------------------------------- */
+
+/*
+ * What an agent does with only the descriptors it was given: a session of its own
+ * (like the backends), its terminal as the controlling one in pty mode, then TIOCSTI on
+ * fds 0, 1, 2 and on /dev/tty. Exits with a bitmask of the injections that succeeded.
+ */
+static int inject_from(const int fds[3], bool pty)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (int i = 0; i < 3; i++)
+            if (dup2(fds[i] >= 0 ? fds[i] : open("/dev/null", O_RDWR), i) < 0)
+                _exit(100);
+        for (int fd = 3; fd < 1024; fd++)
+            close(fd);
+        setsid();
+        if (pty)
+            ioctl(0, TIOCSCTTY, 0);
+        int hits = 0;
+        /* A whole line, so a terminal in canonical mode counts it as waiting input. */
+        static const char line[] = "X\n";
+        for (int i = 0; i < 3; i++)
+            if (ioctl(i, TIOCSTI, &line[0]) == 0 && ioctl(i, TIOCSTI, &line[1]) == 0)
+                hits |= 1 << i;
+        int tty = open("/dev/tty", O_RDWR | O_NOCTTY);
+        if (tty >= 0 && ioctl(tty, TIOCSTI, &line[0]) == 0 && ioctl(tty, TIOCSTI, &line[1]) == 0)
+            hits |= 8;
+        _exit(hits);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 255;
+}
+
+static void test_agent_cannot_inject_into_the_host_terminal(void **state)
+{
+    struct fixture *f = *state;
+    int out[2];
+    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+    struct bottle_err err = {0};
+    /* Pipe mode: `bottle start > file` in a terminal. */
+    const int host_pipes[3] = {f->host, out[1], f->host};
+    assert_int_equal(tty_relay_open(&f->t, host_pipes, 0, &err), TTY_RELAY_PIPES);
+    const int agent_pipes[3] = {f->t.agent_fd[0], out[1], f->t.agent_fd[2]};
+    assert_int_equal(inject_from(agent_pipes, false), 0);
+    assert_int_equal(pending_input(f->host), 0);
+    tty_relay_close(&f->t);
+
+    /* Pty mode: the agent may type into its own terminal, never into the host's. */
+    const int host_pty[3] = {f->host, f->host, f->host};
+    assert_int_equal(tty_relay_open(&f->t, host_pty, 0, &err), TTY_RELAY_PTY);
+    const int agent_pty[3] = {f->t.agent_fd[0], f->t.agent_fd[1], f->t.agent_fd[2]};
+    inject_from(agent_pty, true);
+    assert_int_equal(pending_input(f->host), 0);
+    tty_relay_close(&f->t);
+
+    /* The control: holding the host's terminal itself, the same agent gets through. */
+    const int host_fds[3] = {f->host, out[1], f->host};
+    int hits = inject_from(host_fds, true);
+    if (hits == 0 && geteuid() != 0)
+        skip(); /* this kernel refuses TIOCSTI to the unprivileged (dev.tty.legacy_tiocsti=0) */
+    assert_true(hits & 1);
+    assert_true(pending_input(f->host) > 0);
+    close(out[0]);
+    close(out[1]);
 }
 
 int main(void)
@@ -419,6 +706,16 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_agent_eof_after_last_output, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_forwards_the_last_output, setup, teardown),
         cmocka_unit_test_setup_teardown(test_host_hangup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_osc52_kept_from_the_screen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_manifest_switches_let_sequences_through, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_close_flushes_typed_ahead_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipe_mode_when_stdout_is_not_a_terminal, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_pipe_mode_agent_closes_its_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_background_job, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_agent_cannot_inject_into_the_host_terminal, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

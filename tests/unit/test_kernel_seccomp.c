@@ -1,14 +1,18 @@
 /*
  * seccomp in the kernel: a child loads the agent filter and every denied
  * syscall returns its errno (EPERM; clone3 ENOSYS; clone only when a
- * CLONE_NEW* flag is set), the manifest's extra names are denied too, and
+ * CLONE_NEW* flag is set), TIOCSTI and TIOCLINUX fail with EPERM on a
+ * terminal the child controls (also with high bits set in the request)
+ * while other ioctls work, the manifest's extra names are denied too, and
  * ordinary programs still run (fork, posix_spawn, exec). Needs no root: the
  * filter is loaded with no_new_privs.
  */
 #include "testutil.h"
 
 #include <linux/sched.h>
+#include <pty.h>
 #include <seccomp.h>
+#include <sys/ioctl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/syscall.h>
@@ -122,6 +126,62 @@ static int call_extras(void)
     return getcwd(cwd, sizeof(cwd)) ? 0 : 22;
 }
 
+/*
+ * A pty of the child's own as its controlling terminal: TIOCSTI there would queue input
+ * for whoever reads the terminal next. 0 when every injection is refused with EPERM and
+ * the input queue stays empty; the unfiltered control expects the injection to land.
+ */
+static int try_inject(bool want_refused)
+{
+    int master, slave;
+    if (openpty(&master, &slave, NULL, NULL, NULL) < 0 || setsid() < 0 ||
+        ioctl(slave, TIOCSCTTY, 0) < 0)
+        return 30;
+    struct termios raw;
+    tcgetattr(slave, &raw);
+    cfmakeraw(&raw);
+    tcsetattr(slave, TCSANOW, &raw);
+    char c = 'X';
+    errno = 0;
+    long r1 = ioctl(slave, TIOCSTI, &c);
+    int e1 = errno;
+    errno = 0; /* the kernel reads 32 bits of the request; the filter must too */
+    long r2 = syscall(SYS_ioctl, slave, (unsigned long)TIOCSTI | (1UL << 32), &c);
+    int e2 = errno;
+    errno = 0;
+    char sub = 3; /* TIOCL_PASTESEL */
+    long r3 = ioctl(slave, TIOCLINUX, &sub);
+    int e3 = errno;
+    int queued = -1;
+    if (ioctl(slave, FIONREAD, &queued) < 0) /* another ioctl still works */
+        return 31;
+    if (!want_refused)
+        return r1 == 0 && queued > 0 ? 0 : (e1 == EIO ? 0 : 32); /* EIO: legacy_tiocsti=0 */
+    if (r1 != -1 || e1 != EPERM)
+        return 33;
+    if (r2 != -1 || e2 != EPERM)
+        return 34;
+    if (r3 != -1 || e3 != EPERM)
+        return 35;
+    return queued == 0 ? 0 : 36;
+}
+
+static int inject_filtered(void)
+{
+    return try_inject(true);
+}
+
+static void test_terminal_injection_refused(void **state)
+{
+    (void)state;
+    assert_int_equal(run_filtered(inject_filtered, NULL), 0);
+    /* The control: without the filter the same calls reach the terminal. */
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(try_inject(false));
+    assert_int_equal(wait_child(pid), 0);
+}
+
 static void test_denied_syscalls(void **state)
 {
     (void)state;
@@ -176,9 +236,12 @@ static void test_no_new_privs_set(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_denied_syscalls),    cmocka_unit_test(test_clone_rules),
-        cmocka_unit_test(test_programs_still_run), cmocka_unit_test(test_manifest_extras),
+        cmocka_unit_test(test_denied_syscalls),
+        cmocka_unit_test(test_clone_rules),
+        cmocka_unit_test(test_programs_still_run),
+        cmocka_unit_test(test_manifest_extras),
         cmocka_unit_test(test_no_new_privs_set),
+        cmocka_unit_test(test_terminal_injection_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

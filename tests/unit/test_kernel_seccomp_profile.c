@@ -1,11 +1,13 @@
 /*
  * seccomp profile rendering: the deny list, the per-bit clone rules, clone3
- * with ENOSYS, manifest extras, unknown names refused, and the Docker JSON
- * profile's shape. Loading the filter is tested in test_kernel_seccomp.c.
+ * with ENOSYS, the terminal ioctls, manifest extras, unknown names refused,
+ * and the Docker JSON profile's shape. Loading the filter is tested in
+ * test_kernel_seccomp.c.
  */
 #include "testutil.h"
 
 #include <linux/sched.h>
+#include <sys/ioctl.h>
 
 #include "common/json.h"
 #include "kernel/seccomp.h"
@@ -90,6 +92,8 @@ static void test_describe(void **state)
     assert_non_null(strstr(out.data, "\nclone with CLONE_NEWUSER: EPERM\n"));
     assert_non_null(strstr(out.data, "\nclone with CLONE_NEWNET: EPERM\n"));
     assert_non_null(strstr(out.data, "\nclone3: ENOSYS\n"));
+    assert_non_null(strstr(out.data, "\nioctl TIOCSTI: EPERM\n"));
+    assert_non_null(strstr(out.data, "\nioctl TIOCLINUX: EPERM\n"));
     assert_non_null(strstr(out.data, "\nacct: EPERM (manifest)\n"));
     assert_null(strstr(out.data, "ptrace: EPERM (manifest)"));
     buf_free(&out);
@@ -183,6 +187,24 @@ static void test_docker_json(void **state)
     assert_non_null(c3);
     assert_int_equal((int)json_get_num(c3, "errnoRet", -1), ENOSYS);
 
+    /* ioctl: one rule per request, the request's low 32 bits compared (Docker: value is the
+     * mask, valueTwo what the masked argument must equal). */
+    static const unsigned long requests[] = {TIOCSTI, TIOCLINUX};
+    for (int i = 0; i < 2; i++) {
+        cJSON *r = find_rule(rules, "ioctl", i);
+        assert_non_null(r);
+        assert_string_equal(json_get_str(r, "action"), "SCMP_ACT_ERRNO");
+        assert_int_equal((int)json_get_num(r, "errnoRet", -1), EPERM);
+        cJSON *args = cJSON_GetObjectItem(r, "args");
+        assert_int_equal(cJSON_GetArraySize(args), 1);
+        cJSON *a = cJSON_GetArrayItem(args, 0);
+        assert_int_equal((int)json_get_num(a, "index", -1), 1);
+        assert_string_equal(json_get_str(a, "op"), "SCMP_CMP_MASKED_EQ");
+        assert_int_equal((unsigned long)json_get_num(a, "value", 0), 0xffffffffUL);
+        assert_int_equal((unsigned long)json_get_num(a, "valueTwo", 0), requests[i]);
+    }
+    assert_null(find_rule(rules, "ioctl", 2));
+
     /* It is valid JSON text Docker can read back. */
     char *text = json_to_text(doc, true);
     cJSON *back = json_parse(text, strlen(text), "profile", &err);
@@ -190,6 +212,28 @@ static void test_docker_json(void **state)
     cJSON_Delete(back);
     free(text);
     cJSON_Delete(doc);
+    strv_free(&extra);
+}
+
+static void test_ioctl_denied_outright(void **state)
+{
+    (void)state;
+    struct strv extra = STRV_INIT;
+    strv_push(&extra, "ioctl");
+    struct bottle_err err;
+    err_clear(&err);
+    cJSON *doc = seccomp_profile_docker_json(&extra, &err);
+    cJSON *rules = cJSON_GetObjectItem(doc, "syscalls");
+    cJSON *r = find_rule(rules, "ioctl", 0);
+    assert_non_null(r);
+    assert_null(cJSON_GetObjectItem(r, "args"));
+    assert_null(find_rule(rules, "ioctl", 1));
+    cJSON_Delete(doc);
+    struct buf out = BUF_INIT;
+    assert_int_equal(seccomp_profile_describe(&extra, &out, &err), 0);
+    assert_non_null(strstr(out.data, "\nioctl: EPERM (manifest)\n"));
+    assert_null(strstr(out.data, "TIOCSTI"));
+    buf_free(&out);
     strv_free(&extra);
 }
 
@@ -218,6 +262,7 @@ int main(void)
         cmocka_unit_test(test_unknown_extra_refused),
         cmocka_unit_test(test_docker_json),
         cmocka_unit_test(test_docker_json_clone_denied_outright),
+        cmocka_unit_test(test_ioctl_denied_outright),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -94,19 +94,27 @@ static void test_two_parents_fold_and_child_wins(void **state)
 static void test_last_parent_wins_for_scalars(void **state)
 {
     struct fixture *f = *state;
-    testutil_put(f->home, "bottles/a.md", "---\nsupervise: false\nshutdown: kill\n---\n");
-    testutil_put(f->home, "bottles/b.md", "---\nsupervise: true\nshutdown: freeze\n---\n");
+    testutil_put(f->home, "bottles/a.md",
+                 "---\nsupervise: false\nshutdown: kill\nterminal: {allow_osc52: true}\n---\n");
+    testutil_put(f->home, "bottles/b.md",
+                 "---\nsupervise: true\nshutdown: freeze\nterminal: {passthrough: true}\n---\n");
     testutil_put(f->home, "bottles/c.md", "---\nextends: [a, b]\n---\n");
-    testutil_put(f->home, "bottles/d.md", "---\nextends: [a, b]\nshutdown: cutoff\n---\n");
+    testutil_put(f->home, "bottles/d.md",
+                 "---\nextends: [a, b]\nshutdown: cutoff\nterminal: {passthrough: false}\n---\n");
     open_index(f);
     struct bottle_def b;
     struct bottle_err err = {0};
     assert_int_equal(bottle_resolve(&f->idx, "c", &b, NULL, &err), 0);
     assert_true(b.supervise);
     assert_int_equal(b.shutdown, SHUTDOWN_FREEZE);
+    /* terminal: each switch by itself; b's passthrough does not reset a's allow_osc52. */
+    assert_true(b.terminal_passthrough);
+    assert_true(b.terminal_allow_osc52);
     bottle_def_free(&b);
     assert_int_equal(bottle_resolve(&f->idx, "d", &b, NULL, &err), 0);
     assert_int_equal(b.shutdown, SHUTDOWN_CUTOFF);
+    assert_false(b.terminal_passthrough);
+    assert_true(b.terminal_allow_osc52);
     bottle_def_free(&b);
 }
 

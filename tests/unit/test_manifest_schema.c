@@ -9,7 +9,7 @@
 
 #define BOTTLE_KEYS                                                                                \
     "agent_provider, budget, egress, enforcement, env, extends, git-gate, seccomp, shutdown, "     \
-    "supervise, workspace"
+    "supervise, terminal, workspace"
 #define AGENT_KEYS "bottle, budget, color, description, git-gate, model, name, skills, tools"
 
 struct reject_case {
@@ -66,6 +66,7 @@ static const char full_bottle[] = "---\n"
                                   "shutdown: freeze\n"
                                   "enforcement: netns\n"
                                   "seccomp: [ptrace, keyctl, ptrace]\n"
+                                  "terminal: {allow_osc52: true}\n"
                                   "---\n"
                                   "The dev bottle.\n";
 
@@ -133,6 +134,10 @@ static void test_bottle_full_example(void **state)
     assert_int_equal(b.enforcement, TIER_NETNS);
     assert_int_equal(b.seccomp.len, 2); /* duplicates folded */
     assert_string_equal(b.seccomp.items[1], "keyctl");
+    assert_true(b.terminal_allow_osc52_declared);
+    assert_true(b.terminal_allow_osc52);
+    assert_false(b.terminal_passthrough_declared);
+    assert_false(b.terminal_passthrough);
     assert_string_equal(b.body, "The dev bottle.\n");
 
     /* A deep copy owns everything it holds. */
@@ -149,6 +154,7 @@ static void test_bottle_full_example(void **state)
     assert_string_equal(c.routes.items[0].auth.token_ref, "GH_TOKEN");
     assert_string_equal(c.budgets[1].provider, "openai");
     assert_string_equal(c.seccomp.items[0], "ptrace");
+    assert_true(c.terminal_allow_osc52_declared && c.terminal_allow_osc52);
     assert_string_equal(c.body, "The dev bottle.\n");
     bottle_def_free(&c);
     bottle_def_free(&c);
@@ -357,6 +363,13 @@ static const struct reject_case bottle_rejects[] = {
      "2:10: seccomp: expected a list of strings, found a string"},
     {"seccomp unknown syscall", "---\nseccomp: [ptrace, teleport]\n---\n",
      "2:19: seccomp[1]: unknown system call 'teleport' on this architecture"},
+    /* terminal */
+    {"terminal not a map", "---\nterminal: passthrough\n---\n",
+     "2:11: terminal: expected a mapping, found a string"},
+    {"terminal unknown key", "---\nterminal: {osc52: true}\n---\n",
+     "2:12: unknown key 'osc52' in terminal; accepted: allow_osc52, passthrough"},
+    {"terminal passthrough string", "---\nterminal: {passthrough: yes}\n---\n",
+     "2:25: terminal.passthrough: expected true or false, found a string"},
 };
 
 static void test_bottle_rejects(void **state)
