@@ -58,6 +58,14 @@ struct budget_entry {
     char *provider; /* budget key, e.g. "claude" */
     uint64_t tokens;
     char *origin; /* name of the agent/bottle/file that declared it */
+    char *period; /* "day", "month", "total"; NULL when not declared */
+};
+
+/* A named pool in settings.yml: bottles that name it share its limits, on every host. */
+struct settings_pool {
+    char *name;
+    struct budget_entry *budgets;
+    size_t n_budgets;
 };
 
 struct git_user {
@@ -103,6 +111,7 @@ struct bottle_def {
     enum enforcement_tier enforcement;
     struct strv seccomp; /* extra denied syscalls */
     char *body;
+    char *budget_pool; /* settings.yml pool this bottle's spending also counts against */
 };
 
 struct agent_def {
@@ -123,6 +132,8 @@ struct settings {
     enum shutdown_policy shutdown;
     enum enforcement_tier enforcement;
     char *ledger_path;
+    struct settings_pool *pools;
+    size_t n_pools;
 };
 
 /* Parse one file's text (tests call these directly). name is the file stem. */

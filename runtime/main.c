@@ -31,6 +31,7 @@ static const struct command commands[] = {
     {"cutoff", cmd_cutoff, "cut a bottle's network off at once (or --restore it)"},
     {"events", cmd_events, "denied connection attempts of a bottle"},
     {"budget", cmd_budget, "token budgets of bottles: limit, where declared, spent, left"},
+    {"metrics", cmd_metrics, "token usage, budgets, pools and bytes in Prometheus' text format"},
     {"dashboard", cmd_dashboard, "live view of every bottle's usage and state, with actions"},
 };
 

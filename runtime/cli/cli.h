@@ -30,5 +30,6 @@ int cmd_commit(int argc, char **argv);
 int cmd_stop(int argc, char **argv);
 int cmd_cleanup(int argc, char **argv);
 int cmd_budget(int argc, char **argv);
+int cmd_metrics(int argc, char **argv);
 
 #endif
