@@ -809,6 +809,7 @@ void bottle_def_copy(struct bottle_def *dst, const struct bottle_def *src)
             dst->budgets[i].provider = xstrdup_or_null(src->budgets[i].provider);
             dst->budgets[i].tokens = src->budgets[i].tokens;
             dst->budgets[i].origin = xstrdup_or_null(src->budgets[i].origin);
+            dst->budgets[i].period = xstrdup_or_null(src->budgets[i].period);
         }
         dst->n_budgets = src->n_budgets;
     }
@@ -816,6 +817,7 @@ void bottle_def_copy(struct bottle_def *dst, const struct bottle_def *src)
     dst->enforcement = src->enforcement;
     strv_copy(&dst->seccomp, &src->seccomp);
     dst->body = xstrdup_or_null(src->body);
+    dst->budget_pool = xstrdup_or_null(src->budget_pool);
 }
 
 /* ---- agent ----------------------------------------------------------------------- */
