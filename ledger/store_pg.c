@@ -283,8 +283,12 @@ static int parse_url(struct pg_store *p, const char *url, struct bottle_err *err
         if (o->val && *o->val)
             param_set(p, o->keyword, o->val);
     PQconninfoFree(opts);
-    /* A connection that cannot be made or that dies is noticed in seconds, not minutes. */
-    param_default(p, "connect_timeout", "5");
+    /*
+     * A connection that cannot be made or that dies is noticed in seconds, not minutes: the
+     * sidecar waits for the ledger on its event loop, so every wait is bounded.
+     */
+    param_default(p, "connect_timeout", "3");
+    param_default(p, "tcp_user_timeout", "5000");
     param_default(p, "keepalives", "1");
     param_default(p, "keepalives_idle", "15");
     param_default(p, "keepalives_interval", "5");
@@ -525,10 +529,13 @@ static int connect_now(struct pg_store *p, struct bottle_err *err)
     if (PQconnectionUsedPassword(c) && pw && *pw && !param_get(p, "password"))
         param_set(p, "password", pw);
     p->conn = c;
-    /* A client that vanishes mid-transaction frees its budget rows within seconds. */
+    /*
+     * A client that vanishes mid-transaction frees its budget rows within seconds, and no
+     * statement or lock wait holds a caller longer than the timeouts docs/budgets.md lists.
+     */
     int rc = simple(p,
-                    "SET idle_in_transaction_session_timeout = '15s';"
-                    "SET lock_timeout = '30s'",
+                    "SET idle_in_transaction_session_timeout = '5s';"
+                    "SET lock_timeout = '10s'; SET statement_timeout = '10s'",
                     err);
     if (rc == 0 && !p->migrated)
         rc = migrate(p, err);
