@@ -1068,6 +1068,19 @@ static void test_pg_server_missing(void **state)
     skip();
 }
 
+/* A binary that dies half way does not leave its server running. */
+static void stop_pg_at_exit(void)
+{
+    if (!pg_dir)
+        return;
+    const char *src = getenv("BOTTLE_SRC");
+    char *cmd =
+        xasprintf("sh %s/tests/fixtures/pg.sh destroy %s >/dev/null 2>&1", src ? src : ".", pg_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not stop the server in %s\n", pg_dir);
+    free(cmd);
+}
+
 static bool start_pg(void)
 {
     const char *src = getenv("BOTTLE_SRC");
@@ -1082,6 +1095,7 @@ static bool start_pg(void)
         return false;
     line[strcspn(line, " \n")] = '\0';
     pg_dir = xstrdup(line);
+    atexit(stop_pg_at_exit);
     return true;
 }
 
@@ -1132,7 +1146,5 @@ int main(void)
     if (!start_pg())
         return failed + cmocka_run_group_tests_name("postgresql", pg_missing, NULL, NULL);
     failed += cmocka_run_group_tests_name("postgresql", pg_tests, NULL, NULL);
-    pg_cmd("destroy");
-    free(pg_dir);
     return failed;
 }
