@@ -47,7 +47,7 @@ enum { PG_LOCK_GET = ST_COUNT, PG_LOCK_ADD, PG_COUNT };
 #define SPENT_SUM(where)                                                                           \
     "SELECT (SELECT COALESCE(SUM(charged_tokens),0) FROM usage WHERE provider=$1 AND at >= "       \
     "$2" where ") + (SELECT COALESCE(SUM(tokens),0) FROM reservation WHERE state='open' AND "      \
-               "provider=$1" where ")"
+    "provider=$1" where ")"
 
 #define GROUP_BY(col)                                                                              \
     "SELECT k, provider, SUM(req), SUM(charged), SUM(reserved) FROM ("                             \

@@ -39,7 +39,7 @@
 #define SPENT_SUM(where)                                                                           \
     "SELECT (SELECT COALESCE(SUM(charged_tokens),0) FROM usage WHERE provider=?1 AND at >= "       \
     "?2" where ") + (SELECT COALESCE(SUM(tokens),0) FROM reservation WHERE state='open' AND "      \
-               "provider=?1" where ")"
+    "provider=?1" where ")"
 
 #define GROUP_BY(col)                                                                              \
     "SELECT k, provider, SUM(req), SUM(charged), SUM(reserved) FROM ("                             \
