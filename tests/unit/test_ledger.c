@@ -1059,6 +1059,56 @@ static void test_pg_concurrent_open_of_new_database(void **state)
     assert_int_equal(totals(f->l, NULL, NULL, NULL, 0).requests, WORKERS * ROUNDS);
 }
 
+/*
+ * Over TCP the server wants the password: from PGPASSWORD or a password file, never the URL,
+ * and kept for reconnects after the variable or file is gone (as after the sidecar's uid drop).
+ */
+static void test_pg_password_from_host(void **state)
+{
+    struct fixture *f = *state;
+    char *file = xasprintf("%s/port", pg_dir);
+    FILE *pf = fopen(file, "r");
+    int port = 0;
+    assert_non_null(pf);
+    assert_int_equal(fscanf(pf, "%d", &port), 1);
+    fclose(pf);
+    free(file);
+    file = xasprintf("%s/password", pg_dir);
+    pf = fopen(file, "r");
+    char pw[64] = "";
+    assert_non_null(pf);
+    assert_non_null(fgets(pw, sizeof(pw), pf));
+    fclose(pf);
+    free(file);
+    pw[strcspn(pw, "\n")] = '\0';
+    char *url = xasprintf("postgresql://bottle@127.0.0.1:%d/%s", port, f->db);
+    char *passfile = xasprintf("%s/pgpass", f->dir);
+    setenv("PGPASSFILE", passfile, 1); /* none there yet */
+    unsetenv("PGPASSWORD");
+    struct ledger *l = NULL;
+    struct bottle_err err = {0};
+    assert_true(ledger_open(url, &l, &err) < 0);
+    assert_non_null(strstr(err.msg, "password"));
+    setenv("PGPASSWORD", pw, 1);
+    assert_int_equal(ledger_open(url, &l, &err), 0);
+    unsetenv("PGPASSWORD");
+    reserve_ok(l, "b1", "a1", "claude", 5);
+    pg_cmd("stop");
+    pg_cmd("resume");
+    reserve_ok(l, "b1", "a1", "claude", 6); /* reconnected with the password it had */
+    ledger_close(l);
+    char *line = xasprintf("127.0.0.1:%d:%s:bottle:%s\n", port, f->db, pw);
+    testutil_write(passfile, line);
+    chmod(passfile, 0600);
+    assert_int_equal(ledger_open(url, &l, &err), 0);
+    assert_int_equal(totals(l, NULL, NULL, NULL, 0).reserved_tokens, 11);
+    ledger_close(l);
+    unsetenv("PGPASSFILE");
+    free(line);
+    free(passfile);
+    free(url);
+}
+
 /* No server to start: the PostgreSQL group is skipped, or failed under CI. */
 static void test_pg_server_missing(void **state)
 {
@@ -1138,6 +1188,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pg_lost_replies_charge_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_server_away, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_reconnects_after_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_password_from_host, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_concurrent_open_of_new_database, setup, teardown),
     };
     const struct CMUnitTest pg_missing[] = {cmocka_unit_test(test_pg_server_missing)};
