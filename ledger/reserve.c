@@ -204,16 +204,23 @@ int ledger_spent_in(struct ledger_store *s, enum ledger_scope scope, const char 
                     const char *provider, int64_t *spent, enum ledger_period *period,
                     struct bottle_err *err)
 {
-    enum ledger_period p;
-    int rc = period_get_in(s, scope, name, provider, &p, err);
+    struct store_arg a[] = {SA_TEXT(provider), SA_INT(ledger_now_s()),
+                            SA_TEXT(scope_key(scope, name)), SA_INT(scope)};
+    struct store_rows r;
+    int rc = store_exec(s, ledger_spent_stmt(scope), a, 4, &r, err);
     if (rc < 0)
         return rc;
+    enum ledger_period p = LEDGER_PERIOD_TOTAL;
+    *spent = 0;
+    if (store_row_next(&r)) {
+        *spent = store_int(&r, 0);
+        if (ledger_period_parse(store_text(&r, 1), &p) < 0)
+            p = LEDGER_PERIOD_TOTAL;
+    }
+    store_rows_free(&r);
     if (period)
         *period = p;
-    struct store_arg a[] = {SA_TEXT(provider), SA_INT(ledger_period_start(p, ledger_now_s())),
-                            SA_TEXT(scope_key(scope, name))};
-    return store_one_int(s, ledger_spent_stmt(scope), a, scope == LEDGER_SCOPE_GLOBAL ? 2 : 3,
-                         spent, err);
+    return 0;
 }
 
 struct spent_op {

@@ -29,7 +29,8 @@
 
 enum store_stmt {
     ST_VERSION,       /* -> highest schema version */
-    ST_SPENT_GLOBAL,  /* provider, name, since -> settled since + open reserved */
+    ST_SPENT_GLOBAL,  /* provider, now, name, scope -> settled in the period + open reserved, period
+                       */
     ST_SPENT_BOTTLE,  /* same, for one bottle */
     ST_SPENT_AGENT,   /* same, for one agent */
     ST_SPENT_POOL,    /* same, for one pool */

@@ -44,10 +44,15 @@
 /* The budget_lock statements, past the shared ones. */
 enum { PG_LOCK_GET = ST_COUNT, PG_LOCK_ADD, PG_COUNT };
 
+/* As store_sqlite.c's: $1 provider, $2 now, $3 name, $4 scope -> spent, period. */
 #define SPENT_SUM(where)                                                                           \
+    "WITH p AS (SELECT COALESCE((SELECT period FROM counter_period WHERE scope=$4 AND name=$3 "    \
+    "AND provider=$1), 'total') AS period), s AS (SELECT CASE period WHEN 'day' THEN "             \
+    "$2::bigint - $2::bigint % 86400 WHEN 'month' THEN extract(epoch FROM date_trunc('month', "    \
+    "to_timestamp($2::bigint) AT TIME ZONE 'UTC'))::bigint ELSE 0 END AS since FROM p) "           \
     "SELECT (SELECT COALESCE(SUM(charged_tokens),0) FROM usage WHERE provider=$1 AND at >= "       \
-    "$2" where ") + (SELECT COALESCE(SUM(tokens),0) FROM reservation WHERE state='open' AND "      \
-    "provider=$1" where ")"
+    "(SELECT since FROM s)" where ") + (SELECT COALESCE(SUM(tokens),0) FROM reservation WHERE "    \
+    "state='open' AND provider=$1" where "), (SELECT period FROM p)"
 
 #define GROUP_BY(col)                                                                              \
     "SELECT k, provider, SUM(req), SUM(charged), SUM(reserved) FROM ("                             \
@@ -577,8 +582,13 @@ static int pg_run(struct ledger_store *s, bool write, store_body body, void *arg
             s->uncertain = false;
             return rc;
         }
-        rc = simple(p, write ? "BEGIN" : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", err);
-        if (rc == 0) {
+        /* Reads need no transaction: each statement sees what committed before it. */
+        rc = write ? simple(p, "BEGIN", err) : 0;
+        if (rc == 0 && !write) {
+            rc = body(s, arg, err);
+            if (rc >= 0)
+                return rc;
+        } else if (rc == 0) {
             rc = body(s, arg, err);
             if (rc >= 0) {
                 int body_rc = rc;

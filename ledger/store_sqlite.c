@@ -36,10 +36,19 @@
 #define BACKOFF_MIN_US 50
 #define BACKOFF_MAX_US 5000
 
+/*
+ * One scope's spending in its current period, and that period: ?1 provider, ?2 now, ?3 name
+ * ("" for global), ?4 scope. A day starts at 00:00 UTC (Unix time has no leap seconds), a month
+ * at 00:00 UTC on the 1st; ledger_period_start says the same in C.
+ */
 #define SPENT_SUM(where)                                                                           \
-    "SELECT (SELECT COALESCE(SUM(charged_tokens),0) FROM usage WHERE provider=?1 AND at >= "       \
-    "?2" where ") + (SELECT COALESCE(SUM(tokens),0) FROM reservation WHERE state='open' AND "      \
-    "provider=?1" where ")"
+    "WITH p AS (SELECT COALESCE((SELECT period FROM counter_period WHERE scope=?4 AND name=?3 "    \
+    "AND provider=?1), 'total') AS period), s AS (SELECT CASE period WHEN 'day' THEN ?2 - ?2 % "   \
+    "86400 WHEN 'month' THEN CAST(strftime('%s', ?2, 'unixepoch', 'start of month') AS INTEGER) "  \
+    "ELSE 0 END AS since FROM p) SELECT (SELECT COALESCE(SUM(charged_tokens),0) FROM usage "       \
+    "WHERE provider=?1 AND at >= (SELECT since FROM s)" where                                      \
+    ") + (SELECT COALESCE(SUM(tokens),0) FROM reservation WHERE state='open' AND "                 \
+    "provider=?1" where "), (SELECT period FROM p)"
 
 #define GROUP_BY(col)                                                                              \
     "SELECT k, provider, SUM(req), SUM(charged), SUM(reserved) FROM ("                             \
