@@ -11,7 +11,7 @@
 . "$BOTTLE_SRC/tests/fixtures/sidecar_env.sh"
 . "$BOTTLE_SRC/tests/fixtures/pg.sh"
 
-N=9
+N=12
 plan $N
 for tool in curl openssl python3 psql; do
     if ! command -v $tool >/dev/null; then
@@ -155,7 +155,12 @@ if [ "$n" = 1 ] && [ "$row" = "settled|$tokens|1|0" ] && [ "$after" = "$mid" ]; 
     ok "after the timeout the rule charges it at its size (expired, incomplete); the pool's spending is unchanged"
 else fail "expiry rule" "n=$n row=$row mid=$mid after=$after"; fi
 
-# 6-9: the database stopped mid-run
+# 6-9: the database stopped mid-run (after the reports below read it while it was up)
+printf 'ledger: %s\n' "$URL" >"$W/home-a/settings.yml"
+BOTTLE_HOME="$W/home-a" "$BOTTLE" metrics >"$W/metrics.txt" 2>"$W/metrics.err"
+mrc=$?
+BOTTLE_HOME="$W/home-a" "$BOTTLE" doctor --format json >"$W/doctor.json" 2>/dev/null
+
 (msg a "delay_ms=150&message_deltas=12" >"$W/inflight.out" 2>&1; echo done >"$W/inflight.done") &
 i=0
 while [ "$(q "SELECT COUNT(*) FROM reservation WHERE state='open' AND host='a'")" != 1 ] && [ $i -lt 100 ]; do
@@ -190,3 +195,29 @@ dups=$(q "SELECT COUNT(*) FROM (SELECT reservation_id FROM usage WHERE reservati
 if [ "$rows" = "1|100" ] && [ "$state" = settled ] && [ "$dups" = 0 ]; then
     ok "the settlement kept while the database was away is written once (100 tokens); no reservation is charged twice"
 else fail "kept settlement" "rows=$rows state=$state dups=$dups" "$(tail -5 "$W/proxy-a.log")"; fi
+
+# 10-11: the reports read the shared ledger: metrics by host and pool, doctor's ledger check
+if [ $mrc -eq 0 ] && grep -q '^bottle_ledger_up 1$' "$W/metrics.txt" &&
+    grep -q '^bottle_host_tokens_charged_total{host="a",provider="claude"} [1-9]' "$W/metrics.txt" &&
+    grep -q '^bottle_host_tokens_charged_total{host="b",provider="claude"} [1-9]' "$W/metrics.txt" &&
+    grep -q '^bottle_pool_limit_tokens{pool="team",provider="claude",period="total"} 1000000$' "$W/metrics.txt"; then
+    ok "bottle metrics (Prometheus text): tokens by host a and b, the pool's limit, ledger up"
+else fail "metrics" "rc=$mrc $(cat "$W/metrics.err")" "$(grep -v '^#' "$W/metrics.txt" | head -12)"; fi
+if python3 - "$W/doctor.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))["ledger"]
+assert d["ok"] is True and d["store"] == "postgresql" and d["schema_version"] == 3, d
+PY
+then ok "bottle doctor checks the PostgreSQL ledger settings.yml names (reachable, schema 3)"
+else fail "doctor" "$(cat "$W/doctor.json" | tail -12)"; fi
+pg_stop "$PG_DIR"
+BOTTLE_HOME="$W/home-a" "$BOTTLE" doctor --format json >"$W/doctor2.json" 2>/dev/null
+BOTTLE_HOME="$W/home-a" "$BOTTLE" metrics >"$W/metrics2.txt" 2>/dev/null
+mrc=$?
+if python3 - "$W/doctor2.json" <<'PY' && [ $mrc -eq 1 ] && grep -q '^bottle_ledger_up 0$' "$W/metrics2.txt"
+import json, sys
+d = json.load(open(sys.argv[1]))["ledger"]
+assert d["ok"] is False and d["error"], d
+PY
+then ok "database stopped: doctor reports the ledger FAILED with the reason; metrics says bottle_ledger_up 0 (exit 1)"
+else fail "doctor down" "$(tail -8 "$W/doctor2.json")" "metrics rc=$mrc"; fi
