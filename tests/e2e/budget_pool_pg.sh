@@ -8,7 +8,7 @@
 . "$BOTTLE_SRC/tests/lib.sh"
 . "$BOTTLE_SRC/tests/fixtures/pg.sh"
 
-N=6
+N=7
 plan $N
 if ! is_root; then
     for i in $(seq 1 $N); do skip "budget_pool_pg $i" kernel "needs root"; done
@@ -143,3 +143,9 @@ assert "hostb" not in rows or rows["hostb"]["charged_tokens"] == 0, rows
 PY
 then ok "bottle usage --by host on host b: host a's 3040 tokens, none charged to host b"
 else fail "usage by host" "$(cat "$W/byhost.json")"; fi
+
+# 7: the dashboard on host b shows the pool as every host sees it
+BOTTLE_HOME="$W/hostb" "$BOTTLE" dashboard --once >"$W/dash.txt" 2>&1
+if head -1 "$W/dash.txt" | grep -q 'pool team claude 3040/1000 per day'; then
+    ok "bottle dashboard on host b: the pool's spending from both hosts in its title"
+else fail "dashboard" "$(head -3 "$W/dash.txt")"; fi
