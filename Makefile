@@ -8,7 +8,7 @@ PREFIX ?= /usr/local
 BUILD ?= build
 CC ?= cc
 
-PKGS := yaml-0.1 libcjson libidn2 openssl libseccomp sqlite3 libbpf libnl-3.0 libnl-route-3.0 zlib libbrotlidec libbrotlienc ncursesw
+PKGS := yaml-0.1 libcjson libidn2 openssl libseccomp sqlite3 libpq libbpf libnl-3.0 libnl-route-3.0 zlib libbrotlidec libbrotlienc ncursesw
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS := $(shell pkg-config --libs $(PKGS))
 

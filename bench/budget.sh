@@ -1,5 +1,8 @@
 #!/bin/sh
-# Budget bench: ledger writes per second with 8 writer processes; overshoot of
+# Budget bench: the ledger's reservations per second and settle latency on
+# SQLite and on PostgreSQL (a throwaway server, tests/fixtures/pg.sh) with 8
+# and 64 writer processes on one shared budget, printed side by side as
+# ratios; overshoot of
 # a budget under 64 and 256 concurrent streaming requests through the sidecar
 # (charged tokens beyond the budget; gateways that check after the fact
 # overshoot by up to the whole burst); and, as root, the time from the response
@@ -11,15 +14,41 @@ ROOT=${BOTTLE_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
 BUILD=${BUILD:-$ROOT/build}
 W=$(mktemp -d /tmp/bottle-bench-budget.XXXXXX)
 PIDS=""
-trap 'for p in $PIDS; do kill $p 2>/dev/null; done; rm -rf "$W"' EXIT
+trap 'for p in $PIDS; do kill $p 2>/dev/null; done; [ -n "${PG_DIR:-}" ] && pg_destroy "$PG_DIR"; rm -rf "$W"' EXIT
 P="$BUILD/bottle-proxy"
 cd "$ROOT" || exit 1
 make --no-print-directory BUILD="$BUILD" "$BUILD/libbottle.a" >/dev/null || exit 1
-PKGS="yaml-0.1 libcjson libidn2 openssl libseccomp sqlite3 libbpf libnl-3.0 libnl-route-3.0 zlib libbrotlidec libbrotlienc ncursesw"
+PKGS="yaml-0.1 libcjson libidn2 openssl libseccomp sqlite3 libpq libbpf libnl-3.0 libnl-route-3.0 zlib libbrotlidec libbrotlienc ncursesw"
 # shellcheck disable=SC2046
 cc -std=c11 -D_GNU_SOURCE -O2 -I. -I"$BUILD" $(pkg-config --cflags $PKGS) -o "$W/ledger_bench" \
     bench/ledger_bench.c "$BUILD/libbottle.a" $(pkg-config --libs $PKGS) -lpthread || exit 1
-"$W/ledger_bench" "$W/bench.db" 8 500
+# ---- the ledger: SQLite and PostgreSQL, 8 and 64 writers ------------------------------
+: >"$W/results"
+for writers in 8 64; do
+    pairs=$((4000 / writers))
+    rm -f "$W/bench.db" "$W/bench.db-wal" "$W/bench.db-shm"
+    "$W/ledger_bench" "$W/bench.db" $writers $pairs | tee -a "$W/results" | grep -v '^RESULT'
+done
+. "$ROOT/tests/fixtures/pg.sh"
+PG_DIR=""
+if pg_start; then
+    for writers in 8 64; do
+        pairs=$((4000 / writers))
+        pg_psql "$PG_DIR" postgres "DROP DATABASE IF EXISTS bench" 2>/dev/null
+        pg_psql "$PG_DIR" postgres "CREATE DATABASE bench"
+        "$W/ledger_bench" "$(pg_url "$PG_DIR" bench)" $writers $pairs | tee -a "$W/results" |
+            grep -v '^RESULT'
+    done
+    pg_destroy "$PG_DIR"
+    # Ratios PostgreSQL / SQLite, same machine, same run.
+    awk '$1 == "RESULT" { r[$2 "/" $3] = $4; p[$2 "/" $3] = $5 }
+         END { for (w = 8; w <= 64; w *= 8) {
+                 s = "sqlite/" w; g = "postgresql/" w
+                 if ((s in r) && (g in r) && r[s] > 0 && p[s] > 0)
+                     printf "ledger, %d writers: PostgreSQL/SQLite reservations/s %.2fx, settle p50 latency %.2fx\n", w, r[g] / r[s], p[g] / p[s] } }' "$W/results"
+else
+    echo "ledger on PostgreSQL: no server could be started (install postgresql), not measured"
+fi
 
 # ---- overshoot through the sidecar -------------------------------------------------------
 "$P" --mint-ca "$W/pca" >/dev/null && "$P" --mint-ca "$W/uca" >/dev/null || exit 1

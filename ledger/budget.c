@@ -46,7 +46,8 @@ struct ledger *budget_ledger_open(const char *home, struct bottle_err *err)
     char *db = NULL;
     if (budget_ledger_path(home, &db, err) < 0)
         return NULL;
-    if (access(db, F_OK) != 0 || ledger_open(db, &lg, err) < 0)
+    /* A file not there yet is no ledger; a server is asked (and its absence reported). */
+    if ((!ledger_is_url(db) && access(db, F_OK) != 0) || ledger_open(db, &lg, err) < 0)
         lg = NULL;
     free(db);
     return lg;
@@ -98,8 +99,11 @@ cJSON *budget_bottle_json(struct ledger *lg, const char *slug, const cJSON *plan
         json_add_str(o, "counts", ledger_scope_name(ls));
         int64_t spent = 0;
         struct bottle_err err = {0};
-        if (lg && ledger_spent(lg, ls, budget_counting_name(ls, slug, agent ? agent : ""), provider,
-                               &spent, &err) == 0) {
+        const char *counted = budget_counting_name(ls, slug, agent ? agent : "");
+        enum ledger_period period = LEDGER_PERIOD_TOTAL;
+        if (lg && ledger_period_get(lg, ls, counted, provider, &period, &err) == 0)
+            json_add_str(o, "period", ledger_period_name(period));
+        if (lg && ledger_spent(lg, ls, counted, provider, &spent, &err) == 0) {
             int64_t left = (int64_t)tokens->valuedouble - spent;
             cJSON_AddNumberToObject(o, "spent", (double)spent);
             cJSON_AddNumberToObject(o, "left", (double)(left > 0 ? left : 0));
@@ -109,7 +113,61 @@ cJSON *budget_bottle_json(struct ledger *lg, const char *slug, const cJSON *plan
         }
         cJSON_AddItemToArray(list, o);
     }
+    const char *pool = cJSON_GetStringValue(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(plan, "pool"), "name"));
+    if (pool)
+        json_add_str(out, "pool", pool);
     return out;
+}
+
+cJSON *budget_pools_json(struct ledger *lg)
+{
+    cJSON *list = cJSON_CreateArray();
+    struct ledger_budget_row *rows = NULL;
+    size_t n = 0;
+    struct bottle_err err = {0};
+    if (!lg || ledger_budgets_list(lg, LEDGER_SCOPE_POOL, &rows, &n, &err) < 0)
+        return list;
+    for (size_t i = 0; i < n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        json_add_str(o, "pool", rows[i].name);
+        json_add_str(o, "provider", rows[i].provider);
+        json_add_num(o, "limit", (double)rows[i].limit_tokens);
+        enum ledger_period period = LEDGER_PERIOD_TOTAL;
+        ledger_period_get(lg, LEDGER_SCOPE_POOL, rows[i].name, rows[i].provider, &period, &err);
+        json_add_str(o, "period", ledger_period_name(period));
+        int64_t spent = 0;
+        if (ledger_spent(lg, LEDGER_SCOPE_POOL, rows[i].name, rows[i].provider, &spent, &err) ==
+            0) {
+            json_add_num(o, "spent", (double)spent);
+            json_add_num(o, "left",
+                         (double)(rows[i].limit_tokens > spent ? rows[i].limit_tokens - spent : 0));
+        }
+        cJSON_AddItemToArray(list, o);
+    }
+    ledger_budgets_free(rows, n);
+    return list;
+}
+
+cJSON *budget_groups_json(struct ledger *lg, enum ledger_group by, int64_t since,
+                          struct bottle_err *err)
+{
+    struct ledger_group_row *rows = NULL;
+    size_t n = 0;
+    if (ledger_usage_groups(lg, by, since, &rows, &n, err) < 0)
+        return NULL;
+    cJSON *list = cJSON_CreateArray();
+    for (size_t i = 0; i < n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        json_add_str(o, ledger_group_name(by), rows[i].key);
+        json_add_str(o, "provider", rows[i].provider);
+        json_add_num(o, "requests", (double)rows[i].requests);
+        json_add_num(o, "charged_tokens", (double)rows[i].charged_tokens);
+        json_add_num(o, "reserved_tokens", (double)rows[i].reserved_tokens);
+        cJSON_AddItemToArray(list, o);
+    }
+    ledger_group_rows_free(rows, n);
+    return list;
 }
 
 cJSON *budget_tokens_json(const char *home, const char *slug, struct ledger *lg)

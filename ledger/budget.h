@@ -50,4 +50,14 @@ struct ledger *budget_ledger_open(const char *home, struct bottle_err *err);
  */
 cJSON *budget_bottle_json(struct ledger *lg, const char *slug, const cJSON *plan);
 
+/* Every pool's stored limits: [{pool, provider, limit, period, spent, left}]. */
+cJSON *budget_pools_json(struct ledger *lg);
+/*
+ * Usage by host, bottle, pool or agent since (unix seconds), across every
+ * host sharing the ledger: [{<by>, provider, requests, charged_tokens,
+ * reserved_tokens}], or NULL with err set.
+ */
+cJSON *budget_groups_json(struct ledger *lg, enum ledger_group by, int64_t since,
+                          struct bottle_err *err);
+
 #endif

@@ -59,6 +59,14 @@ struct budget_entry {
     char *provider; /* budget key, e.g. "claude" */
     uint64_t tokens;
     char *origin; /* name of the agent/bottle/file that declared it */
+    char *period; /* "day", "month", "total"; NULL when not declared */
+};
+
+/* A named pool in settings.yml: bottles that name it share its limits, on every host. */
+struct settings_pool {
+    char *name;
+    struct budget_entry *budgets;
+    size_t n_budgets;
 };
 
 struct git_user {
@@ -110,6 +118,7 @@ struct bottle_def {
     bool terminal_passthrough_declared, terminal_passthrough;
     bool terminal_allow_osc52_declared, terminal_allow_osc52;
     char *body;
+    char *budget_pool; /* settings.yml pool this bottle's spending also counts against */
 };
 
 struct agent_def {
@@ -130,6 +139,8 @@ struct settings {
     enum shutdown_policy shutdown;
     enum enforcement_tier enforcement;
     char *ledger_path;
+    struct settings_pool *pools;
+    size_t n_pools;
 };
 
 /* Parse one file's text (tests call these directly). name is the file stem. */

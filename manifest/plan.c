@@ -97,18 +97,46 @@ static bool label_valid(const char *s)
 
 /* ---- budgets ------------------------------------------------------------- */
 
-static void budget_offer(struct plan *p, const char *provider, uint64_t tokens, const char *scope,
-                         const char *source)
+static void budget_add(struct plan_budget **list, size_t *n, const char *provider, uint64_t tokens,
+                       const char *scope, const char *source, const char *period)
 {
-    for (size_t i = 0; i < p->n_budgets; i++)
-        if (strcmp(p->budgets[i].provider, provider) == 0)
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp((*list)[i].provider, provider) == 0)
             return; /* a more specific scope already set it */
-    p->budgets = xrealloc(p->budgets, (p->n_budgets + 1) * sizeof(*p->budgets));
-    struct plan_budget *b = &p->budgets[p->n_budgets++];
+    *list = xrealloc(*list, (*n + 1) * sizeof(**list));
+    struct plan_budget *b = &(*list)[(*n)++];
     b->provider = xstrdup(provider);
     b->tokens = tokens;
     b->scope = scope;
     b->source = xstrdup(source ? source : "");
+    b->period = xstrdup_or_null(period);
+}
+
+static void budget_offer(struct plan *p, const char *provider, uint64_t tokens, const char *scope,
+                         const char *source, const char *period)
+{
+    budget_add(&p->budgets, &p->n_budgets, provider, tokens, scope, source, period);
+}
+
+/* budget_pool: the pool's limits as this host's settings.yml declares them. */
+static void compute_pool(struct plan *p, const struct bottle_def *bottle, const struct settings *st)
+{
+    if (!bottle->budget_pool)
+        return;
+    p->pool = xstrdup(bottle->budget_pool);
+    for (size_t i = 0; i < st->n_pools; i++) {
+        const struct settings_pool *pool = &st->pools[i];
+        if (strcmp(pool->name, p->pool) != 0)
+            continue;
+        for (size_t j = 0; j < pool->n_budgets; j++)
+            budget_add(&p->pool_budgets, &p->n_pool_budgets, pool->budgets[j].provider,
+                       pool->budgets[j].tokens, "pool", pool->name, pool->budgets[j].period);
+        return;
+    }
+    strv_push_owned(&p->warnings,
+                    xasprintf("budget_pool '%s' is not in this host's settings.yml pools: its "
+                              "limits are the ones another host stored in the shared ledger",
+                              p->pool));
 }
 
 static void compute_budgets(struct plan *p, const struct plan_options *o,
@@ -117,22 +145,24 @@ static void compute_budgets(struct plan *p, const struct plan_options *o,
 {
     /* Most specific first: cli, agent, the selected bottle(s), their parents, settings. */
     for (size_t i = 0; i < o->n_budgets; i++)
-        budget_offer(p, o->budgets[i].provider, o->budgets[i].tokens, "cli", "--budget");
+        budget_offer(p, o->budgets[i].provider, o->budgets[i].tokens, "cli", "--budget", NULL);
     for (size_t i = 0; i < agent->n_budgets; i++)
-        budget_offer(p, agent->budgets[i].provider, agent->budgets[i].tokens, "agent", agent->name);
+        budget_offer(p, agent->budgets[i].provider, agent->budgets[i].tokens, "agent", agent->name,
+                     agent->budgets[i].period);
     for (size_t i = 0; i < bottle->n_budgets; i++) {
         const struct budget_entry *b = &bottle->budgets[i];
         if (b->origin && strv_contains(&p->bottles, b->origin))
-            budget_offer(p, b->provider, b->tokens, "bottle", b->origin);
+            budget_offer(p, b->provider, b->tokens, "bottle", b->origin, b->period);
     }
     for (size_t i = 0; i < bottle->n_budgets; i++) {
         const struct budget_entry *b = &bottle->budgets[i];
         if (!b->origin || !strv_contains(&p->bottles, b->origin))
-            budget_offer(p, b->provider, b->tokens, "parent", b->origin);
+            budget_offer(p, b->provider, b->tokens, "parent", b->origin, b->period);
     }
     for (size_t i = 0; i < st->n_budgets; i++)
         budget_offer(p, st->budgets[i].provider, st->budgets[i].tokens, "settings",
-                     st->file ? st->file : "settings.yml");
+                     st->file ? st->file : "settings.yml", st->budgets[i].period);
+    compute_pool(p, bottle, st);
 }
 
 /* ---- routes --------------------------------------------------------------- */
@@ -523,8 +553,16 @@ void plan_free(struct plan *p)
     for (size_t i = 0; i < p->n_budgets; i++) {
         free(p->budgets[i].provider);
         free(p->budgets[i].source);
+        free(p->budgets[i].period);
     }
     free(p->budgets);
+    for (size_t i = 0; i < p->n_pool_budgets; i++) {
+        free(p->pool_budgets[i].provider);
+        free(p->pool_budgets[i].source);
+        free(p->pool_budgets[i].period);
+    }
+    free(p->pool_budgets);
+    free(p->pool);
     free(p->backend);
     free(p->tier_why);
     strv_free(&p->seccomp);
@@ -597,7 +635,22 @@ cJSON *plan_to_json(const struct plan *p)
         json_add_num(b, "tokens", (double)p->budgets[i].tokens);
         json_add_str(b, "scope", p->budgets[i].scope);
         json_add_str(b, "source", p->budgets[i].source);
+        if (p->budgets[i].period)
+            json_add_str(b, "period", p->budgets[i].period);
         cJSON_AddItemToArray(budgets, b);
+    }
+    if (p->pool) {
+        cJSON *pool = cJSON_AddObjectToObject(doc, "pool");
+        json_add_str(pool, "name", p->pool);
+        cJSON *limits = cJSON_AddArrayToObject(pool, "budgets");
+        for (size_t i = 0; i < p->n_pool_budgets; i++) {
+            cJSON *b = cJSON_CreateObject();
+            json_add_str(b, "provider", p->pool_budgets[i].provider);
+            json_add_num(b, "tokens", (double)p->pool_budgets[i].tokens);
+            if (p->pool_budgets[i].period)
+                json_add_str(b, "period", p->pool_budgets[i].period);
+            cJSON_AddItemToArray(limits, b);
+        }
     }
     cJSON *sd = cJSON_AddObjectToObject(doc, "shutdown");
     json_add_str(sd, "policy", shutdown_policy_name(p->shutdown));
@@ -706,8 +759,9 @@ void plan_to_text(const struct plan *p, struct buf *out)
     }
     buf_printf(out, "  budgets (%zu):\n", p->n_budgets);
     for (size_t i = 0; i < p->n_budgets; i++)
-        buf_printf(out, "    - %s: %llu tokens (%s: %s)\n", p->budgets[i].provider,
-                   (unsigned long long)p->budgets[i].tokens, p->budgets[i].scope,
+        buf_printf(out, "    - %s: %llu tokens%s%s (%s: %s)\n", p->budgets[i].provider,
+                   (unsigned long long)p->budgets[i].tokens, p->budgets[i].period ? " per " : "",
+                   p->budgets[i].period ? p->budgets[i].period : "", p->budgets[i].scope,
                    p->budgets[i].source);
     buf_printf(out, "  %-12s", "read-only");
     for (const struct plan_git_guard *g = plan_git_guards; g->path; g++)
@@ -723,6 +777,15 @@ void plan_to_text(const struct plan *p, struct buf *out)
         buf_printf(out, "%s\n", p->project_trusted ? "" : "  ** START WILL REFUSE **");
         for (size_t i = 0; i < p->n_project_files; i++)
             buf_printf(out, "    - %-8s %s\n", p->project_files[i].state, p->project_files[i].path);
+    }
+    if (p->pool) {
+        buf_printf(out, "  budget pool: %s (shared by every bottle naming it, on every host)\n",
+                   p->pool);
+        for (size_t i = 0; i < p->n_pool_budgets; i++)
+            buf_printf(out, "    - %s: %llu tokens%s%s\n", p->pool_budgets[i].provider,
+                       (unsigned long long)p->pool_budgets[i].tokens,
+                       p->pool_budgets[i].period ? " per " : "",
+                       p->pool_budgets[i].period ? p->pool_budgets[i].period : "");
     }
     buf_printf(out, "  environment (%zu names; values are not shown):\n   ", p->n_env);
     for (size_t i = 0; i < p->n_env; i++)

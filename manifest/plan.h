@@ -44,8 +44,9 @@ struct plan_env {
 struct plan_budget {
     char *provider;
     uint64_t tokens;
-    const char *scope; /* cli | agent | bottle | parent | settings */
+    const char *scope; /* cli | agent | bottle | parent | settings | pool */
     char *source;      /* the name of the agent, bottle or file it came from */
+    char *period;      /* day | month | total as declared; NULL: not declared */
 };
 
 struct plan_token_ref {
@@ -120,6 +121,9 @@ struct plan {
     struct plan_project_file *project_files;
     size_t n_project_files;
     struct strv warnings;
+    char *pool; /* budget_pool: the settings.yml pool the bottle counts against; NULL: none */
+    struct plan_budget *pool_budgets; /* that pool's limits from this host's settings.yml */
+    size_t n_pool_budgets;
 };
 
 struct plan_budget_override {

@@ -54,11 +54,14 @@ void budget_merge(struct budget_entry **items, size_t *n, const struct budget_en
             *items = xrealloc(*items, (*n + 1) * sizeof(**items));
             (*items)[j].provider = xstrdup(src[i].provider);
             (*items)[j].origin = NULL;
+            (*items)[j].period = NULL;
             (*n)++;
         }
         (*items)[j].tokens = src[i].tokens;
         free((*items)[j].origin);
         (*items)[j].origin = xstrdup_or_null(src[i].origin);
+        free((*items)[j].period); /* the later declaration replaces the whole budget */
+        (*items)[j].period = xstrdup_or_null(src[i].period);
     }
 }
 
@@ -159,6 +162,10 @@ static void merge_one(struct bottle_def *acc, const struct bottle_def *later, bo
     budget_merge(&acc->budgets, &acc->n_budgets, later->budgets, later->n_budgets);
     if (later->shutdown != SHUTDOWN_UNSET)
         acc->shutdown = later->shutdown;
+    if (later->budget_pool) {
+        free(acc->budget_pool);
+        acc->budget_pool = xstrdup(later->budget_pool);
+    }
     if (later->enforcement != TIER_UNSET)
         acc->enforcement = later->enforcement;
     for (size_t i = 0; i < later->seccomp.len; i++)

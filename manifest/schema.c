@@ -215,8 +215,49 @@ static void budgets_free(struct budget_entry *items, size_t n)
     for (size_t i = 0; i < n; i++) {
         free(items[i].provider);
         free(items[i].origin);
+        free(items[i].period);
     }
     free(items);
+}
+
+/* A budget's value: a number of tokens, or {tokens: N, period: day | month | total}. */
+static int parse_budget_value(const struct node *v, const char *what, uint64_t *tokens,
+                              char **period, struct bottle_err *err)
+{
+    static const char *const keys[] = {"tokens", "period", NULL};
+    const struct node *t = v;
+    int rc = 0;
+    *period = NULL;
+    if (v->kind == NODE_MAP) {
+        if ((rc = node_check_keys(v, what, keys, err)) < 0)
+            return rc;
+        t = node_map_get(v, "tokens");
+        if (!t)
+            return node_error(err, &v->pos, "%s: needs tokens", what);
+        const struct node *p = node_map_get(v, "period");
+        if (p) {
+            char *w = xasprintf("%s.period", what);
+            rc = node_get_string(p, w, false, period, err);
+            free(w);
+            if (rc == 0 && strcmp(*period, "day") != 0 && strcmp(*period, "month") != 0 &&
+                strcmp(*period, "total") != 0)
+                rc = node_error(err, &p->pos, "%s.period: '%s'; accepted: day, month, total", what,
+                                *period);
+            if (rc < 0) {
+                free(*period);
+                *period = NULL;
+                return rc;
+            }
+        }
+    }
+    rc = node_get_u64(t, what, tokens, err);
+    if (rc == 0 && *tokens == 0)
+        rc = node_error(err, &t->pos, "%s: must be a positive number of tokens, found 0", what);
+    if (rc < 0) {
+        free(*period);
+        *period = NULL;
+    }
+    return rc;
 }
 
 static int parse_budget(const struct node *n, const char *origin, struct budget_entry **items,
@@ -232,10 +273,8 @@ static int parse_budget(const struct node *n, const char *origin, struct budget_
                               "budget: '%s' is not a valid provider name; " NAME_RULE, p->key);
         char *what = xasprintf("budget.%s", p->key);
         uint64_t tokens = 0;
-        rc = node_get_u64(p->value, what, &tokens, err);
-        if (rc == 0 && tokens == 0)
-            rc = node_error(err, &p->value->pos, "%s: must be a positive number of tokens, found 0",
-                            what);
+        char *period = NULL;
+        rc = parse_budget_value(p->value, what, &tokens, &period, err);
         free(what);
         if (rc < 0)
             return rc;
@@ -244,6 +283,7 @@ static int parse_budget(const struct node *n, const char *origin, struct budget_
         b->provider = xstrdup(p->key);
         b->tokens = tokens;
         b->origin = xstrdup(origin);
+        b->period = period;
     }
     return 0;
 }
@@ -696,9 +736,10 @@ static int parse_terminal(const struct node *n, struct bottle_def *b, struct bot
 
 static int bottle_fields(const struct node *root, struct bottle_def *b, struct bottle_err *err)
 {
-    static const char *const keys[] = {
-        "extends",  "env",         "agent_provider", "git-gate",  "egress",   "supervise", "budget",
-        "shutdown", "enforcement", "seccomp",        "workspace", "terminal", NULL};
+    static const char *const keys[] = {"extends",     "env",       "agent_provider", "git-gate",
+                                       "egress",      "supervise", "budget",         "shutdown",
+                                       "enforcement", "seccomp",   "workspace",      "terminal",
+                                       "budget_pool", NULL};
     int rc = node_check_keys(root, "bottle", keys, err);
     if (rc < 0)
         return rc;
@@ -733,6 +774,14 @@ static int bottle_fields(const struct node *root, struct bottle_def *b, struct b
         return rc;
     if ((v = node_map_get(root, "terminal")) && (rc = parse_terminal(v, b, err)) < 0)
         return rc;
+    if ((v = node_map_get(root, "budget_pool"))) {
+        if ((rc = node_get_string(v, "budget_pool", false, &b->budget_pool, err)) < 0)
+            return rc;
+        if (!manifest_name_valid(b->budget_pool))
+            return node_error(err, &v->pos,
+                              "budget_pool: '%s' is not a valid pool name; " NAME_RULE,
+                              b->budget_pool);
+    }
     return 0;
 }
 
@@ -788,6 +837,7 @@ void bottle_def_free(struct bottle_def *b)
     strv_free(&b->seccomp);
     strv_free(&b->read_only);
     free(b->body);
+    free(b->budget_pool);
     memset(b, 0, sizeof(*b));
 }
 
@@ -843,6 +893,7 @@ void bottle_def_copy(struct bottle_def *dst, const struct bottle_def *src)
             dst->budgets[i].provider = xstrdup_or_null(src->budgets[i].provider);
             dst->budgets[i].tokens = src->budgets[i].tokens;
             dst->budgets[i].origin = xstrdup_or_null(src->budgets[i].origin);
+            dst->budgets[i].period = xstrdup_or_null(src->budgets[i].period);
         }
         dst->n_budgets = src->n_budgets;
     }
@@ -855,6 +906,7 @@ void bottle_def_copy(struct bottle_def *dst, const struct bottle_def *src)
     dst->terminal_allow_osc52_declared = src->terminal_allow_osc52_declared;
     dst->terminal_allow_osc52 = src->terminal_allow_osc52;
     dst->body = xstrdup_or_null(src->body);
+    dst->budget_pool = xstrdup_or_null(src->budget_pool);
 }
 
 /* ---- agent ----------------------------------------------------------------------- */
@@ -963,9 +1015,48 @@ void agent_def_free(struct agent_def *a)
 
 /* ---- settings.yml ----------------------------------------------------------------- */
 
+/* `pools:` name -> {provider: tokens | {tokens, period}}. */
+static int parse_pools(const struct node *n, struct settings *s, struct bottle_err *err)
+{
+    int rc = node_want_map(n, "pools", err);
+    for (size_t i = 0; rc == 0 && i < n->n_pairs; i++) {
+        const struct node_pair *p = &n->pairs[i];
+        if (!manifest_name_valid(p->key))
+            return node_error(err, &p->key_pos, "pools: '%s' is not a valid pool name; " NAME_RULE,
+                              p->key);
+        s->pools = xrealloc(s->pools, (s->n_pools + 1) * sizeof(*s->pools));
+        struct settings_pool *pool = &s->pools[s->n_pools++];
+        memset(pool, 0, sizeof(*pool));
+        pool->name = xstrdup(p->key);
+        char *origin = xasprintf("pool %s", p->key);
+        rc = parse_budget(p->value, origin, &pool->budgets, &pool->n_budgets, err);
+        free(origin);
+    }
+    return rc;
+}
+
+/*
+ * A PostgreSQL URL in `ledger:` may not carry its password: settings.yml is
+ * a file, and the password belongs in PGPASSWORD or a libpq password or
+ * service file.
+ */
+static bool ledger_url_has_password(const char *url)
+{
+    if (strncmp(url, "postgresql://", 13) != 0 && strncmp(url, "postgres://", 11) != 0)
+        return false;
+    const char *auth = strstr(url, "://") + 3;
+    size_t host_len = strcspn(auth, "/?");
+    const char *at = memchr(auth, '@', host_len);
+    bool has_password = at && memchr(auth, ':', (size_t)(at - auth));
+    for (const char *q = strchr(auth, '?'); q && !has_password; q = strchr(q + 1, '&'))
+        has_password = strncmp(q + 1, "password=", 9) == 0;
+    return has_password;
+}
+
 static int settings_fields(const struct node *root, struct settings *s, struct bottle_err *err)
 {
-    static const char *const keys[] = {"budget", "shutdown", "enforcement", "ledger", NULL};
+    static const char *const keys[] = {"budget", "shutdown", "enforcement",
+                                       "ledger", "pools",    NULL};
     int rc = node_check_keys(root, "settings", keys, err);
     if (rc < 0)
         return rc;
@@ -980,6 +1071,12 @@ static int settings_fields(const struct node *root, struct settings *s, struct b
         return rc;
     if ((v = node_map_get(root, "ledger")) &&
         (rc = node_get_string(v, "ledger", false, &s->ledger_path, err)) < 0)
+        return rc;
+    if (s->ledger_path && ledger_url_has_password(s->ledger_path))
+        return node_error(err, &v->pos,
+                          "ledger: the URL carries a password; give it in PGPASSWORD, a password "
+                          "file (~/.pgpass, PGPASSFILE) or a service file instead");
+    if ((v = node_map_get(root, "pools")) && (rc = parse_pools(v, s, err)) < 0)
         return rc;
     return 0;
 }
@@ -1008,5 +1105,10 @@ void settings_free(struct settings *s)
     free(s->file);
     budgets_free(s->budgets, s->n_budgets);
     free(s->ledger_path);
+    for (size_t i = 0; i < s->n_pools; i++) {
+        free(s->pools[i].name);
+        budgets_free(s->pools[i].budgets, s->pools[i].n_budgets);
+    }
+    free(s->pools);
     memset(s, 0, sizeof(*s));
 }

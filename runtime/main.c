@@ -32,6 +32,7 @@ static const struct command commands[] = {
     {"events", cmd_events, "denied connection attempts of a bottle"},
     {"budget", cmd_budget, "token budgets of bottles: limit, where declared, spent, left"},
     {"trust", cmd_trust, "trust a project's own agents and bottles (./.bottle/), list, revoke"},
+    {"metrics", cmd_metrics, "token usage, budgets, pools and bytes in Prometheus' text format"},
     {"dashboard", cmd_dashboard, "live view of every bottle's usage and state, with actions"},
 };
 

@@ -42,5 +42,6 @@ struct manifest_index;
 bool cli_refuse_untrusted(const struct manifest_index *idx, const char *agent);
 /* A one-line note on stderr when the project files are untrusted (read-only views). */
 void cli_note_untrusted(const struct manifest_index *idx);
+int cmd_metrics(int argc, char **argv);
 
 #endif

@@ -20,10 +20,14 @@ static const char budget_help[] =
     "each metered provider, the limit, where it was declared (--budget, the\n"
     "agent, a bottle, a parent bottle or settings.yml; the most specific wins),\n"
     "whose usage counts against it, what is spent (settled usage plus open\n"
-    "reservations, from the ledger) and what is left.\n"
+    "reservations, from the ledger) and what is left. Then every budget pool the\n"
+    "ledger holds, shared by the bottles naming it on every host: its limit,\n"
+    "period, spent and left.\n"
     "\n"
     "  --format json, --json\n"
-    "           one JSON document: {\"bottles\": [{\"slug\", \"budgets\": [...]}]}\n";
+    "           one JSON document: {\"bottles\": [{\"slug\", \"budgets\": [...]}],\n"
+    "           \"pools\": [{\"pool\", \"provider\", \"limit\", \"period\", \"spent\", "
+    "\"left\"}]}\n";
 
 static void print_text(const cJSON *doc)
 {
@@ -56,6 +60,27 @@ static void print_text(const cJSON *doc)
         }
         if (!any)
             printf("%-20s %-10s %12s\n", slug, "-", "no budget");
+    }
+    const cJSON *pools = cJSON_GetObjectItemCaseSensitive(doc, "pools");
+    if (cJSON_GetArraySize(pools) == 0)
+        return;
+    printf("\n%-20s %-10s %12s %12s %12s  %s\n", "POOL", "PROVIDER", "LIMIT", "SPENT", "LEFT",
+           "PERIOD");
+    const cJSON *p;
+    cJSON_ArrayForEach(p, pools)
+    {
+        const cJSON *spent = cJSON_GetObjectItemCaseSensitive(p, "spent");
+        const cJSON *left = cJSON_GetObjectItemCaseSensitive(p, "left");
+        char s[24] = "?", l[24] = "?";
+        if (cJSON_IsNumber(spent))
+            snprintf(s, sizeof(s), "%.0f", spent->valuedouble);
+        if (cJSON_IsNumber(left))
+            snprintf(l, sizeof(l), "%.0f", left->valuedouble);
+        printf("%-20s %-10s %12.0f %12s %12s  %s\n",
+               cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "pool")),
+               cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "provider")),
+               cJSON_GetObjectItemCaseSensitive(p, "limit")->valuedouble, s, l,
+               cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "period")));
     }
 }
 
@@ -122,6 +147,7 @@ int cmd_budget(int argc, char **argv)
         if (d)
             closedir(d);
     }
+    cJSON_AddItemToObject(doc, "pools", budget_pools_json(lg));
     if (rc == 0) {
         if (json) {
             char *text = json_to_text(doc, true);

@@ -12,7 +12,9 @@
 #include <unistd.h>
 
 #include "runtime/cli/cmd_dashboard.h"
+#include "common/buf.h"
 #include "common/fs.h"
+#include "common/json.h"
 #include "ledger/budget.h"
 #include "runtime/cli/dashboard.h"
 #include "ledger/ledger.h"
@@ -41,6 +43,8 @@ static const char dashboard_help[] =
     "Reading the kernel counters and acting on a bottle need root.\n";
 
 static struct ledger *dash_ledger;
+static char shared[160];      /* the ledger's pools, for the title */
+static const char *dash_home; /* where collect() reads from */
 
 /* This bottle's spent tokens (settled plus reserved) from the host's ledger. */
 static int ledger_tokens(const char *home, const char *slug, const char *agent,
@@ -68,7 +72,7 @@ static void draw(const struct dash_model *m)
     int lines, cols;
     getmaxyx(stdscr, lines, cols);
     struct strv frame = STRV_INIT;
-    dash_render(m, lines, cols, &frame);
+    dash_render_shared(m, shared, lines, cols, &frame);
     erase();
     for (size_t i = 0; i < frame.len && (int)i < lines; i++) {
         bool sel = frame.items[i][0] == '>' && i >= 2;
@@ -84,11 +88,44 @@ static void draw(const struct dash_model *m)
     strv_free(&frame);
 }
 
+/* The pools the ledger holds, spent of limit, as every host on it sees them. */
+
+static void pools_summary(void)
+{
+    shared[0] = '\0';
+    if (tokens_source != ledger_tokens)
+        return;
+    if (!dash_ledger) {
+        struct bottle_err err = {0};
+        dash_ledger = budget_ledger_open(dash_home, &err);
+        if (!dash_ledger)
+            return;
+    }
+    cJSON *pools = budget_pools_json(dash_ledger);
+    struct buf b = BUF_INIT;
+    const cJSON *p;
+    cJSON_ArrayForEach(p, pools)
+    {
+        const char *period = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "period"));
+        buf_printf(&b, "%spool %s %s %.0f/%.0f%s%s", b.len ? ", " : "",
+                   cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "pool")),
+                   cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "provider")),
+                   json_get_num(p, "spent", 0), json_get_num(p, "limit", 0),
+                   period && strcmp(period, "total") != 0 ? " per " : "",
+                   period && strcmp(period, "total") != 0 ? period : "");
+    }
+    snprintf(shared, sizeof(shared), "%s", b.data ? b.data : "");
+    buf_free(&b);
+    cJSON_Delete(pools);
+}
+
 static void collect(const char *home, struct dash_model *m)
 {
+    dash_home = home;
     struct bottle_err err = {0};
     if (dash_collect(home, tokens_source, m, &err) < 0)
         snprintf(m->status, sizeof(m->status), "%.150s", err.msg);
+    pools_summary();
 }
 
 /* Handles one key; returns false to quit. */
@@ -195,7 +232,7 @@ int cmd_dashboard(int argc, char **argv)
         struct dash_model m = {0};
         collect(home, &m);
         struct strv frame = STRV_INIT;
-        dash_render(&m, height, width, &frame);
+        dash_render_shared(&m, shared, height, width, &frame);
         for (size_t i = 0; i < frame.len; i++) {
             /* Trailing padding is for the terminal, not for a pipe. */
             size_t n = strlen(frame.items[i]);

@@ -29,6 +29,8 @@
 
 static const char usage_help[] =
     "usage: bottle usage [<bottle>] [--format text|json] [--watch]\n"
+    "       bottle usage --by host|bottle|pool|agent [--since day|month|total]\n"
+    "                    [--format text|json]\n"
     "\n"
     "Kernel counters of a running bottle (all bottles when none is named), read\n"
     "from its pinned BPF maps: bytes and packets out and in, packets dropped,\n"
@@ -39,7 +41,11 @@ static const char usage_help[] =
     "  --format json, --json\n"
     "            one JSON document (with --watch: one per line); each bottle\n"
     "            is named by \"slug\"\n"
-    "  --watch   print again every second until interrupted\n";
+    "  --watch   print again every second until interrupted\n"
+    "  --by      LLM tokens from the ledger only, grouped by host, bottle, pool or\n"
+    "            agent, across every host sharing it (requests, charged, reserved)\n"
+    "  --since   with --by: usage since 00:00 UTC today, since the 1st of the\n"
+    "            month, or all of it (the default)\n";
 
 static const char cutoff_help[] =
     "usage: bottle cutoff <bottle> [--restore]\n"
@@ -241,14 +247,79 @@ static int usage_once(const struct strv *slugs, bool json)
     return rc;
 }
 
+/* `bottle usage --by`: the ledger's usage grouped across hosts. */
+static int usage_by(const char *by_name, const char *since_name, bool json)
+{
+    static const enum ledger_group groups[] = {LEDGER_BY_HOST, LEDGER_BY_BOTTLE, LEDGER_BY_POOL,
+                                               LEDGER_BY_AGENT};
+    enum ledger_group by = LEDGER_BY_HOST;
+    bool known = false;
+    for (size_t i = 0; i < 4; i++)
+        if (strcmp(by_name, ledger_group_name(groups[i])) == 0) {
+            by = groups[i];
+            known = true;
+        }
+    if (!known)
+        return usage_error("usage", "--by %s: accepted: host, bottle, pool, agent", by_name);
+
+    enum ledger_period period = LEDGER_PERIOD_TOTAL;
+    if (since_name && ledger_period_parse(since_name, &period) < 0)
+        return usage_error("usage", "--since %s: accepted: day, month, total", since_name);
+    char *home = NULL;
+    struct bottle_err err = {0};
+    struct ledger *lg = usage_ledger(&home);
+    free(home);
+    if (!lg) {
+        fprintf(stderr, "bottle: usage: no ledger to read\n");
+        return EXIT_RUNTIME;
+    }
+    cJSON *rows =
+        budget_groups_json(lg, by, ledger_period_start(period, (int64_t)time(NULL)), &err);
+    ledger_close(lg);
+    if (!rows)
+        return fail(&err);
+    if (json) {
+        cJSON *doc = cJSON_CreateObject();
+        json_add_str(doc, "by", by_name);
+        json_add_str(doc, "since", ledger_period_name(period));
+        cJSON_AddItemToObject(doc, "usage", rows);
+        char *text = cJSON_PrintUnformatted(doc);
+        printf("%s\n", text);
+        free(text);
+        cJSON_Delete(doc);
+        return 0;
+    }
+    printf("%-24s %-10s %10s %14s %14s\n",
+           by == LEDGER_BY_HOST    ? "HOST"
+           : by == LEDGER_BY_POOL  ? "POOL"
+           : by == LEDGER_BY_AGENT ? "AGENT"
+                                   : "BOTTLE",
+           "PROVIDER", "REQUESTS", "CHARGED", "RESERVED");
+    const cJSON *r;
+    cJSON_ArrayForEach(r, rows)
+    {
+        const char *key = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, by_name));
+        printf("%-24s %-10s %10.0f %14.0f %14.0f\n", key && *key ? key : "-",
+               cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "provider")),
+               json_get_num(r, "requests", 0), json_get_num(r, "charged_tokens", 0),
+               json_get_num(r, "reserved_tokens", 0));
+    }
+    cJSON_Delete(rows);
+    return 0;
+}
+
 int cmd_usage(int argc, char **argv)
 {
     bool json = false, watch = false;
-    const char *slug = NULL;
+    const char *slug = NULL, *by = NULL, *since = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             fputs(usage_help, stdout);
             return 0;
+        } else if (strcmp(argv[i], "--by") == 0 && i + 1 < argc) {
+            by = argv[++i];
+        } else if (strcmp(argv[i], "--since") == 0 && i + 1 < argc) {
+            since = argv[++i];
         } else if (strcmp(argv[i], "--json") == 0) {
             json = true;
         } else if (strcmp(argv[i], "--format") == 0 || strncmp(argv[i], "--format=", 9) == 0) {
@@ -267,6 +338,13 @@ int cmd_usage(int argc, char **argv)
             return usage_error("usage", "unexpected argument '%s'", argv[i]);
         }
     }
+    if (by && (slug || watch))
+        return usage_error("usage", "--by %s reads the ledger only: no bottle name, no --watch",
+                           by);
+    if (since && !by)
+        return usage_error("usage", "--since %s goes with --by", since);
+    if (by)
+        return usage_by(by, since, json);
     if (slug && !home_slug_valid(slug))
         return usage_error("usage", "'%s' is not a bottle name", slug);
     install_stop_handlers();

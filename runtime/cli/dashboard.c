@@ -173,11 +173,17 @@ static void format_row(const struct dash_row *r, bool selected, char *out, size_
 
 void dash_render(const struct dash_model *m, int lines, int cols, struct strv *out)
 {
+    dash_render_shared(m, NULL, lines, cols, out);
+}
+
+void dash_render_shared(const struct dash_model *m, const char *shared, int lines, int cols,
+                        struct strv *out)
+{
     char text[256];
     if (lines < 1 || cols < 1)
         return;
-    snprintf(text, sizeof(text), "bottle dashboard — %zu live bottle%s", m->n,
-             m->n == 1 ? "" : "s");
+    snprintf(text, sizeof(text), "bottle dashboard — %zu live bottle%s%s%s", m->n,
+             m->n == 1 ? "" : "s", shared && *shared ? " · " : "", shared ? shared : "");
     push_line(out, text, cols);
     int body = lines - 4; /* title, heads, help, status */
     if (lines >= 2) {

@@ -50,6 +50,9 @@ void dash_model_free(struct dash_model *m);
  * selected row starts with '>'.
  */
 void dash_render(const struct dash_model *m, int lines, int cols, struct strv *out);
+/* Same, with shared (the ledger's pools across hosts; NULL or "": none) in the title. */
+void dash_render_shared(const struct dash_model *m, const char *shared, int lines, int cols,
+                        struct strv *out);
 
 /*
  * The action for key on row r: 'c' cut off, 'r' restore, 'f' freeze,

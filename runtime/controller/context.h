@@ -111,6 +111,15 @@ void controller_ledger_audit(struct controller *c, const char *action, const cha
                              const char *reason, const char *who);
 /* Writes the bottle's final kernel counters to the ledger (teardown). */
 void controller_ledger_final(struct controller *c);
+/*
+ * Registers the run in the ledger (host, agent, budget pool), stores the
+ * pool's limits from settings.yml and the periods its budgets declare.
+ * Fails only for a bottle with a pool: without the ledger its limit could
+ * not be kept.
+ */
+int controller_ledger_register(struct controller *c, struct bottle_err *err);
+/* Marks the run ended in the ledger (teardown; best effort). */
+void controller_ledger_unregister(struct controller *c);
 
 /* Opens the bottle's control socket (c->control); see control.h. */
 int controller_control_open(struct controller *c, struct bottle_err *err);

@@ -209,6 +209,7 @@ int controller_teardown(struct controller *c, bool keep_state, struct bottle_err
         c->events_fd = -1;
     }
     controller_ledger_final(c);
+    controller_ledger_unregister(c);
     if (c->have_bpf) {
         memset(&e, 0, sizeof(e));
         bpf_policy_destroy(c->st.slug, &e);
@@ -328,6 +329,8 @@ int controller_start(const struct plan *plan, const struct controller_options *o
         rc = step_files(&c, err);
     if (rc == 0 && (rc = interrupted(&sigs, err)) == 0)
         rc = step_kernel(&c, err);
+    if (rc == 0 && (rc = interrupted(&sigs, err)) == 0)
+        rc = controller_ledger_register(&c, err);
     if (rc == 0 && (rc = interrupted(&sigs, err)) == 0)
         rc = controller_sidecar_start(&c, err);
     if (rc == 0 && (rc = interrupted(&sigs, err)) == 0)

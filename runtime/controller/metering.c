@@ -15,6 +15,7 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "ledger/budget.h"
 #include "bpf/policy.h"
 #include "runtime/controller/context.h"
 #include "bpf/enforce.h"
@@ -31,6 +32,55 @@ static struct ledger *controller_ledger(struct controller *c)
         c->ledger = NULL;
     }
     return c->ledger;
+}
+
+static int register_body(struct controller *c, struct ledger *lg, struct bottle_err *err)
+{
+    const struct plan *p = c->plan;
+    int rc = ledger_run_start(lg, c->st.slug, p->agent_name, p->pool, err);
+    for (size_t i = 0; rc == 0 && i < p->n_pool_budgets; i++) {
+        const struct plan_budget *b = &p->pool_budgets[i];
+        struct ledger_budget lb = {LEDGER_SCOPE_POOL, p->pool, b->provider, (int64_t)b->tokens};
+        enum ledger_period period;
+        rc = ledger_budget_set(lg, &lb, err);
+        if (rc == 0 && b->period && ledger_period_parse(b->period, &period) == 0)
+            rc = ledger_period_set(lg, LEDGER_SCOPE_POOL, p->pool, b->provider, period, err);
+    }
+    /* A declared period belongs to the counter the budget is measured on (docs/budgets.md). */
+    for (size_t i = 0; rc == 0 && i < p->n_budgets; i++) {
+        const struct plan_budget *b = &p->budgets[i];
+        enum ledger_period period;
+        if (!b->period || ledger_period_parse(b->period, &period) < 0)
+            continue;
+        enum ledger_scope ls = budget_counting_scope(b->scope);
+        rc = ledger_period_set(lg, ls, budget_counting_name(ls, c->st.slug, p->agent_name),
+                               b->provider, period, err);
+    }
+    return rc;
+}
+
+int controller_ledger_register(struct controller *c, struct bottle_err *err)
+{
+    struct bottle_err e = {0};
+    if (!c->ledger && c->ledger_path && ledger_open(c->ledger_path, &c->ledger, &e) < 0)
+        c->ledger = NULL;
+    int rc = c->ledger ? register_body(c, c->ledger, &e) : -EIO;
+    if (rc == 0)
+        return 0;
+    if (c->plan->pool)
+        return err_set(err, e.code ? e.code : EIO,
+                       "budget pool %s: the ledger cannot record this bottle, and the pool's "
+                       "limit cannot be kept without it: %s",
+                       c->plan->pool, e.msg[0] ? e.msg : "no ledger");
+    log_warn("cannot register the bottle in the ledger", "error", e.msg, NULL);
+    return 0;
+}
+
+void controller_ledger_unregister(struct controller *c)
+{
+    struct bottle_err err = {0};
+    if (c->ledger && ledger_run_end(c->ledger, c->st.slug, &err) < 0)
+        log_warn("cannot mark the run ended in the ledger", "error", err.msg, NULL);
 }
 
 void controller_ledger_audit(struct controller *c, const char *action, const char *policy,

@@ -13,9 +13,21 @@
 #include "ledger/ledger.h"
 #include "sidecar/meter/meter.h"
 
+/* A ledger server that cannot be reached: metered requests wait for it (503). */
+#define REASON_LEDGER_UNAVAILABLE "ledger_unavailable"
+
+/* A settlement the ledger could not take yet: sent again once it answers. */
+struct pending_settle {
+    int64_t reservation;
+    struct ledger_record rec;
+    char *model, *request_id;
+};
+
 struct meter_hook {
     struct ledger *lg;    /* NULL: metered requests are refused */
     struct strv reported; /* providers whose exhaustion the runtime was told of */
+    struct pending_settle *pending;
+    size_t n_pending;
 };
 
 struct meter_exchange {
@@ -33,7 +45,8 @@ int meter_hook_open(const struct config *cfg, struct meter_hook **out, struct bo
     *out = mh;
     if (!cfg->ledger)
         return 0;
-    int rc = ledger_open(cfg->ledger, &mh->lg, err);
+    /* A ledger server away at start is waited for: metered requests are refused meanwhile. */
+    int rc = ledger_open_flags(cfg->ledger, LEDGER_OPEN_RETRY, &mh->lg, err);
     if (rc < 0) {
         mh->lg = NULL;
         return rc;
@@ -41,10 +54,53 @@ int meter_hook_open(const struct config *cfg, struct meter_hook **out, struct bo
     return 0;
 }
 
+/* Sends the settlements the ledger missed, oldest first; stops at the first that cannot go. */
+static void flush_pending(struct meter_hook *mh)
+{
+    size_t done = 0;
+    for (; mh->lg && done < mh->n_pending; done++) {
+        struct pending_settle *p = &mh->pending[done];
+        struct bottle_err err = {0};
+        int rc = ledger_settle(mh->lg, p->reservation, &p->rec, &err);
+        if (ledger_unreachable(rc))
+            break;
+        if (rc < 0 && rc != -EALREADY)
+            log_warn("ledger settle failed; the reservation stays charged", "error", err.msg, NULL);
+        free(p->model);
+        free(p->request_id);
+    }
+    mh->n_pending -= done;
+    memmove(mh->pending, mh->pending + done, mh->n_pending * sizeof(*mh->pending));
+}
+
+static void keep_pending(struct meter_hook *mh, int64_t reservation,
+                         const struct ledger_record *rec)
+{
+    mh->pending = xrealloc(mh->pending, (mh->n_pending + 1) * sizeof(*mh->pending));
+    struct pending_settle *p = &mh->pending[mh->n_pending++];
+    p->reservation = reservation;
+    p->rec = *rec;
+    p->model = xstrdup(rec->model);
+    p->request_id = xstrdup(rec->request_id);
+    p->rec.model = p->model;
+    p->rec.request_id = p->request_id;
+}
+
 void meter_hook_close(struct meter_hook *mh)
 {
     if (!mh)
         return;
+    flush_pending(mh);
+    for (size_t i = 0; i < mh->n_pending; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "%" PRId64, mh->pending[i].reservation);
+        log_warn("settlement not written; the reservation is charged at its size after the "
+                 "reservation timeout",
+                 "reservation", id, NULL);
+        free(mh->pending[i].model);
+        free(mh->pending[i].request_id);
+    }
+    free(mh->pending);
     ledger_close(mh->lg);
     strv_free(&mh->reported);
     free(mh);
@@ -83,9 +139,15 @@ static bool effective_budget(const struct config *cfg, const char *provider,
 
 static const char *scope_words(enum ledger_scope s)
 {
-    return s == LEDGER_SCOPE_GLOBAL  ? "for every bottle on this host"
+    return s == LEDGER_SCOPE_GLOBAL  ? "for every bottle sharing the ledger"
            : s == LEDGER_SCOPE_AGENT ? "for this agent"
+           : s == LEDGER_SCOPE_POOL  ? "for this bottle's pool"
                                      : "for this bottle";
+}
+
+static const char *period_words(enum ledger_period p)
+{
+    return p == LEDGER_PERIOD_DAY ? " today (UTC)" : p == LEDGER_PERIOD_MONTH ? " this month" : "";
 }
 
 /*
@@ -182,13 +244,23 @@ int meter_hook_admit(struct meter_hook *mh, const struct config *cfg,
     struct ledger_subject who = {cfg->bottle, cfg->agent, provider};
     struct ledger_denial d;
     int64_t id = 0;
+    flush_pending(mh);
     int rc = ledger_reserve_in(mh->lg, &who, tokens, has ? &b : NULL, has ? 1 : 0, &id, &d, &err);
     if (rc == LEDGER_DOES_NOT_FIT) {
         refuse(out, 429, REASON_BUDGET_EXHAUSTED,
                "%s token budget exhausted: %" PRId64 " of %" PRId64
-               " tokens left %s, this request needs about %" PRId64,
-               provider, d.left_tokens, d.limit_tokens, scope_words(d.scope), tokens);
-        emit_exhausted(mh, cfg, &b, d.spent_tokens);
+               " tokens left %s%s, this request needs about %" PRId64,
+               provider, d.left_tokens, d.limit_tokens, scope_words(d.scope),
+               period_words(d.period), tokens);
+        struct ledger_budget told = {d.scope, d.name, provider, d.limit_tokens};
+        emit_exhausted(mh, cfg, &told, d.spent_tokens);
+        return 0;
+    }
+    if (ledger_unreachable(rc)) {
+        log_warn("ledger unreachable; metered request refused", "error", err.msg, NULL);
+        refuse(out, 503, REASON_LEDGER_UNAVAILABLE,
+               "the ledger cannot be reached, so this metered request cannot be accounted; "
+               "unmetered routes keep working and metered ones resume when it answers");
         return 0;
     }
     if (rc < 0) {
@@ -255,7 +327,10 @@ void meter_hook_end(struct meter_hook *mh, const struct config *cfg, struct mete
             memcpy(&rec.usage, &res.usage, sizeof(rec.usage));
     }
     struct bottle_err err = {0};
-    if (mh && mh->lg && ledger_settle(mh->lg, x->reservation, &rec, &err) < 0)
+    int rc = mh && mh->lg ? ledger_settle(mh->lg, x->reservation, &rec, &err) : 0;
+    if (ledger_unreachable(rc)) /* kept, and sent again once the ledger answers */
+        keep_pending(mh, x->reservation, &rec);
+    else if (rc < 0 && rc != -EALREADY) /* already settled: a retry whose answer was lost */
         log_warn("ledger settle failed; the reservation stays charged", "error", err.msg, NULL);
     struct ledger_budget b;
     int64_t spent = 0;

@@ -41,6 +41,22 @@ static void test_render_empty(void **state)
     strv_free(&f);
 }
 
+/* The ledger's pools, shared across hosts, ride in the title line and are cut to the width. */
+static void test_render_shared_pools(void **state)
+{
+    (void)state;
+    struct dash_model m = {0};
+    const char *shared = "pool team claude 5900/6000 per day";
+    struct strv f = STRV_INIT;
+    dash_render_shared(&m, shared, 24, 80, &f);
+    assert_frame(&f, 24, 80);
+    assert_non_null(strstr(f.items[0], "0 live bottles · pool team claude 5900/6000 per day"));
+    strv_free(&f);
+    dash_render_shared(&m, shared, 24, 40, &f);
+    assert_frame(&f, 24, 40);
+    strv_free(&f);
+}
+
 static void test_render_rows(void **state)
 {
     (void)state;
@@ -147,13 +163,10 @@ static void test_collect_no_live(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_render_empty),
-        cmocka_unit_test(test_render_rows),
-        cmocka_unit_test(test_render_scrolls_to_selection),
-        cmocka_unit_test(test_render_narrow),
-        cmocka_unit_test(test_render_large_tokens),
-        cmocka_unit_test(test_human_bytes),
-        cmocka_unit_test(test_collect_no_live),
+        cmocka_unit_test(test_render_empty),  cmocka_unit_test(test_render_shared_pools),
+        cmocka_unit_test(test_render_rows),   cmocka_unit_test(test_render_scrolls_to_selection),
+        cmocka_unit_test(test_render_narrow), cmocka_unit_test(test_render_large_tokens),
+        cmocka_unit_test(test_human_bytes),   cmocka_unit_test(test_collect_no_live),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

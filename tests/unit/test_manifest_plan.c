@@ -199,6 +199,43 @@ static void test_budget_scopes(void **state)
     plan_free(&p);
 }
 
+/* budget_pool: the pool's limits from settings.yml, periods carried with each budget. */
+static void test_budget_pool_and_periods(void **state)
+{
+    struct fixture *f = *state;
+    testutil_put(f->home, "settings.yml",
+                 "budget:\n  claude: {tokens: 100, period: day}\n"
+                 "pools:\n  team:\n    claude: {tokens: 5000, period: month}\n    codex: 9\n");
+    testutil_put(f->home, "bottles/parent.md", "---\nbudget_pool: team\n---\n");
+    testutil_put(f->home, "bottles/child.md", "---\nextends: parent\n---\n");
+    testutil_put(f->home, "agents/a.md", "---\nbottle: child\n---\n");
+    struct plan_options o;
+    base_opts(&o, "a");
+    struct plan p;
+    struct bottle_err err = {0};
+    assert_int_equal(build(f, &o, &p, &err), 0);
+    assert_string_equal(p.pool, "team");
+    assert_int_equal(p.n_pool_budgets, 2);
+    assert_string_equal(p.pool_budgets[0].provider, "claude");
+    assert_int_equal(p.pool_budgets[0].tokens, 5000);
+    assert_string_equal(p.pool_budgets[0].period, "month");
+    assert_null(p.pool_budgets[1].period);
+    const struct plan_budget *b = budget_for(&p, "claude");
+    assert_string_equal(b->scope, "settings");
+    assert_string_equal(b->period, "day");
+    plan_free(&p);
+    /* A pool this host does not declare: joined all the same, with a warning. */
+    testutil_put(f->home, "bottles/parent.md", "---\nbudget_pool: elsewhere\n---\n");
+    assert_int_equal(build(f, &o, &p, &err), 0);
+    assert_string_equal(p.pool, "elsewhere");
+    assert_int_equal(p.n_pool_budgets, 0);
+    bool warned = false;
+    for (size_t i = 0; i < p.warnings.len; i++)
+        warned |= strstr(p.warnings.items[i], "budget_pool 'elsewhere'") != NULL;
+    assert_true(warned);
+    plan_free(&p);
+}
+
 static void test_settings_in_project_dir_ignored(void **state)
 {
     struct fixture *f = *state;
@@ -363,6 +400,7 @@ int main(void)
         cmocka_unit_test(test_golden_codex),
         cmocka_unit_test(test_golden_curl),
         cmocka_unit_test_setup_teardown(test_budget_scopes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_budget_pool_and_periods, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings_in_project_dir_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_provider_route_wins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_env_rules, setup, teardown),

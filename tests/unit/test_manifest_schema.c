@@ -8,8 +8,8 @@
 #define AGENT_FILE  "agents/coder.md"
 
 #define BOTTLE_KEYS                                                                                \
-    "agent_provider, budget, egress, enforcement, env, extends, git-gate, seccomp, shutdown, "     \
-    "supervise, terminal, workspace"
+    "agent_provider, budget, budget_pool, egress, enforcement, env, extends, git-gate, seccomp, "  \
+    "shutdown, supervise, terminal, workspace"
 #define AGENT_KEYS "bottle, budget, color, description, git-gate, model, name, skills, tools"
 
 struct reject_case {
@@ -524,7 +524,23 @@ static void test_settings_example(void **state)
 
 static const struct reject_case settings_rejects[] = {
     {"unknown key", "budget: {}\nsupervise: true\n",
-     "2:1: unknown key 'supervise' in settings; accepted: budget, enforcement, ledger, shutdown"},
+     "2:1: unknown key 'supervise' in settings; accepted: budget, enforcement, ledger, pools, "
+     "shutdown"},
+    {"ledger URL with a password", "ledger: postgresql://bottle:hunter2@db/ledger\n",
+     "1:9: ledger: the URL carries a password; give it in PGPASSWORD, a password file "
+     "(~/.pgpass, PGPASSFILE) or a service file instead"},
+    {"ledger URL with password=", "ledger: postgres://db/ledger?password=hunter2\n",
+     "1:9: ledger: the URL carries a password; give it in PGPASSWORD, a password file "
+     "(~/.pgpass, PGPASSFILE) or a service file instead"},
+    {"period bad", "budget:\n  claude: {tokens: 5, period: week}\n",
+     "2:31: budget.claude.period: 'week'; accepted: day, month, total"},
+    {"period without tokens", "budget:\n  claude: {period: day}\n",
+     "2:11: budget.claude: needs tokens"},
+    {"pool bad name", "pools:\n  Team A:\n    claude: 5\n",
+     "2:3: pools: 'Team A' is not a valid pool name; use lowercase letters, digits and '-', "
+     "starting with a letter"},
+    {"pool budget zero", "pools:\n  team:\n    claude: 0\n",
+     "3:13: budget.claude: must be a positive number of tokens, found 0"},
     {"ledger empty", "ledger: ''\n", "1:9: ledger: must not be empty"},
     {"budget bad", "budget:\n  claude: lots\n",
      "2:11: budget.claude: expected a whole number, found a string"},
@@ -537,6 +553,51 @@ static const struct reject_case settings_rejects[] = {
      "2:1: multiple documents are not allowed; remove the extra '---' or '...' line"},
     {"alias", "a: &x 1\n", "1:4: anchors are not allowed ('&x'); write the value out"},
 };
+
+/* Pools and periods: shared limits the ledger keeps for every host. */
+static void test_settings_pools_and_periods(void **state)
+{
+    (void)state;
+    const char *text = "budget:\n"
+                       "  claude: {tokens: 50000000, period: day}\n"
+                       "  codex: 7\n"
+                       "ledger: postgresql://bottle@db.example:5432/ledger?sslmode=require\n"
+                       "pools:\n"
+                       "  team-a:\n"
+                       "    claude: {tokens: 1000000, period: month}\n"
+                       "    codex: 500\n"
+                       "  team-b:\n"
+                       "    claude: 20\n";
+    struct settings s;
+    struct bottle_err err = {0};
+    if (settings_parse("settings.yml", text, strlen(text), &s, &err) < 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(s.n_budgets, 2);
+    assert_int_equal(s.budgets[0].tokens, 50000000);
+    assert_string_equal(s.budgets[0].period, "day");
+    assert_null(s.budgets[1].period);
+    assert_string_equal(s.ledger_path,
+                        "postgresql://bottle@db.example:5432/ledger?sslmode=require");
+    assert_int_equal(s.n_pools, 2);
+    assert_string_equal(s.pools[0].name, "team-a");
+    assert_int_equal(s.pools[0].n_budgets, 2);
+    assert_string_equal(s.pools[0].budgets[0].period, "month");
+    assert_int_equal(s.pools[0].budgets[1].tokens, 500);
+    assert_string_equal(s.pools[1].name, "team-b");
+    settings_free(&s);
+
+    const char *bottle =
+        "---\nbudget_pool: team-a\nbudget:\n  claude: {tokens: 9, period: total}\n---\n";
+    struct bottle_def b;
+    if (bottle_parse("bottles/x.md", "x", bottle, strlen(bottle), &b, &err) < 0)
+        fail_msg("%s", err.msg);
+    assert_string_equal(b.budget_pool, "team-a");
+    assert_string_equal(b.budgets[0].period, "total");
+    bottle_def_free(&b);
+    const char *badpool = "---\nbudget_pool: Team A\n---\n";
+    assert_true(bottle_parse("bottles/x.md", "x", badpool, strlen(badpool), &b, &err) < 0);
+    assert_non_null(strstr(err.msg, "budget_pool: 'Team A' is not a valid pool name"));
+}
 
 static void test_settings_rejects(void **state)
 {
@@ -594,11 +655,16 @@ static void test_names_and_enums(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bottle_full_example), cmocka_unit_test(test_bottle_defaults),
-        cmocka_unit_test(test_bottle_small_shapes), cmocka_unit_test(test_bottle_rejects),
-        cmocka_unit_test(test_agent_full_example),  cmocka_unit_test(test_agent_rejects),
-        cmocka_unit_test(test_settings_example),    cmocka_unit_test(test_settings_rejects),
+        cmocka_unit_test(test_bottle_full_example),
+        cmocka_unit_test(test_bottle_defaults),
+        cmocka_unit_test(test_bottle_small_shapes),
+        cmocka_unit_test(test_bottle_rejects),
+        cmocka_unit_test(test_agent_full_example),
+        cmocka_unit_test(test_agent_rejects),
+        cmocka_unit_test(test_settings_example),
+        cmocka_unit_test(test_settings_rejects),
         cmocka_unit_test(test_names_and_enums),
+        cmocka_unit_test(test_settings_pools_and_periods),
     };
     return cmocka_run_group_tests_name("schema", tests, NULL, NULL);
 }
