@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -393,6 +394,16 @@ int plan_build(const struct manifest_index *idx, const struct plan_options *o, s
     p->supervise = bottle.supervise_declared ? bottle.supervise : true;
     p->egress_log = bottle.egress_log != EGRESS_LOG_UNSET ? bottle.egress_log : EGRESS_LOG_REQUESTS;
     strv_copy(&p->seccomp, &bottle.seccomp);
+    p->limits_declared = bottle.limits;
+    limits_effective(&bottle.limits, o->host_memory, &p->limits);
+    if (p->limits.memory != LIMIT_NONE && o->host_memory && p->limits.memory > o->host_memory) {
+        char want[32], have[32];
+        limits_format_bytes(p->limits.memory, want, sizeof(want));
+        limits_format_bytes(o->host_memory, have, sizeof(have));
+        strv_push_owned(&p->warnings, xasprintf("limits.memory %s is more than this host's "
+                                                "memory (%s); it limits nothing",
+                                                want, have));
+    }
     p->git_user.name = agent.git_user.name    ? xstrdup(agent.git_user.name)
                        : bottle.git_user.name ? xstrdup(bottle.git_user.name)
                                               : NULL;
@@ -496,6 +507,28 @@ void plan_free(struct plan *p)
 
 /* ---- output ----------------------------------------------------------------- */
 
+/* One limit: {value, scope}; value null means no limit (`max`). */
+static void limit_json(cJSON *parent, const char *name, uint64_t value, uint64_t declared,
+                       double scale)
+{
+    cJSON *o = cJSON_AddObjectToObject(parent, name);
+    if (value == LIMIT_NONE)
+        cJSON_AddNullToObject(o, "value");
+    else
+        json_add_num(o, "value", (double)value / scale);
+    json_add_str(o, "scope", declared != LIMIT_UNSET ? "bottle" : "default");
+}
+
+static void limits_to_json(const struct plan *p, cJSON *o)
+{
+    const struct resource_limits *l = &p->limits, *d = &p->limits_declared;
+    limit_json(o, "pids", l->pids, d->pids, 1);
+    limit_json(o, "memory", l->memory, d->memory, 1);
+    json_add_num(o, "swap", 0);
+    limit_json(o, "cpus", l->cpu_milli, d->cpu_milli, 1000);
+    limit_json(o, "tmpfs", l->tmpfs, d->tmpfs, 1);
+}
+
 cJSON *plan_to_json(const struct plan *p)
 {
     cJSON *doc = cJSON_CreateObject();
@@ -557,6 +590,7 @@ cJSON *plan_to_json(const struct plan *p)
     json_add_str(doc, "egress_log", egress_log_name(p->egress_log));
     cJSON *sc = cJSON_AddObjectToObject(doc, "seccomp");
     json_add_str_array(sc, "extra_denied", p->seccomp.items, p->seccomp.len);
+    limits_to_json(p, cJSON_AddObjectToObject(doc, "limits"));
     cJSON *git = cJSON_AddObjectToObject(doc, "git");
     cJSON *user = cJSON_AddObjectToObject(git, "user");
     json_add_str(user, "name", p->git_user.name);
@@ -582,6 +616,29 @@ static void text_list(struct buf *out, const char *label, const struct strv *v)
     buf_append_char(out, '\n');
 }
 
+static const char *limit_scope(uint64_t declared)
+{
+    return declared != LIMIT_UNSET ? "bottle" : "default";
+}
+
+static void limits_to_text(const struct plan *p, struct buf *out)
+{
+    const struct resource_limits *l = &p->limits, *d = &p->limits_declared;
+    char pids[24], mem[32], cpus[24], tmpfs[32];
+    if (l->pids == LIMIT_NONE)
+        snprintf(pids, sizeof(pids), "max");
+    else
+        snprintf(pids, sizeof(pids), "%llu", (unsigned long long)l->pids);
+    limits_format_bytes(l->memory, mem, sizeof(mem));
+    limits_format_cpus(l->cpu_milli, cpus, sizeof(cpus));
+    limits_format_bytes(l->tmpfs, tmpfs, sizeof(tmpfs));
+    buf_printf(out,
+               "  %-12s pids %s (%s), memory %s without swap (%s), cpus %s (%s), tmpfs %s each "
+               "(%s)\n",
+               "limits", pids, limit_scope(d->pids), mem, limit_scope(d->memory), cpus,
+               limit_scope(d->cpu_milli), tmpfs, limit_scope(d->tmpfs));
+}
+
 void plan_to_text(const struct plan *p, struct buf *out)
 {
     buf_printf(out, "bottle plan for agent '%s' (%s)\n", p->agent_name, p->agent_file);
@@ -603,6 +660,7 @@ void plan_to_text(const struct plan *p, struct buf *out)
     buf_printf(out, "  %-12s %s (%s)\n", "shutdown", shutdown_policy_name(p->shutdown),
                p->shutdown_scope);
     buf_printf(out, "  %-12s %s\n", "supervise", p->supervise ? "yes" : "no");
+    limits_to_text(p, out);
     buf_printf(out, "  egress routes (%zu):\n", p->routes.len);
     for (size_t i = 0; i < p->routes.len; i++) {
         const struct route *r = &p->routes.items[i];

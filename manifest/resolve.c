@@ -164,6 +164,7 @@ static void merge_one(struct bottle_def *acc, const struct bottle_def *later, bo
     for (size_t i = 0; i < later->seccomp.len; i++)
         if (!strv_contains(&acc->seccomp, later->seccomp.items[i]))
             strv_push(&acc->seccomp, later->seccomp.items[i]);
+    limits_fold(&acc->limits, &later->limits);
 }
 
 void bottle_fold(struct bottle_def *acc, const struct bottle_def *later)

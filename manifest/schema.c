@@ -620,9 +620,9 @@ static int parse_seccomp(const struct node *n, struct bottle_def *b, struct bott
 
 static int bottle_fields(const struct node *root, struct bottle_def *b, struct bottle_err *err)
 {
-    static const char *const keys[] = {
-        "extends", "env",      "agent_provider", "git-gate", "egress", "supervise",
-        "budget",  "shutdown", "enforcement",    "seccomp",  NULL};
+    static const char *const keys[] = {"extends",     "env",       "agent_provider", "git-gate",
+                                       "egress",      "supervise", "budget",         "shutdown",
+                                       "enforcement", "seccomp",   "limits",         NULL};
     int rc = node_check_keys(root, "bottle", keys, err);
     if (rc < 0)
         return rc;
@@ -652,6 +652,8 @@ static int bottle_fields(const struct node *root, struct bottle_def *b, struct b
         (rc = parse_enforcement(v, &b->enforcement, err)) < 0)
         return rc;
     if ((v = node_map_get(root, "seccomp")) && (rc = parse_seccomp(v, b, err)) < 0)
+        return rc;
+    if ((v = node_map_get(root, "limits")) && (rc = limits_parse(v, &b->limits, err)) < 0)
         return rc;
     return 0;
 }
@@ -766,6 +768,7 @@ void bottle_def_copy(struct bottle_def *dst, const struct bottle_def *src)
     dst->shutdown = src->shutdown;
     dst->enforcement = src->enforcement;
     strv_copy(&dst->seccomp, &src->seccomp);
+    dst->limits = src->limits;
     dst->body = xstrdup_or_null(src->body);
 }
 
