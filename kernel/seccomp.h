@@ -8,8 +8,12 @@
  * pivot_root, chroot, bpf, perf_event_open, ptrace, keyrings, io_uring,
  * kexec, modules, userfaultfd, file handles, reboot and swap. clone3 fails
  * with ENOSYS (its flags live in memory seccomp cannot read; libc falls back
- * to clone, which is checked). Any other architecture's syscalls kill the
- * process. The manifest's `seccomp` list adds names, denied with EPERM.
+ * to clone, which is checked). Setting a setuid or setgid bit fails with
+ * EPERM in every call that sets or creates a mode (chmod, fchmod, fchmodat,
+ * fchmodat2, open, openat, creat, mkdir, mkdirat, mknod, mknodat); openat2,
+ * whose mode seccomp cannot read, fails with ENOSYS. Any other
+ * architecture's syscalls kill the process. The manifest's `seccomp` list
+ * adds names, denied with EPERM.
  *
  * This module never loosens the base list: extra names only add denials.
  */
@@ -21,6 +25,15 @@
 
 #include "common/buf.h"
 #include "common/err.h"
+
+/* A syscall whose mode argument (index arg) may not carry S_ISUID or S_ISGID. */
+struct seccomp_mode_rule {
+    const char *name;
+    unsigned arg;
+};
+
+/* The calls that set or create a mode, NULL-terminated (EPERM with a setuid/setgid bit). */
+const struct seccomp_mode_rule *seccomp_mode_rules(void);
 
 /* The base deny list (EPERM), NULL-terminated; clone and clone3 are separate rules. */
 const char *const *seccomp_denied_syscalls(void);
