@@ -28,7 +28,7 @@
 #include "kernel/platform.h"
 #include "manifest/manifest.h"
 
-#define LIMITS_CPU_PERIOD_US 100000
+#define LIMITS_CPU_PERIOD_US 100000u
 
 /* The v1 cgroups limits_apply made; the agent's init must join each before it runs. */
 struct limits_cgroups {
