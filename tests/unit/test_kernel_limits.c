@@ -263,13 +263,13 @@ static int child_touch_16m(void)
     return child_touch(16u << 20);
 }
 
+/* Spins until it has had 100 ms of CPU: ten periods' quota at 0.1 CPU, however busy the host. */
 static int child_spin(void)
 {
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct timespec t;
     do {
-        clock_gettime(CLOCK_MONOTONIC, &t);
-    } while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < 400);
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    } while (t.tv_sec == 0 && t.tv_nsec < 100 * 1000 * 1000);
     return 0;
 }
 
@@ -278,7 +278,7 @@ static void test_limits_written_and_enforced(void **state)
     (void)state;
     REQUIRE_ROOT();
     struct resource_limits l = {
-        .pids = 16, .memory = 64ull << 20, .cpu_milli = 500, .tmpfs = 1ull << 20};
+        .pids = 16, .memory = 64ull << 20, .cpu_milli = 100, .tmpfs = 1ull << 20};
     struct lim_bottle *b = lim_new(&l);
 
     char *v = read_limit(b, CTRL_PIDS, "pids.max", "pids.max");
@@ -289,10 +289,10 @@ static void test_limits_written_and_enforced(void **state)
     free(v);
     if (b->ctrl[CTRL_CPU].where == CTRL_IN_V2) {
         v = read_limit(b, CTRL_CPU, "cpu.max", NULL);
-        assert_string_equal(v, "50000 100000");
+        assert_string_equal(v, "10000 100000");
     } else {
         v = read_limit(b, CTRL_CPU, NULL, "cpu.cfs_quota_us");
-        assert_string_equal(v, "50000");
+        assert_string_equal(v, "10000");
     }
     free(v);
 
@@ -319,7 +319,7 @@ static void test_limits_written_and_enforced(void **state)
     else
         assert_true(stat_value(b, CTRL_MEMORY, NULL, "memory.oom_control", "oom_kill") >= 1);
 
-    /* cpu: 400 ms of spinning under a quota of 50 ms per 100 ms is throttled. */
+    /* cpu: 100 ms of CPU under a quota of 10 ms per 100 ms is throttled. */
     st = wait_status(spawn_in(b, child_spin));
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     assert_true(stat_value(b, CTRL_CPU, "cpu.stat", "cpu.stat", "nr_throttled") >= 1);
