@@ -21,6 +21,8 @@
 #include "common/buf.h"
 #include "common/err.h"
 
+struct resource_limits; /* manifest/manifest.h */
+
 /*
  * What the controller hands to a backend. Borrowed: the caller keeps ownership
  * and keeps it valid from prepare until launch has returned.
@@ -41,7 +43,14 @@ struct backend_spec {
      * container); -1: refuse to start. */
     int netns_fd;
     int cgroup_fd; /* the agent cgroup; -1: stay in the caller's cgroup (tests) */
-    uid_t uid;     /* the agent's user; never 0 */
+    /* More cgroups the bottle's first process joins before it runs: the cgroup v1
+     * hierarchies that carry its limits on a hybrid host (kernel/limits.h). */
+    const int *join_cgroup_fds;
+    size_t n_join_cgroup_fds;
+    /* The agent's limits: every backend sizes the tmpfs mounts from it; docker also passes
+     * the process, memory and CPU limits to the engine. NULL: the tmpfs default only. */
+    const struct resource_limits *limits;
+    uid_t uid; /* the agent's user; never 0 */
     gid_t gid;
     const struct strv *seccomp_extra; /* the manifest's extra denials; NULL: none */
     bool no_seccomp;                  /* tests of the backend alone; never set by start */

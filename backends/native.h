@@ -10,8 +10,10 @@
  * The first process of the bottle is a tiny init (PID 1 of the new PID
  * namespace) that forwards signals to the agent, reaps orphans and exits
  * with the agent's status. It joins the cgroup at birth (clone3 with
- * CLONE_INTO_CGROUP) and the network namespace before anything of the agent
- * runs. The runtime never follows a symlink in the workspace: every mount
+ * CLONE_INTO_CGROUP), the v1 cgroups carrying the limits on a hybrid host
+ * and the network namespace before anything of the agent runs; it is
+ * non-dumpable. /tmp, /dev/shm and a tmpfs home have the tmpfs limit's
+ * size. The runtime never follows a symlink in the workspace: every mount
  * target is created on a tmpfs of its own and mounts go onto file
  * descriptors.
  *

@@ -475,6 +475,35 @@ static int remove_tree(const char *path, int depth)
     return rc;
 }
 
+/*
+ * <v1 mount>/bottle/<slug> in every cgroup v1 hierarchy: the bottle's limits on a hybrid host
+ * (kernel/limits.c) and the engine's copies of Docker's --cgroup-parent. The processes are gone
+ * once the v2 subtree is empty, but a v1 cgroup can stay busy a moment longer.
+ */
+static int remove_v1(const char *slug, struct bottle_err *err)
+{
+    struct strv mounts = STRV_INIT;
+    platform_cgroup1_mounts(&mounts);
+    int rc = 0;
+    for (size_t i = 0; i < mounts.len; i++) {
+        char *root = fs_join(mounts.items[i], CGROUP_BOTTLE_DIR);
+        char *dir = fs_join(root, slug);
+        int r = remove_tree(dir, 0);
+        for (int tries = 0; r == -EBUSY && tries < 100; tries++) {
+            struct timespec ts = {0, 20 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+            r = remove_tree(dir, 0);
+        }
+        if (r < 0 && rc == 0)
+            rc = err_set(err, -r, "cgroup: cannot remove %s: %s", dir, strerror(-r));
+        rmdir(root); /* kept while another bottle uses it */
+        free(dir);
+        free(root);
+    }
+    strv_free(&mounts);
+    return rc;
+}
+
 int cgroup_bottle_remove(const char *slug, int timeout_ms, struct bottle_err *err)
 {
     if (!home_slug_valid(slug))
@@ -488,7 +517,7 @@ int cgroup_bottle_remove(const char *slug, int timeout_ms, struct bottle_err *er
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
         rc = errno == ENOENT
-                 ? 0
+                 ? remove_v1(slug, err)
                  : err_set(err, errno, "cgroup: cannot open %s: %s", path, strerror(errno));
         goto out;
     }
@@ -508,6 +537,7 @@ int cgroup_bottle_remove(const char *slug, int timeout_ms, struct bottle_err *er
     }
     /* Another bottle may live there: ENOTEMPTY/EBUSY just means keep it. */
     rmdir(root);
+    rc = remove_v1(slug, err);
 out:
     free(path);
     free(root);

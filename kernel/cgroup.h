@@ -57,7 +57,9 @@ void cgroup_bottle_close(struct cgroup_bottle *cg);
 /*
  * Kills every process of the bottle, waits (at most timeout_ms) until its
  * subtree is empty, removes the leaves then the bottle directory, and
- * <cgroup2>/bottle when it became empty. A missing bottle is not an error.
+ * <cgroup2>/bottle when it became empty; then the same for the bottle's
+ * cgroups in every cgroup v1 hierarchy (its limits on a hybrid host). A
+ * missing bottle is not an error.
  */
 int cgroup_bottle_remove(const char *slug, int timeout_ms, struct bottle_err *err);
 

@@ -44,6 +44,7 @@ struct mount_entry {
     unsigned long parent_id;
     char *mount_point; /* unescaped */
     char *fstype;
+    char *superopts; /* "rw,pids" for a cgroup v1 hierarchy */
 };
 
 struct mount_table {
@@ -121,6 +122,7 @@ static bool mountinfo_parse_line(char *line, struct mount_entry *out)
         return false;
     out->mount_point = mountinfo_unescape(fields[4]);
     out->fstype = xstrdup(fields[sep + 1]);
+    out->superopts = xstrdup(sep + 3 < count ? fields[sep + 3] : "");
     return true;
 }
 
@@ -129,6 +131,7 @@ static void mount_table_free(struct mount_table *t)
     for (size_t i = 0; i < t->len; i++) {
         free(t->items[i].mount_point);
         free(t->items[i].fstype);
+        free(t->items[i].superopts);
     }
     free(t->items);
     t->items = NULL;
@@ -358,6 +361,106 @@ static char *read_trimmed(const char *path)
     return buf_steal(&b);
 }
 
+/* ---- cgroup v1 hierarchies and resource controllers ------------------------------- */
+
+static bool comma_list_contains(const char *list, const char *word)
+{
+    size_t wn = strlen(word);
+    for (const char *p = list; p && *p;) {
+        size_t n = strcspn(p, ",");
+        if (n == wn && strncmp(p, word, n) == 0)
+            return true;
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return false;
+}
+
+void platform_cgroup1_mounts_in(const char *text, struct strv *out)
+{
+    struct mount_table t = {0};
+    mount_table_parse(text ? text : "", &t);
+    for (size_t i = 0; i < t.len; i++)
+        if (strcmp(t.items[i].fstype, "cgroup") == 0 && mount_is_reachable(&t, i) &&
+            !strv_contains(out, t.items[i].mount_point))
+            strv_push(out, t.items[i].mount_point);
+    mount_table_free(&t);
+}
+
+void platform_cgroup1_mounts(struct strv *out)
+{
+    struct buf text = BUF_INIT;
+    if (read_mountinfo(&text, NULL) == 0)
+        platform_cgroup1_mounts_in(text.data, out);
+    buf_free(&text);
+}
+
+const char *platform_controller_name(enum platform_controller_id id)
+{
+    switch (id) {
+    case CTRL_PIDS:
+        return "pids";
+    case CTRL_MEMORY:
+        return "memory";
+    case CTRL_CPU:
+        return "cpu";
+    case CTRL_COUNT:
+        break;
+    }
+    return "?";
+}
+
+void platform_controllers_in(const char *mountinfo_text, const char *v2_controllers,
+                             struct platform_controller out[CTRL_COUNT])
+{
+    struct mount_table t = {0};
+    mount_table_parse(mountinfo_text ? mountinfo_text : "", &t);
+    for (int id = 0; id < CTRL_COUNT; id++) {
+        const char *name = platform_controller_name((enum platform_controller_id)id);
+        out[id].where = CTRL_MISSING;
+        out[id].v1_mount = NULL;
+        if (v2_controllers && word_list_contains(v2_controllers, name)) {
+            out[id].where = CTRL_IN_V2;
+            continue;
+        }
+        for (size_t i = 0; i < t.len; i++) {
+            const struct mount_entry *e = &t.items[i];
+            if (strcmp(e->fstype, "cgroup") == 0 && comma_list_contains(e->superopts, name) &&
+                mount_is_reachable(&t, i)) {
+                out[id].where = CTRL_IN_V1;
+                out[id].v1_mount = xstrdup(e->mount_point);
+                break;
+            }
+        }
+    }
+    mount_table_free(&t);
+}
+
+void platform_controllers(struct platform_controller out[CTRL_COUNT])
+{
+    struct buf text = BUF_INIT;
+    char *v2 = NULL, *v2_list = NULL;
+    if (read_mountinfo(&text, NULL) == 0 && platform_find_cgroup2_in(text.data, &v2) == 0) {
+        char *path = fs_join(v2, "cgroup.controllers");
+        v2_list = read_trimmed(path);
+        free(path);
+    }
+    platform_controllers_in(text.data, v2_list, out);
+    free(v2);
+    free(v2_list);
+    buf_free(&text);
+}
+
+void platform_controllers_free(struct platform_controller c[CTRL_COUNT])
+{
+    for (int id = 0; id < CTRL_COUNT; id++) {
+        free(c[id].v1_mount);
+        c[id].v1_mount = NULL;
+        c[id].where = CTRL_MISSING;
+    }
+}
+
 /* One read of mountinfo answers both cgroup2 and bpffs. */
 static void probe_mounts(struct platform_facts *f)
 {
@@ -410,10 +513,13 @@ void platform_probe(struct platform_facts *f)
         probe_seccomp(f);
         f->landlock_abi = probe_landlock_abi();
         f->netns = f->is_root && access(NETNS_SELF_PATH, F_OK) == 0;
+        platform_controllers(f->controllers);
     } else {
         f->cgroup2_why = xasprintf("cgroup2 is a Linux feature and this host runs %s", f->os);
         f->bpf_why = xasprintf("cgroup BPF is a Linux feature and this host runs %s", f->os);
     }
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    f->memory_bytes = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
     f->docker = fs_which("docker");
     f->smolvm = fs_which("smolvm");
     f->container = fs_which("container");
@@ -512,6 +618,7 @@ void platform_facts_free(struct platform_facts *f)
     free(f->docker);
     free(f->smolvm);
     free(f->container);
+    platform_controllers_free(f->controllers);
     free(f->tier_why);
     memset(f, 0, sizeof(*f));
 }
@@ -563,6 +670,17 @@ cJSON *platform_facts_json(const struct platform_facts *f)
     json_add_bool(sc, "user_notif", f->seccomp_user_notif);
     json_add_num(doc, "landlock_abi", f->landlock_abi);
     json_add_bool(doc, "netns", f->netns);
+    json_add_num(doc, "memory_bytes", (double)f->memory_bytes);
+    cJSON *lim = cJSON_AddObjectToObject(doc, "limits");
+    for (int id = 0; id < CTRL_COUNT; id++) {
+        const struct platform_controller *c = &f->controllers[id];
+        cJSON *o = cJSON_AddObjectToObject(lim, platform_controller_name(id));
+        json_add_str(o, "where",
+                     c->where == CTRL_IN_V2   ? "cgroup2"
+                     : c->where == CTRL_IN_V1 ? "cgroup1"
+                                              : NULL);
+        json_add_str(o, "mount", c->v1_mount);
+    }
     cJSON *be = cJSON_AddObjectToObject(doc, "backends");
     json_add_str(be, "docker", f->docker);
     json_add_str(be, "smolvm", f->smolvm);
@@ -635,6 +753,19 @@ void platform_facts_text(const struct platform_facts *f, struct buf *out)
         text_line(out, "landlock", false, "unavailable");
     text_line(out, "netns", f->netns, "%s",
               f->netns ? "network namespaces can be created" : "cannot create network namespaces");
+    for (int id = 0; id < CTRL_COUNT; id++) {
+        const struct platform_controller *c = &f->controllers[id];
+        const char *name = platform_controller_name(id);
+        if (c->where == CTRL_IN_V2)
+            text_line(out, name, true, "controller in cgroup2 (bottle limits)");
+        else if (c->where == CTRL_IN_V1)
+            text_line(out, name, true,
+                      "controller in the cgroup v1 hierarchy at %s (bottle limits)", c->v1_mount);
+        else
+            text_line(out, name, false,
+                      "no %s controller: native bottles refuse to start unless limits.%s is max",
+                      name, id == CTRL_CPU ? "cpus" : name);
+    }
     text_backend(out, "docker", f->docker);
     text_backend(out, "smolvm", f->smolvm);
     text_backend(out, "container", f->container);

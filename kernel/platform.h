@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "common/buf.h"
 #include "common/err.h"
@@ -26,6 +27,31 @@ int platform_find_cgroup2(char **path, struct bottle_err *err);
 /* Mount point of bpffs, or -ENOENT. */
 int platform_find_bpffs_in(const char *mountinfo_text, char **path);
 int platform_find_bpffs(char **path, struct bottle_err *err);
+
+/* v1 mount points of every reachable cgroup (v1) hierarchy, from a mountinfo text. */
+void platform_cgroup1_mounts_in(const char *mountinfo_text, struct strv *out);
+void platform_cgroup1_mounts(struct strv *out);
+
+/* The resource controllers a bottle's limits need, and where the host has each. */
+enum platform_controller_id { CTRL_PIDS = 0, CTRL_MEMORY, CTRL_CPU, CTRL_COUNT };
+enum platform_controller_where { CTRL_MISSING = 0, CTRL_IN_V2, CTRL_IN_V1 };
+
+struct platform_controller {
+    enum platform_controller_where where;
+    char *v1_mount; /* CTRL_IN_V1: the mount point of the hierarchy carrying it */
+};
+
+const char *platform_controller_name(enum platform_controller_id id);
+/*
+ * Where each controller is, from a mountinfo text and the cgroup2 root's
+ * cgroup.controllers (NULL: no cgroup2): in cgroup2 when listed there, else in
+ * the v1 hierarchy mounted with it (hybrid hosts), else missing.
+ */
+void platform_controllers_in(const char *mountinfo_text, const char *v2_controllers,
+                             struct platform_controller out[CTRL_COUNT]);
+/* The same for this host. */
+void platform_controllers(struct platform_controller out[CTRL_COUNT]);
+void platform_controllers_free(struct platform_controller c[CTRL_COUNT]);
 
 struct platform_facts {
     char *os;              /* uname sysname */
@@ -45,9 +71,11 @@ struct platform_facts {
     bool netns;       /* can create network namespaces (root) */
     char *docker;     /* path of the docker CLI, or NULL */
     char *smolvm;
-    char *container;            /* Apple's `container` CLI */
-    enum enforcement_tier tier; /* the best tier these facts allow */
-    char *tier_why;             /* one sentence: why not higher, and how to get it */
+    char *container;                                    /* Apple's `container` CLI */
+    uint64_t memory_bytes;                              /* physical memory; 0 when unknown */
+    struct platform_controller controllers[CTRL_COUNT]; /* for the bottle's limits */
+    enum enforcement_tier tier;                         /* the best tier these facts allow */
+    char *tier_why; /* one sentence: why not higher, and how to get it */
 };
 
 /* Gathers the facts. Never fails: what cannot be probed is recorded as absent. */

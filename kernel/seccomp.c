@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 
 #include "common/json.h"
 
@@ -95,6 +96,31 @@ static const char *clone_flag_name(unsigned long bit)
     }
 }
 
+/*
+ * Setting the setuid or setgid bit. A file the agent leaves in the workspace with either bit
+ * runs with the agent's uid or gid for whoever executes it on the host. The mode is a plain
+ * argument of every call that sets or creates one, so a masked comparison sees it: chmod and
+ * its relatives, and creation by open/openat (whatever the flags: O_CREAT and O_TMPFILE use
+ * the mode, and without them libc passes 0), creat, mkdir and mknod. openat2 takes its mode in
+ * a struct seccomp cannot read: it fails with ENOSYS and callers fall back to openat.
+ */
+static const unsigned long mode_denied_bits[] = {S_ISUID, S_ISGID, 0};
+
+static const struct seccomp_mode_rule mode_rules[] = {
+    {"chmod", 1}, {"fchmod", 1}, {"fchmodat", 2}, {"fchmodat2", 2}, {"open", 2},    {"openat", 3},
+    {"creat", 1}, {"mkdir", 1},  {"mkdirat", 2},  {"mknod", 1},     {"mknodat", 2}, {NULL, 0},
+};
+
+static const char *mode_bit_name(unsigned long bit)
+{
+    return bit == S_ISUID ? "S_ISUID" : "S_ISGID";
+}
+
+const struct seccomp_mode_rule *seccomp_mode_rules(void)
+{
+    return mode_rules;
+}
+
 const char *const *seccomp_denied_syscalls(void)
 {
     return denied_syscalls;
@@ -119,12 +145,14 @@ static bool in_base_list(const char *name)
     return false;
 }
 
-/* Extra names that add something: not in the base list, not clone3, no repeats. */
+/* Extra names that add something: not in the base list, not clone3 or openat2 (ENOSYS
+ * already), no repeats. */
 static void extra_names(const struct strv *extra, struct strv *out)
 {
     for (size_t i = 0; extra && i < extra->len; i++) {
         const char *n = extra->items[i];
-        if (in_base_list(n) || strcmp(n, "clone3") == 0 || strv_contains(out, n))
+        if (in_base_list(n) || strcmp(n, "clone3") == 0 || strcmp(n, "openat2") == 0 ||
+            strv_contains(out, n))
             continue;
         strv_push(out, n);
     }
@@ -176,6 +204,14 @@ int seccomp_profile_describe(const struct strv *extra, struct buf *out, struct b
         for (size_t i = 0; ioctl_denied[i].name; i++)
             buf_printf(out, "ioctl %s: EPERM\n", ioctl_denied[i].name);
     }
+    for (size_t i = 0; mode_rules[i].name; i++) {
+        if (strv_contains(&extras, mode_rules[i].name))
+            continue; /* denied whole below */
+        for (size_t b = 0; mode_denied_bits[b]; b++)
+            buf_printf(out, "%s with %s in the mode: EPERM\n", mode_rules[i].name,
+                       mode_bit_name(mode_denied_bits[b]));
+    }
+    buf_append_str(out, "openat2: ENOSYS\n");
     for (size_t i = 0; i < extras.len; i++) {
         if (strcmp(extras.items[i], "clone") != 0 && strcmp(extras.items[i], "ioctl") != 0)
             buf_printf(out, "%s: EPERM (manifest)\n", extras.items[i]);
@@ -197,6 +233,26 @@ static int add_rule(scmp_filter_ctx ctx, uint32_t action, const char *name, bool
     int rc = seccomp_rule_add(ctx, action, nr, 0);
     if (rc < 0)
         return err_set(err, -rc, "seccomp: cannot add the rule for %s: %s", name, strerror(-rc));
+    return 0;
+}
+
+/* One rule per syscall and bit (libseccomp ANDs the conditions of one rule). */
+static int add_mode_rules(scmp_filter_ctx ctx, const struct strv *extras, struct bottle_err *err)
+{
+    for (size_t i = 0; mode_rules[i].name; i++) {
+        const char *name = mode_rules[i].name;
+        int nr = seccomp_syscall_resolve_name(name);
+        if (nr == __NR_SCMP_ERROR || strv_contains(extras, name))
+            continue; /* absent on this architecture, or denied whole by the manifest */
+        for (size_t b = 0; mode_denied_bits[b]; b++) {
+            scmp_datum_t bit = mode_denied_bits[b];
+            struct scmp_arg_cmp cmp = {mode_rules[i].arg, SCMP_CMP_MASKED_EQ, bit, bit};
+            int rc = seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EPERM), nr, 1, &cmp);
+            if (rc < 0)
+                return err_set(err, -rc, "seccomp: cannot add the %s rule for %s: %s",
+                               mode_bit_name(bit), name, strerror(-rc));
+        }
+    }
     return 0;
 }
 
@@ -253,6 +309,10 @@ static int build_filter(const struct strv *extra, scmp_filter_ctx *out, struct b
         }
     }
     if (rc < 0)
+        goto out;
+    if ((rc = add_mode_rules(ctx, &extras, err)) < 0)
+        goto out;
+    if ((rc = add_rule(ctx, SCMP_ACT_ERRNO(ENOSYS), "openat2", false, err)) < 0)
         goto out;
     for (size_t i = 0; i < extras.len; i++) {
         if (strcmp(extras.items[i], "clone") == 0 || strcmp(extras.items[i], "ioctl") == 0)
@@ -315,6 +375,34 @@ static cJSON *docker_rule(const char *action, int errno_ret)
     return rule;
 }
 
+/* The mode rules, one per argument position and bit: the names in a Docker rule share its
+ * args, and its args are ANDed. */
+static void docker_mode_rules(cJSON *rules, const struct strv *extras)
+{
+    for (unsigned arg = 1; arg <= 3; arg++) {
+        for (size_t b = 0; mode_denied_bits[b]; b++) {
+            cJSON *rule = docker_rule("SCMP_ACT_ERRNO", EPERM);
+            cJSON *names = cJSON_GetObjectItem(rule, "names");
+            for (size_t i = 0; mode_rules[i].name; i++)
+                if (mode_rules[i].arg == arg && !strv_contains(extras, mode_rules[i].name))
+                    cJSON_AddItemToArray(names, cJSON_CreateString(mode_rules[i].name));
+            if (cJSON_GetArraySize(names) == 0) {
+                cJSON_Delete(rule);
+                continue;
+            }
+            cJSON *args = cJSON_AddArrayToObject(rule, "args");
+            cJSON *a = cJSON_CreateObject();
+            json_add_num(a, "index", arg);
+            json_add_num(a, "value", (double)mode_denied_bits[b]);
+            json_add_num(a, "valueTwo", (double)mode_denied_bits[b]);
+            json_add_str(a, "op", "SCMP_CMP_MASKED_EQ");
+            cJSON_AddItemToArray(args, a);
+            json_add_str(rule, "comment", mode_bit_name(mode_denied_bits[b]));
+            cJSON_AddItemToArray(rules, rule);
+        }
+    }
+}
+
 cJSON *seccomp_profile_docker_json(const struct strv *extra, struct bottle_err *err)
 {
     if (seccomp_profile_check(extra, err) < 0)
@@ -371,7 +459,9 @@ cJSON *seccomp_profile_docker_json(const struct strv *extra, struct bottle_err *
     }
     cJSON *clone3 = docker_rule("SCMP_ACT_ERRNO", ENOSYS);
     cJSON_AddItemToArray(cJSON_GetObjectItem(clone3, "names"), cJSON_CreateString("clone3"));
+    cJSON_AddItemToArray(cJSON_GetObjectItem(clone3, "names"), cJSON_CreateString("openat2"));
     cJSON_AddItemToArray(rules, clone3);
+    docker_mode_rules(rules, &extras);
     strv_free(&extras);
     return doc;
 }

@@ -9,9 +9,12 @@
  * kexec, modules, userfaultfd, file handles, reboot and swap. clone3 fails
  * with ENOSYS (its flags live in memory seccomp cannot read; libc falls back
  * to clone, which is checked). ioctl fails with EPERM for the requests that
- * reach a terminal's input (TIOCSTI, TIOCLINUX). Any other architecture's
- * syscalls kill the process. The manifest's `seccomp` list adds names,
- * denied with EPERM.
+ * reach a terminal's input (TIOCSTI, TIOCLINUX). Setting a setuid or setgid
+ * bit fails with EPERM in every call that sets or creates a mode (chmod,
+ * fchmod, fchmodat, fchmodat2, open, openat, creat, mkdir, mkdirat, mknod,
+ * mknodat); openat2, whose mode seccomp cannot read, fails with ENOSYS. Any
+ * other architecture's syscalls kill the process. The manifest's `seccomp`
+ * list adds names, denied with EPERM.
  *
  * This module never loosens the base list: extra names only add denials.
  */
@@ -23,6 +26,15 @@
 
 #include "common/buf.h"
 #include "common/err.h"
+
+/* A syscall whose mode argument (index arg) may not carry S_ISUID or S_ISGID. */
+struct seccomp_mode_rule {
+    const char *name;
+    unsigned arg;
+};
+
+/* The calls that set or create a mode, NULL-terminated (EPERM with a setuid/setgid bit). */
+const struct seccomp_mode_rule *seccomp_mode_rules(void);
 
 /* The base deny list (EPERM), NULL-terminated; clone and clone3 are separate rules. */
 const char *const *seccomp_denied_syscalls(void);

@@ -159,4 +159,3 @@ int store_one_int(struct ledger_store *s, enum store_stmt id, const struct store
     store_rows_free(&r);
     return rc < 0 ? rc : 0;
 }
-

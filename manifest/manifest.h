@@ -46,6 +46,36 @@ enum egress_log_level {
 };
 const char *egress_log_name(enum egress_log_level l);
 
+/* ---- resource limits (limits.c) ------------------------------------------- */
+
+/* A field at LIMIT_UNSET was not declared (a default applies); LIMIT_NONE is `max`. */
+#define LIMIT_UNSET 0
+#define LIMIT_NONE  UINT64_MAX
+
+#define LIMITS_DEFAULT_PIDS       4096
+#define LIMITS_DEFAULT_MEMORY_CAP (8ull << 30) /* half of the host's memory, at most this */
+#define LIMITS_DEFAULT_TMPFS      (1ull << 30)
+
+/* What the agent may use; the sidecar is never limited by these. */
+struct resource_limits {
+    uint64_t pids;      /* processes and threads */
+    uint64_t memory;    /* bytes; the agent gets no swap */
+    uint64_t cpu_milli; /* thousandths of a CPU */
+    uint64_t tmpfs;     /* bytes, for each of /tmp, /dev/shm and a tmpfs home; never LIMIT_NONE */
+};
+
+/* Validates a `limits:` mapping into out (undeclared keys stay LIMIT_UNSET). */
+int limits_parse(const struct node *n, struct resource_limits *out, struct bottle_err *err);
+/* Declared fields of later replace those of acc. */
+void limits_fold(struct resource_limits *acc, const struct resource_limits *later);
+/* Declared values, defaults for the rest (memory: half of host_memory, capped). */
+void limits_effective(const struct resource_limits *declared, uint64_t host_memory,
+                      struct resource_limits *out);
+/* "512M", "8G", "1000000" (bytes when no binary unit divides), "max". */
+void limits_format_bytes(uint64_t bytes, char *out, size_t len);
+/* "0.5", "2", "max". */
+void limits_format_cpus(uint64_t milli, char *out, size_t len);
+
 /* ---- parsed files -------------------------------------------------------- */
 
 struct env_entry {
@@ -117,6 +147,7 @@ struct bottle_def {
     /* terminal: what of the agent's output the relay lets through to a host terminal */
     bool terminal_passthrough_declared, terminal_passthrough;
     bool terminal_allow_osc52_declared, terminal_allow_osc52;
+    struct resource_limits limits;
     char *body;
     char *budget_pool; /* settings.yml pool this bottle's spending also counts against */
 };

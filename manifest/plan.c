@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -476,6 +477,16 @@ int plan_build(const struct manifest_index *idx, const struct plan_options *o, s
     describe_project(p, idx);
     p->terminal_passthrough = bottle.terminal_passthrough;
     p->terminal_allow_osc52 = bottle.terminal_allow_osc52;
+    p->limits_declared = bottle.limits;
+    limits_effective(&bottle.limits, o->host_memory, &p->limits);
+    if (p->limits.memory != LIMIT_NONE && o->host_memory && p->limits.memory > o->host_memory) {
+        char want[32], have[32];
+        limits_format_bytes(p->limits.memory, want, sizeof(want));
+        limits_format_bytes(o->host_memory, have, sizeof(have));
+        strv_push_owned(&p->warnings, xasprintf("limits.memory %s is more than this host's "
+                                                "memory (%s); it limits nothing",
+                                                want, have));
+    }
     p->git_user.name = agent.git_user.name    ? xstrdup(agent.git_user.name)
                        : bottle.git_user.name ? xstrdup(bottle.git_user.name)
                                               : NULL;
@@ -593,6 +604,28 @@ void plan_free(struct plan *p)
 
 /* ---- output ----------------------------------------------------------------- */
 
+/* One limit: {value, scope}; value null means no limit (`max`). */
+static void limit_json(cJSON *parent, const char *name, uint64_t value, uint64_t declared,
+                       double scale)
+{
+    cJSON *o = cJSON_AddObjectToObject(parent, name);
+    if (value == LIMIT_NONE)
+        cJSON_AddNullToObject(o, "value");
+    else
+        json_add_num(o, "value", (double)value / scale);
+    json_add_str(o, "scope", declared != LIMIT_UNSET ? "bottle" : "default");
+}
+
+static void limits_to_json(const struct plan *p, cJSON *o)
+{
+    const struct resource_limits *l = &p->limits, *d = &p->limits_declared;
+    limit_json(o, "pids", l->pids, d->pids, 1);
+    limit_json(o, "memory", l->memory, d->memory, 1);
+    json_add_num(o, "swap", 0);
+    limit_json(o, "cpus", l->cpu_milli, d->cpu_milli, 1000);
+    limit_json(o, "tmpfs", l->tmpfs, d->tmpfs, 1);
+}
+
 cJSON *plan_to_json(const struct plan *p)
 {
     cJSON *doc = cJSON_CreateObject();
@@ -688,6 +721,7 @@ cJSON *plan_to_json(const struct plan *p)
     cJSON *term = cJSON_AddObjectToObject(doc, "terminal");
     json_add_bool(term, "passthrough", p->terminal_passthrough);
     json_add_bool(term, "allow_osc52", p->terminal_allow_osc52);
+    limits_to_json(p, cJSON_AddObjectToObject(doc, "limits"));
     cJSON *git = cJSON_AddObjectToObject(doc, "git");
     cJSON *user = cJSON_AddObjectToObject(git, "user");
     json_add_str(user, "name", p->git_user.name);
@@ -711,6 +745,29 @@ static void text_list(struct buf *out, const char *label, const struct strv *v)
     for (size_t i = 0; i < v->len; i++)
         buf_printf(out, "%s%s", i ? ", " : "", v->items[i]);
     buf_append_char(out, '\n');
+}
+
+static const char *limit_scope(uint64_t declared)
+{
+    return declared != LIMIT_UNSET ? "bottle" : "default";
+}
+
+static void limits_to_text(const struct plan *p, struct buf *out)
+{
+    const struct resource_limits *l = &p->limits, *d = &p->limits_declared;
+    char pids[24], mem[32], cpus[24], tmpfs[32];
+    if (l->pids == LIMIT_NONE)
+        snprintf(pids, sizeof(pids), "max");
+    else
+        snprintf(pids, sizeof(pids), "%llu", (unsigned long long)l->pids);
+    limits_format_bytes(l->memory, mem, sizeof(mem));
+    limits_format_cpus(l->cpu_milli, cpus, sizeof(cpus));
+    limits_format_bytes(l->tmpfs, tmpfs, sizeof(tmpfs));
+    buf_printf(out,
+               "  %-12s pids %s (%s), memory %s without swap (%s), cpus %s (%s), tmpfs %s each "
+               "(%s)\n",
+               "limits", pids, limit_scope(d->pids), mem, limit_scope(d->memory), cpus,
+               limit_scope(d->cpu_milli), tmpfs, limit_scope(d->tmpfs));
 }
 
 void plan_to_text(const struct plan *p, struct buf *out)
@@ -738,6 +795,7 @@ void plan_to_text(const struct plan *p, struct buf *out)
                p->terminal_passthrough   ? "passthrough (no escape filter)"
                : p->terminal_allow_osc52 ? "filtered, clipboard writes (OSC 52) allowed"
                                          : "filtered");
+    limits_to_text(p, out);
     buf_printf(out, "  egress routes (%zu):\n", p->routes.len);
     for (size_t i = 0; i < p->routes.len; i++) {
         const struct route *r = &p->routes.items[i];

@@ -105,9 +105,11 @@ struct plan {
     bool supervise;
     enum egress_log_level egress_log;
     struct strv seccomp;
-    struct strv read_only;     /* workspace.read_only, relative to the workspace */
-    bool terminal_passthrough; /* the relay filters nothing */
-    bool terminal_allow_osc52; /* clipboard writes reach the host terminal */
+    struct strv read_only;                  /* workspace.read_only, relative to the workspace */
+    bool terminal_passthrough;              /* the relay filters nothing */
+    bool terminal_allow_osc52;              /* clipboard writes reach the host terminal */
+    struct resource_limits limits;          /* effective: defaults filled in */
+    struct resource_limits limits_declared; /* from the bottles; LIMIT_UNSET: the default */
     struct git_user git_user;
     struct git_repo *repos;
     size_t n_repos;
@@ -148,6 +150,7 @@ struct plan_options {
     const char *canary_name; /* NULL: pick one at random */
     const char *image;       /* docker: the image to run (a snapshot, with --resume) */
     const char *resume;      /* --resume SLUG */
+    uint64_t host_memory;    /* bytes of memory on this host (the default memory limit) */
     /* Looks a host variable up; NULL means getenv. */
     const char *(*host_getenv)(const char *name);
 };

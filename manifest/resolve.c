@@ -182,6 +182,7 @@ static void merge_one(struct bottle_def *acc, const struct bottle_def *later, bo
         acc->terminal_allow_osc52 = later->terminal_allow_osc52;
         acc->terminal_allow_osc52_declared = true;
     }
+    limits_fold(&acc->limits, &later->limits);
 }
 
 void bottle_fold(struct bottle_def *acc, const struct bottle_def *later)

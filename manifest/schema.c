@@ -736,10 +736,10 @@ static int parse_terminal(const struct node *n, struct bottle_def *b, struct bot
 
 static int bottle_fields(const struct node *root, struct bottle_def *b, struct bottle_err *err)
 {
-    static const char *const keys[] = {"extends",     "env",       "agent_provider", "git-gate",
-                                       "egress",      "supervise", "budget",         "shutdown",
-                                       "enforcement", "seccomp",   "workspace",      "terminal",
-                                       "budget_pool", NULL};
+    static const char *const keys[] = {
+        "extends",   "env",      "agent_provider", "git-gate",    "egress",
+        "supervise", "budget",   "shutdown",       "enforcement", "seccomp",
+        "workspace", "terminal", "budget_pool",    "limits",      NULL};
     int rc = node_check_keys(root, "bottle", keys, err);
     if (rc < 0)
         return rc;
@@ -782,6 +782,8 @@ static int bottle_fields(const struct node *root, struct bottle_def *b, struct b
                               "budget_pool: '%s' is not a valid pool name; " NAME_RULE,
                               b->budget_pool);
     }
+    if ((v = node_map_get(root, "limits")) && (rc = limits_parse(v, &b->limits, err)) < 0)
+        return rc;
     return 0;
 }
 
@@ -905,6 +907,7 @@ void bottle_def_copy(struct bottle_def *dst, const struct bottle_def *src)
     dst->terminal_passthrough = src->terminal_passthrough;
     dst->terminal_allow_osc52_declared = src->terminal_allow_osc52_declared;
     dst->terminal_allow_osc52 = src->terminal_allow_osc52;
+    dst->limits = src->limits;
     dst->body = xstrdup_or_null(src->body);
     dst->budget_pool = xstrdup_or_null(src->budget_pool);
 }

@@ -318,10 +318,40 @@ static void push_mount(struct strv *argv, const char *src, const char *dst, bool
                     xasprintf("type=bind,source=%s,target=%s%s", src, dst, ro ? ",readonly" : ""));
 }
 
+/*
+ * The bottle's limits as the engine's flags: it applies them to the container's own cgroup
+ * (in cgroup2, or in each v1 hierarchy on a hybrid host). --memory-swap equal to --memory
+ * leaves no swap. /dev/shm is the container's IPC tmpfs: --shm-size.
+ */
+void docker_limit_args(const struct resource_limits *l, struct strv *argv)
+{
+    uint64_t tmpfs = l && l->tmpfs != LIMIT_UNSET ? l->tmpfs : LIMITS_DEFAULT_TMPFS;
+    if (l && l->pids != LIMIT_UNSET && l->pids != LIMIT_NONE) {
+        strv_push(argv, "--pids-limit");
+        strv_push_owned(argv, xasprintf("%llu", (unsigned long long)l->pids));
+    }
+    if (l && l->memory != LIMIT_UNSET && l->memory != LIMIT_NONE) {
+        strv_push(argv, "--memory");
+        strv_push_owned(argv, xasprintf("%llu", (unsigned long long)l->memory));
+        strv_push(argv, "--memory-swap");
+        strv_push_owned(argv, xasprintf("%llu", (unsigned long long)l->memory));
+    }
+    if (l && l->cpu_milli != LIMIT_UNSET && l->cpu_milli != LIMIT_NONE) {
+        char cpus[24];
+        limits_format_cpus(l->cpu_milli, cpus, sizeof(cpus));
+        strv_push(argv, "--cpus");
+        strv_push(argv, cpus);
+    }
+    strv_push(argv, "--shm-size");
+    strv_push_owned(argv, xasprintf("%llu", (unsigned long long)tmpfs));
+}
+
 static void run_args(const struct docker_priv *p, struct strv *argv)
 {
     const struct backend_spec *s = p->spec;
     const char *home = s->guest_home ? s->guest_home : DOCKER_DEFAULT_HOME;
+    uint64_t tmpfs =
+        s->limits && s->limits->tmpfs != LIMIT_UNSET ? s->limits->tmpfs : LIMITS_DEFAULT_TMPFS;
     strv_push(argv, "run");
     strv_push(argv, "--detach");
     strv_push(argv, "--pull");
@@ -349,17 +379,20 @@ static void run_args(const struct docker_priv *p, struct strv *argv)
         strv_push(argv, "seccomp=unconfined");
     strv_push(argv, "--ipc");
     strv_push(argv, "private");
+    docker_limit_args(s->limits, argv);
     strv_push(argv, "--user");
     strv_push_owned(argv, xasprintf("%u:%u", (unsigned)s->uid, (unsigned)s->gid));
     strv_push(argv, "--read-only");
     strv_push(argv, "--tmpfs");
-    strv_push(argv, "/tmp:rw,nosuid,nodev,mode=1777");
+    strv_push_owned(
+        argv, xasprintf("/tmp:rw,nosuid,nodev,mode=1777,size=%llu", (unsigned long long)tmpfs));
     if (s->home_source) {
         push_mount(argv, s->home_source, home, false);
     } else {
         strv_push(argv, "--tmpfs");
-        strv_push_owned(argv, xasprintf("%s:rw,nosuid,nodev,mode=0700,uid=%u,gid=%u", home,
-                                        (unsigned)s->uid, (unsigned)s->gid));
+        strv_push_owned(argv,
+                        xasprintf("%s:rw,nosuid,nodev,mode=0700,uid=%u,gid=%u,size=%llu", home,
+                                  (unsigned)s->uid, (unsigned)s->gid, (unsigned long long)tmpfs));
     }
     push_mount(argv, s->workspace, s->workspace, false);
     /* Git settings and workspace.read_only, each over itself (guard.h), parents first. */

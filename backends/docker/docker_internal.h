@@ -77,6 +77,13 @@ int docker_cgroup_check_pid(pid_t pid, const char *parent, char **leaf, struct b
 void docker_cgroup_v1_cleanup(const char *parent);
 
 /*
+ * `docker run` flags for the bottle's limits: --pids-limit, --memory with an equal
+ * --memory-swap (no swap), --cpus, and --shm-size at the tmpfs size (NULL: the default);
+ * `max` values add no flag.
+ */
+void docker_limit_args(const struct resource_limits *l, struct strv *argv);
+
+/*
  * The `docker exec` command line for the agent (argv[0] is the CLI) and the
  * CLI's environment: each agent variable is passed as `--env NAME` with its
  * value in envp, except the names the CLI reads itself (docker_cli_reads_name),

@@ -53,7 +53,7 @@
 
 #define INIT_NAME         "bottle-init"
 #define BOTTLE_FILES_MAX  (64u << 20) /* bytes copied into /bottle, at most */
-#define BOTTLE_FILES_SIZE "64m"
+#define BOTTLE_FILES_SIZE (64ull << 20)
 
 extern char **environ;
 
@@ -144,17 +144,25 @@ static int clone_host_dir(const struct native_child *c, const char *path, uint64
     return tree;
 }
 
-/* A detached tmpfs; its device is recorded as ours. */
+/* The size of each tmpfs the agent can write (/tmp, /dev/shm, a tmpfs home). */
+static uint64_t agent_tmpfs_size(const struct backend_spec *s)
+{
+    return s->limits && s->limits->tmpfs != LIMIT_UNSET ? s->limits->tmpfs : LIMITS_DEFAULT_TMPFS;
+}
+
+/* A detached tmpfs of size bytes (0: only what its owner, root, writes); recorded as ours. */
 static int new_tmpfs(const struct native_child *c, struct rootfs *r, const char *mode, uid_t uid,
-                     gid_t gid, uint64_t attrs, const char *size)
+                     gid_t gid, uint64_t attrs, uint64_t size)
 {
     int fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
     if (fs < 0)
         child_fail(c, "native: fsopen tmpfs: %s", strerror(errno));
     char num[24];
     int rc = fsconfig(fs, FSCONFIG_SET_STRING, "mode", mode, 0);
-    if (rc == 0 && size)
-        rc = fsconfig(fs, FSCONFIG_SET_STRING, "size", size, 0);
+    if (rc == 0 && size) {
+        snprintf(num, sizeof(num), "%llu", (unsigned long long)size);
+        rc = fsconfig(fs, FSCONFIG_SET_STRING, "size", num, 0);
+    }
     if (rc == 0 && uid) {
         snprintf(num, sizeof(num), "%u", (unsigned)uid);
         rc = fsconfig(fs, FSCONFIG_SET_STRING, "uid", num, 0);
@@ -258,7 +266,7 @@ static void make_dev_node(const struct native_child *c, int dev_fd, const char *
 
 static void build_dev(const struct native_child *c, struct rootfs *r)
 {
-    int dev = new_tmpfs(c, r, "0755", 0, 0, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, NULL);
+    int dev = new_tmpfs(c, r, "0755", 0, 0, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, 0);
     attach(c, r, dev, "dev");
     static const struct {
         const char *name;
@@ -290,8 +298,9 @@ static void build_dev(const struct native_child *c, struct rootfs *r)
     close(fs);
     attach(c, r, pts, "dev/pts");
     close(pts);
-    int shm = new_tmpfs(c, r, "1777", 0, 0,
-                        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, NULL);
+    int shm =
+        new_tmpfs(c, r, "1777", 0, 0, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+                  agent_tmpfs_size(c->spec));
     attach(c, r, shm, "dev/shm");
     close(shm);
     close(dev);
@@ -456,14 +465,15 @@ static void build_rootfs(const struct native_child *c)
     }
 
     /* 2. The new root: a tmpfs attached over /tmp of this private mount namespace. */
-    int root = new_tmpfs(c, &r, "0755", 0, 0, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, NULL);
+    int root = new_tmpfs(c, &r, "0755", 0, 0, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0);
     if (move_mount(root, "", AT_FDCWD, "/tmp", MOVE_MOUNT_F_EMPTY_PATH) < 0)
         child_fail(c, "native: cannot attach the new root: %s", strerror(errno));
     r.root_fd = root;
-    tmp->tree_fd = new_tmpfs(c, &r, "1777", 0, 0, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, NULL);
+    uint64_t size = agent_tmpfs_size(s);
+    tmp->tree_fd = new_tmpfs(c, &r, "1777", 0, 0, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, size);
     if (!s->home_source)
         home_e->tree_fd =
-            new_tmpfs(c, &r, "0700", s->uid, s->gid, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, NULL);
+            new_tmpfs(c, &r, "0700", s->uid, s->gid, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, size);
 
     /* 3. Attach, shallow paths first. */
     sort_entries(&r);
@@ -523,6 +533,15 @@ static void drop_privileges(const struct native_child *c)
         child_fail(c, "native: refusing to run the agent as root");
     /* The bottle does not outlive its controller; credential changes reset this. */
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    /*
+     * The init holds the agent's whole environment (the canary included) and never execs:
+     * another process of the agent's uid must not read its memory or environ. The change of
+     * uid above already made it non-dumpable unless fs.suid_dumpable says otherwise; this
+     * does not depend on that setting. An exec resets it: the agent itself is dumpable again
+     * (docs/security.md says what protects it instead).
+     */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        child_fail(c, "native: cannot make the bottle's init non-dumpable: %s", strerror(errno));
 }
 
 static void close_stray_fds(const struct native_child *c)

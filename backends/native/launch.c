@@ -154,7 +154,8 @@ int native_launch(const struct backend_spec *spec, pid_t *out, struct bottle_err
         return err_set(err, errno, "native: pipe: %s", strerror(errno));
 
     /* With a cgroup the child waits at a gate until it is known to be placed. */
-    if (spec->cgroup_fd >= 0 && pipe2(gate, O_CLOEXEC) < 0) {
+    bool gated = spec->cgroup_fd >= 0 || spec->n_join_cgroup_fds > 0;
+    if (gated && pipe2(gate, O_CLOEXEC) < 0) {
         rc = err_set(err, errno, "native: pipe: %s", strerror(errno));
         goto fail_pipes;
     }
@@ -178,8 +179,12 @@ int native_launch(const struct backend_spec *spec, pid_t *out, struct bottle_err
         close(gate[0]);
         gate[0] = -1;
         struct bottle_err move_err = {0};
-        if ((!placed && cgroup_move_pid(spec->cgroup_fd, pid, &move_err) < 0) ||
-            write(gate[1], "g", 1) != 1) {
+        bool moved =
+            placed || spec->cgroup_fd < 0 || cgroup_move_pid(spec->cgroup_fd, pid, &move_err) == 0;
+        /* The limits' v1 cgroups (hybrid hosts): joined before the init runs anything. */
+        for (size_t i = 0; moved && i < spec->n_join_cgroup_fds; i++)
+            moved = cgroup_move_pid(spec->join_cgroup_fds[i], pid, &move_err) == 0;
+        if (!moved || write(gate[1], "g", 1) != 1) {
             kill(pid, SIGKILL);
             reap(pid);
             rc = err_set(err, move_err.code ? move_err.code : EIO,

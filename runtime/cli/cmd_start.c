@@ -344,6 +344,7 @@ int cmd_start(int argc, char **argv)
     probed = true;
     o.tier_available = facts.tier;
     o.tier_why = facts.tier_why;
+    o.host_memory = facts.memory_bytes;
 
     struct manifest_index idx;
     if (manifest_index_open(&idx, NULL, NULL, &err) < 0) {

@@ -99,6 +99,9 @@ int controller_step_agent(struct controller *c, struct bottle_err *err)
     spec.bottle_home = c->st.home;
     spec.netns_fd = c->nb.fd;
     spec.cgroup_fd = c->cg.agent_fd;
+    spec.join_cgroup_fds = c->limits.fds;
+    spec.n_join_cgroup_fds = c->limits.n_fds;
+    spec.limits = &c->plan->limits;
     spec.uid = c->agent_uid;
     spec.gid = c->agent_gid;
     spec.seccomp_extra = &c->plan->seccomp;

@@ -18,6 +18,7 @@
 #include "backends/backend.h"
 #include "common/buf.h"
 #include "kernel/cgroup.h"
+#include "kernel/limits.h"
 #include "runtime/controller/control.h"
 #include "runtime/controller/controller.h"
 #include "ledger/ledger.h"
@@ -51,6 +52,7 @@ struct controller {
     bool have_netns;
     struct cgroup_bottle cg;
     bool have_cgroup;
+    struct limits_cgroups limits; /* v1 cgroups the agent joins (native, hybrid hosts) */
     bool have_bpf;
     uint16_t proxy_port;
     pid_t proxy_pid;

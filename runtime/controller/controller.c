@@ -157,6 +157,10 @@ static int step_kernel(struct controller *c, struct bottle_err *err)
     if (rc < 0)
         return rc;
     c->have_cgroup = true;
+    /* Docker hands the limits to the engine, which applies them to the container's cgroup. */
+    bool native = !c->plan->backend || strcmp(c->plan->backend, backend_native.name) == 0;
+    if (native && (rc = limits_apply(&c->cg, &c->plan->limits, &c->limits, err)) < 0)
+        return rc;
     struct bpf_policy_config cfg;
     memset(&cfg, 0, sizeof(cfg));
     cfg.proxy_ip4 = c->nb.host_addr;
@@ -222,6 +226,7 @@ int controller_teardown(struct controller *c, bool keep_state, struct bottle_err
         note(c, &first, &e, "network");
         c->have_netns = false;
     }
+    limits_cgroups_close(&c->limits);
     if (c->have_cgroup) {
         cgroup_bottle_close(&c->cg);
         memset(&e, 0, sizeof(e));

@@ -6,7 +6,8 @@
  * A second veth's host address (B.1) serves the same reply, as "another host
  * address" the bottle must not reach; so does A.1 on another port.
  *
- *   docker_drive SLUG IMAGE WORKSPACE [--no-seccomp] [--stop-after MS] -- CMD [ARG...]
+ *   docker_drive SLUG IMAGE WORKSPACE [--no-seccomp] [--stop-after MS]
+ *                [--limits pids=N,memory=BYTES,cpus=MILLI,tmpfs=BYTES] -- CMD [ARG...]
  *   docker_drive --cleanup SLUG    what `bottle cleanup` does for a crashed Docker bottle
  *
  * IMAGE is an image reference, or dockerfile=PATH to build (or reuse) one.
@@ -42,6 +43,7 @@
 #include "bpf/sockkill.h"
 #include "kernel/cgroup.h"
 #include "kernel/netns.h"
+#include "manifest/manifest.h"
 
 #define SIDECAR_PORT 3128
 
@@ -206,6 +208,34 @@ static void serve_requests(const char *slug, const char *ws, const struct cgroup
     }
 }
 
+/* "pids=64,memory=134217728,cpus=500,tmpfs=16777216" (cpus in thousandths). */
+static int parse_limits(const char *text, struct resource_limits *l)
+{
+    char *copy = xstrdup(text), *save = NULL;
+    int rc = 0;
+    for (char *kv = strtok_r(copy, ",", &save); kv && rc == 0; kv = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(kv, '=');
+        if (!eq) {
+            rc = -1;
+            break;
+        }
+        *eq = '\0';
+        uint64_t v = strtoull(eq + 1, NULL, 10);
+        if (strcmp(kv, "pids") == 0)
+            l->pids = v;
+        else if (strcmp(kv, "memory") == 0)
+            l->memory = v;
+        else if (strcmp(kv, "cpus") == 0)
+            l->cpu_milli = v;
+        else if (strcmp(kv, "tmpfs") == 0)
+            l->tmpfs = v;
+        else
+            rc = -1;
+    }
+    free(copy);
+    return rc;
+}
+
 static void report(const char *what, const struct bottle_err *err)
 {
     fprintf(stderr, "docker_drive: %s: %s\n", what, err->msg);
@@ -249,12 +279,21 @@ int main(int argc, char **argv)
     const char *slug = argv[1], *image = argv[2], *ws = argv[3];
     bool no_seccomp = false;
     int stop_after_ms = 0;
+    struct resource_limits limits;
+    memset(&limits, 0, sizeof(limits));
+    bool have_limits = false;
     int i = 4;
     for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
         if (strcmp(argv[i], "--no-seccomp") == 0) {
             no_seccomp = true;
         } else if (strcmp(argv[i], "--stop-after") == 0 && i + 1 < argc) {
             stop_after_ms = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--limits") == 0 && i + 1 < argc) {
+            if (parse_limits(argv[++i], &limits) < 0) {
+                fprintf(stderr, "docker_drive: bad --limits %s\n", argv[i]);
+                return 2;
+            }
+            have_limits = true;
         } else {
             fprintf(stderr, "docker_drive: unknown option %s\n", argv[i]);
             return 2;
@@ -351,6 +390,7 @@ int main(int argc, char **argv)
     spec.uid = 65534;
     spec.gid = 65534;
     spec.no_seccomp = no_seccomp;
+    spec.limits = have_limits ? &limits : NULL;
     spec.stdio[0] = spec.stdio[1] = spec.stdio[2] = -1;
     if (str_starts_with(image, "dockerfile="))
         spec.dockerfile = image + strlen("dockerfile=");

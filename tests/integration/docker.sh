@@ -17,7 +17,7 @@
 # is stopped on exit.
 . "$BOTTLE_SRC/tests/lib.sh"
 
-N=48
+N=55
 plan $N
 
 skip_all() {
@@ -333,6 +333,95 @@ if echo "$TTY_OUT" | grep -q tty-yes && echo "$NOTTY_OUT" | grep -q tty-no; then
     ok "a terminal on stdin gives the agent a TTY (docker exec -it); none without one"
 else
     fail "tty" "with: $(echo "$TTY_OUT" | grep tty-)" "without: $(echo "$NOTTY_OUT" | grep tty-)"
+fi
+
+# ---- limits and setuid files ------------------------------------------------------------
+# The engine gets the bottle's limits; inside, a fork bomb, a memory hog, full tmpfs mounts and
+# setuid bits meet them, and a setuid-root file planted before start runs as the agent.
+WS8=$W/ws8
+mkdir -p "$WS8"
+chmod 0777 "$WS8"
+# The static probe, setuid root (busybox would drop a setuid bit by itself).
+cp "$R/probe" "$WS8/suid-probe"
+chown 0:0 "$WS8/suid-probe"
+chmod 4755 "$WS8/suid-probe"
+cat >"$WS8/agent.sh" <<'AGENT'
+cd "$(dirname "$0")"
+. ./bottle.env
+{
+    echo "forks=$(/probe forks 200)"
+    /probe touch 512 >touch.out 2>&1
+    echo "touch_rc=$?"
+    echo "after=$(/probe get "$SIDECAR")"
+    echo "fill_tmp=$(/probe fill /tmp/fill 64)"
+    echo "fill_shm=$(/probe fill /dev/shm/fill 64)"
+    echo "fill_home=$(/probe fill "$HOME/fill" 64)"
+    : >plain
+    echo "chmod_suid=$(/probe chmod plain 4755)"
+    echo "chmod_sgid=$(/probe chmod plain 2755)"
+    echo "chmod_plain=$(/probe chmod plain 755)"
+    echo "create_suid=$(/probe create made 4755)"
+    echo "mkdir_sgid=$(/probe mkdir madedir 2755)"
+    echo "openat2=$(/probe openat2 plain)"
+    echo "suid_euid=$(./suid-probe euid)"
+} >result 2>&1
+touch ready
+i=0
+while [ ! -e go ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+exit 0
+AGENT
+"$DRIVE" "dkt8-$TAG" "$IMG" "$WS8" --limits pids=64,memory=134217728,cpus=500,tmpfs=16777216 \
+    -- sh "$WS8/agent.sh" >"$W/drive8.out" 2>"$W/drive8.err" &
+D8=$!
+i=0
+while [ ! -e "$WS8/ready" ] && [ $i -lt 1200 ] && kill -0 "$D8" 2>/dev/null; do
+    sleep 0.1
+    i=$((i + 1))
+done
+HC=$(docker inspect -f '{{.HostConfig.PidsLimit}} {{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.NanoCpus}} {{.HostConfig.ShmSize}}' "bottle-dkt8-$TAG" 2>&1)
+TMPFS=$(docker inspect -f '{{index .HostConfig.Tmpfs "/tmp"}}' "bottle-dkt8-$TAG" 2>&1)
+touch "$WS8/go"
+wait "$D8"
+R6=$WS8/result
+if [ "$HC" = "64 134217728 134217728 500000000 16777216" ] && echo "$TMPFS" | grep -q "size=16777216"; then
+    ok "docker: the engine runs the container with the bottle's limits (pids, memory without swap, cpus, shm and tmpfs sizes)"
+else
+    fail "docker limits" "hostconfig=$HC tmpfs=$TMPFS" "$(tail -n 3 "$W/drive8.err")"
+fi
+FORKS=$(val forks "$R6")
+case "$FORKS" in
+"err EAGAIN after "*)
+    if [ "${FORKS##* }" -lt 64 ]; then ok "docker: a fork bomb gets EAGAIN at the pids limit ($FORKS)"; else fail "docker fork bomb" "$FORKS"; fi
+    ;;
+*) fail "docker fork bomb" "forks=$FORKS" "$(tail -n 3 "$W/drive8.err")" ;;
+esac
+if [ "$(val touch_rc "$R6")" = 137 ] && [ "$(val after "$R6")" = "ok sidecar-ok" ]; then
+    ok "docker: a 512M hog is OOM-killed in a 128M bottle, and the sidecar still answers"
+else
+    fail "docker memory hog" "rc=$(val touch_rc "$R6") after=$(val after "$R6")"
+fi
+if [ "$(val fill_tmp "$R6")" = "err ENOSPC after 16" ] && [ "$(val fill_shm "$R6")" = "err ENOSPC after 16" ] &&
+    [ "$(val fill_home "$R6")" = "err ENOSPC after 16" ]; then
+    ok "docker: /tmp, /dev/shm and the home fill up with ENOSPC at 16M"
+else
+    fail "docker tmpfs sizes" "tmp=$(val fill_tmp "$R6") shm=$(val fill_shm "$R6") home=$(val fill_home "$R6")"
+fi
+if [ "$(val chmod_suid "$R6")" = "err EPERM" ] && [ "$(val chmod_sgid "$R6")" = "err EPERM" ] &&
+    [ "$(val chmod_plain "$R6")" = ok ] && [ "$(val create_suid "$R6")" = "err EPERM" ] &&
+    [ "$(val mkdir_sgid "$R6")" = "err EPERM" ] && [ ! -e "$WS8/made" ] && [ ! -e "$WS8/madedir" ]; then
+    ok "docker: setuid/setgid chmod, open(O_CREAT, 04755) and mkdir(02755) get EPERM; chmod 0755 works"
+else
+    fail "docker setuid bits" "$(grep -E 'chmod|create|mkdir' "$R6" | tr '\n' ' ')"
+fi
+if [ "$(val openat2 "$R6")" = "err ENOSYS" ] && [ -z "$(find "$WS8" -perm /6000 ! -name suid-probe)" ]; then
+    ok "docker: openat2 gets ENOSYS; no setuid or setgid file was left in the workspace"
+else
+    fail "docker openat2 / leftovers" "openat2=$(val openat2 "$R6")" "$(find "$WS8" -perm /6000)"
+fi
+if [ "$(val suid_euid "$R6")" = "ok 65534" ] && grep -q '^teardown clean$' "$W/drive8.out"; then
+    ok "docker: a setuid-root file planted before start runs as the agent (no_new_privileges); teardown clean"
+else
+    fail "docker planted setuid" "euid=$(val suid_euid "$R6")" "$(tail -n 2 "$W/drive8.out")"
 fi
 
 # ---- a crashed controller: cleanup by slug removes what it left ---------------------------

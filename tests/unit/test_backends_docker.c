@@ -19,6 +19,7 @@
 #include "backends/backend.h"
 #include "backends/docker/docker.h"
 #include "backends/docker/docker_internal.h"
+#include "manifest/manifest.h"
 #include "common/buf.h"
 #include "kernel/cgroup.h"
 
@@ -416,17 +417,16 @@ static void test_build_then_launch_refused_outside_parent(void **state)
     assert_int_equal(backend_docker.launch(&b, &err), -EPERM);
     assert_non_null(strstr(err.msg, "not below"));
     static const char *const run_parts[] = {
-        "run\n--detach\n--pull\nnever\n--name\nbottle-unit-1\n",
-        "--network\nnone\n",
-        "--cap-drop\nALL\n",
-        "--security-opt\nno-new-privileges\n",
-        "--user\n1000:1000\n",
-        "--read-only\n",
-        "--init\n--entrypoint\nsleep\n",
+        "run\n--detach\n--pull\nnever\n--name\nbottle-unit-1\n", "--network\nnone\n",
+        "--cap-drop\nALL\n", "--security-opt\nno-new-privileges\n", "--user\n1000:1000\n",
+        "--read-only\n", "--init\n--entrypoint\nsleep\n",
         "--mount\ntype=bind,source=", /* the workspace */
         /* the bottle's files, from a path that names nothing of $BOTTLE_HOME */
         "--mount\ntype=bind,source=" DOCKER_FILES_DIR "/unit-1,target=/bottle,readonly\n",
         "--label\ndev.bottle.slug=unit-1\n",
+        /* no limits in the spec: only the tmpfs default */
+        "--shm-size\n1073741824\n", "--tmpfs\n/tmp:rw,nosuid,nodev,mode=1777,size=1073741824\n",
+        ",size=1073741824\n--mount\n", /* the home tmpfs, then the workspace */
     };
     for (size_t i = 0; i < sizeof(run_parts) / sizeof(run_parts[0]); i++)
         if (!logged(f, run_parts[i]))
@@ -458,6 +458,30 @@ static void test_build_then_launch_refused_outside_parent(void **state)
         rmdir(made);
     free(made);
     spec_free(&h);
+}
+
+static void test_limit_args(void **state)
+{
+    (void)state;
+    struct resource_limits l = {
+        .pids = 64, .memory = 128ull << 20, .cpu_milli = 1500, .tmpfs = 16ull << 20};
+    struct strv argv = STRV_INIT;
+    docker_limit_args(&l, &argv);
+    static const char *const want[] = {"--pids-limit",  "64",        "--memory", "134217728",
+                                       "--memory-swap", "134217728", "--cpus",   "1.5",
+                                       "--shm-size",    "16777216"};
+    assert_int_equal(argv.len, sizeof(want) / sizeof(want[0]));
+    for (size_t i = 0; i < argv.len; i++)
+        assert_string_equal(argv.items[i], want[i]);
+    strv_free(&argv);
+    /* max: no engine limit at all; the tmpfs keeps its size. */
+    struct resource_limits none = {
+        .pids = LIMIT_NONE, .memory = LIMIT_NONE, .cpu_milli = LIMIT_NONE, .tmpfs = 1ull << 20};
+    docker_limit_args(&none, &argv);
+    assert_int_equal(argv.len, 2);
+    assert_string_equal(argv.items[0], "--shm-size");
+    assert_string_equal(argv.items[1], "1048576");
+    strv_free(&argv);
 }
 
 /* ---- snapshots ------------------------------------------------------------------------ */
@@ -688,6 +712,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_engine_checks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_build_then_launch_refused_outside_parent, setup,
                                         teardown),
+        cmocka_unit_test(test_limit_args),
         cmocka_unit_test(test_snapshot_ref),
         cmocka_unit_test(test_label_change),
         cmocka_unit_test_setup_teardown(test_tar_header, setup, teardown),

@@ -364,12 +364,16 @@ static void test_facts_json_keys(void **state)
     facts_linux_root(&f);
     f.bpffs = NULL;
     f.docker = (char *)"/usr/local/bin/docker";
+    f.memory_bytes = 24ull << 30;
+    f.controllers[CTRL_PIDS] = (struct platform_controller){CTRL_IN_V1, "/sys/fs/cgroup/pids"};
+    f.controllers[CTRL_MEMORY].where = CTRL_IN_V2;
     cJSON *doc = platform_facts_json(&f);
     assert_non_null(doc);
 
-    static const char *const top[] = {"os",    "kernel",   "arch", "root",    "cgroup2",
-                                      "bpffs", "bpf",      "btf",  "seccomp", "landlock_abi",
-                                      "netns", "backends", "tier", "tier_why"};
+    static const char *const top[] = {"os",      "kernel",       "arch",  "root",
+                                      "cgroup2", "bpffs",        "bpf",   "btf",
+                                      "seccomp", "landlock_abi", "netns", "memory_bytes",
+                                      "limits",  "backends",     "tier",  "tier_why"};
     for (size_t i = 0; i < sizeof(top) / sizeof(*top); i++)
         if (!cJSON_HasObjectItem(doc, top[i]))
             fail_msg("missing key %s", top[i]);
@@ -395,6 +399,13 @@ static void test_facts_json_keys(void **state)
     assert_true(json_get_bool(sc, "user_notif", false));
     assert_int_equal((int)json_get_num(doc, "landlock_abi", 0), 7);
     assert_true(json_get_bool(doc, "netns", false));
+    assert_true(json_get_num(doc, "memory_bytes", 0) == (double)(24ull << 30));
+    const cJSON *lim = cJSON_GetObjectItem(doc, "limits");
+    assert_string_equal(json_get_str(cJSON_GetObjectItem(lim, "pids"), "where"), "cgroup1");
+    assert_string_equal(json_get_str(cJSON_GetObjectItem(lim, "pids"), "mount"),
+                        "/sys/fs/cgroup/pids");
+    assert_string_equal(json_get_str(cJSON_GetObjectItem(lim, "memory"), "where"), "cgroup2");
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(cJSON_GetObjectItem(lim, "cpu"), "where")));
     const cJSON *be = cJSON_GetObjectItem(doc, "backends");
     assert_string_equal(json_get_str(be, "docker"), "/usr/local/bin/docker");
     assert_true(cJSON_IsNull(cJSON_GetObjectItem(be, "smolvm")));
@@ -437,8 +448,16 @@ static void test_facts_text(void **state)
     facts_linux_root(&f);
     f.bpffs = NULL;
     f.docker = (char *)"/usr/local/bin/docker";
+    f.controllers[CTRL_PIDS] = (struct platform_controller){CTRL_IN_V1, "/sys/fs/cgroup/pids"};
+    f.controllers[CTRL_MEMORY].where = CTRL_IN_V2;
     struct buf out = BUF_INIT;
     platform_facts_text(&f, &out);
+    assert_non_null(strstr(out.data, "pids       ok       controller in the cgroup v1 hierarchy at "
+                                     "/sys/fs/cgroup/pids (bottle limits)\n"));
+    assert_non_null(
+        strstr(out.data, "memory     ok       controller in cgroup2 (bottle limits)\n"));
+    assert_non_null(strstr(out.data, "cpu        missing  no cpu controller: native bottles refuse "
+                                     "to start unless limits.cpus is max\n"));
     assert_non_null(strstr(out.data, "cgroup2    ok       /sys/fs/cgroup/unified\n"));
     assert_non_null(strstr(out.data, "bpffs      missing  not mounted"));
     assert_non_null(strstr(out.data, "bpf        ok       cgroup sock_addr programs load\n"));
@@ -454,7 +473,7 @@ static void test_facts_text(void **state)
         if (!str_starts_with(line + 11, "ok ") && !str_starts_with(line + 11, "missing "))
             fail_msg("unaligned line: %.*s", (int)strcspn(line, "\n"), line);
     }
-    assert_int_equal(lines, 15);
+    assert_int_equal(lines, 18);
     const char *tier = strstr(out.data, "tier: kernel - all layers are available");
     assert_non_null(tier);
     assert_non_null(strchr(tier, '\n'));

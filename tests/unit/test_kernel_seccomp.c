@@ -3,12 +3,16 @@
  * syscall returns its errno (EPERM; clone3 ENOSYS; clone only when a
  * CLONE_NEW* flag is set), TIOCSTI and TIOCLINUX fail with EPERM on a
  * terminal the child controls (also with high bits set in the request)
- * while other ioctls work, the manifest's extra names are denied too, and
+ * while other ioctls work, setting a setuid or setgid bit fails with EPERM in
+ * every call that sets or creates a mode (openat2: ENOSYS), the manifest's
+ * extra names are denied too, and
  * ordinary programs still run (fork, posix_spawn, exec). Needs no root: the
  * filter is loaded with no_new_privs.
  */
 #include "testutil.h"
 
+#include <fcntl.h>
+#include <linux/openat2.h>
 #include <linux/sched.h>
 #include <pty.h>
 #include <seccomp.h>
@@ -182,6 +186,123 @@ static void test_terminal_injection_refused(void **state)
     assert_int_equal(wait_child(pid), 0);
 }
 
+/* ---- setuid and setgid bits ------------------------------------------------------ */
+
+static char setid_dir[64];
+
+static long sys_named(const char *name, long a, long b, long c, long d)
+{
+    int nr = seccomp_syscall_resolve_name(name);
+    if (nr < 0) {
+        errno = ENOSYS;
+        return -2; /* absent on this architecture */
+    }
+    return syscall(nr, a, b, c, d, 0, 0);
+}
+
+#define EXPECT(cond, code)                                                                         \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "# check %d failed (errno %d)\n", code, errno);                        \
+            return code;                                                                           \
+        }                                                                                          \
+    } while (0)
+
+/* A refusal: -1 with EPERM, or a syscall this architecture does not have. */
+#define REFUSED(call) ((errno = 0, (call)) == -2 || errno == EPERM)
+
+/* Every call that sets or creates a mode fails with EPERM when it carries S_ISUID or S_ISGID,
+ * and works without them; openat2 fails with ENOSYS; nothing with those bits is left. */
+static int call_setid(void)
+{
+    if (chdir(setid_dir) < 0)
+        return 1;
+    long dfd = open(".", O_RDONLY | O_DIRECTORY);
+    int fd = open("f", O_CREAT | O_WRONLY, 0644);
+    EXPECT(fd >= 0 && dfd >= 0, 2);
+    EXPECT(REFUSED(sys_named("chmod", (long)"f", 04755, 0, 0)), 10);
+    EXPECT(REFUSED(sys_named("chmod", (long)"f", 02755, 0, 0)), 11);
+    EXPECT(REFUSED(sys_named("fchmod", fd, 06755, 0, 0)), 12);
+    EXPECT(REFUSED(sys_named("fchmodat", AT_FDCWD, (long)"f", 02700, 0)), 13);
+    EXPECT(REFUSED(sys_named("fchmodat2", AT_FDCWD, (long)"f", 04700, 0)), 14);
+    EXPECT(chmod("f", 01755) == 0 && fchmod(fd, 0700) == 0, 15); /* other bits still change */
+    EXPECT(REFUSED(sys_named("open", (long)"g", O_CREAT | O_WRONLY, 04755, 0)), 20);
+    EXPECT(REFUSED(sys_named("openat", dfd, (long)"g", O_CREAT | O_WRONLY, 02755)), 21);
+    EXPECT(REFUSED(sys_named("openat", dfd, (long)".", O_TMPFILE | O_WRONLY, 04700)), 22);
+    EXPECT(REFUSED(sys_named("creat", (long)"g", 04755, 0, 0)), 23);
+    EXPECT(REFUSED(sys_named("mkdir", (long)"d", 02755, 0, 0)), 24);
+    EXPECT(REFUSED(sys_named("mkdirat", dfd, (long)"d", 04755, 0)), 25);
+    EXPECT(REFUSED(sys_named("mknod", (long)"n", S_IFREG | 04755, 0, 0)), 26);
+    EXPECT(REFUSED(sys_named("mknodat", dfd, (long)"n", S_IFREG | 02755, 0)), 27);
+    EXPECT(access("g", F_OK) < 0 && access("d", F_OK) < 0 && access("n", F_OK) < 0, 28);
+    int g = open("g", O_CREAT | O_WRONLY, 0755);
+    EXPECT(g >= 0 && mkdir("d", 0755) == 0 && mknod("n", S_IFREG | 0644, 0) == 0, 29);
+    struct open_how how = {.flags = O_RDONLY};
+    errno = 0;
+    EXPECT(syscall(SYS_openat2, dfd, "f", &how, sizeof(how)) == -1 && errno == ENOSYS, 30);
+    static const char *const names[] = {"f", "g", "d", "n"};
+    for (size_t i = 0; i < 4; i++) {
+        struct stat st;
+        EXPECT(stat(names[i], &st) == 0 && !(st.st_mode & (S_ISUID | S_ISGID)), 40 + (int)i);
+    }
+    close(g);
+    close(fd);
+    close((int)dfd);
+    return 0;
+}
+
+/* The same calls without the filter set the bits: the refusals above are the filter's. */
+static int call_setid_unfiltered(void)
+{
+    if (chdir(setid_dir) < 0)
+        return 1;
+    int fd = open("u", O_CREAT | O_WRONLY, 0644);
+    EXPECT(fd >= 0 && fchmod(fd, 04755) == 0, 2);
+    struct stat st;
+    EXPECT(fstat(fd, &st) == 0 && (st.st_mode & S_ISUID), 3);
+    close(fd);
+    return 0;
+}
+
+static void test_setid_bits(void **state)
+{
+    (void)state;
+    snprintf(setid_dir, sizeof(setid_dir), "/tmp/bottle-setid.XXXXXX");
+    assert_non_null(mkdtemp(setid_dir));
+    assert_int_equal(run_filtered(call_setid, NULL), 0);
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(call_setid_unfiltered());
+    assert_int_equal(wait_child(pid), 0);
+    testutil_rm_rf(setid_dir);
+}
+
+/* A manifest that denies one of them outright still gets EPERM for every mode. */
+static int call_chmod_any(void)
+{
+    if (chdir(setid_dir) < 0)
+        return 1;
+    int fd = open("f", O_CREAT | O_WRONLY, 0644);
+    EXPECT(fd >= 0, 2);
+    EXPECT(REFUSED(sys_named("fchmod", fd, 0600, 0, 0)), 3);
+    EXPECT(REFUSED(sys_named("fchmod", fd, 04600, 0, 0)), 4);
+    EXPECT(REFUSED(sys_named("chmod", (long)"f", 02755, 0, 0)), 5);
+    close(fd);
+    return 0;
+}
+
+static void test_setid_with_extra_denial(void **state)
+{
+    (void)state;
+    snprintf(setid_dir, sizeof(setid_dir), "/tmp/bottle-setid.XXXXXX");
+    assert_non_null(mkdtemp(setid_dir));
+    struct strv extra = STRV_INIT;
+    strv_push(&extra, "fchmod");
+    assert_int_equal(run_filtered(call_chmod_any, &extra), 0);
+    strv_free(&extra);
+    testutil_rm_rf(setid_dir);
+}
+
 static void test_denied_syscalls(void **state)
 {
     (void)state;
@@ -242,6 +363,8 @@ int main(void)
         cmocka_unit_test(test_manifest_extras),
         cmocka_unit_test(test_no_new_privs_set),
         cmocka_unit_test(test_terminal_injection_refused),
+        cmocka_unit_test(test_setid_bits),
+        cmocka_unit_test(test_setid_with_extra_denial),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

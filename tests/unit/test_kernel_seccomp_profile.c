@@ -1,7 +1,8 @@
 /*
  * seccomp profile rendering: the deny list, the per-bit clone rules, clone3
- * with ENOSYS, the terminal ioctls, manifest extras, unknown names refused,
- * and the Docker JSON profile's shape. Loading the filter is tested in
+ * with ENOSYS, the terminal ioctls, the setuid/setgid mode rules and openat2
+ * with ENOSYS, manifest extras, unknown names refused, and the Docker JSON
+ * profile's shape. Loading the filter is tested in
  * test_kernel_seccomp.c.
  */
 #include "testutil.h"
@@ -237,6 +238,85 @@ static void test_ioctl_denied_outright(void **state)
     strv_free(&extra);
 }
 
+static void test_mode_rules_listed(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        unsigned arg;
+    } want[] = {{"chmod", 1},   {"fchmod", 1}, {"fchmodat", 2}, {"fchmodat2", 2},
+                {"open", 2},    {"openat", 3}, {"creat", 1},    {"mkdir", 1},
+                {"mkdirat", 2}, {"mknod", 1},  {"mknodat", 2}};
+    const struct seccomp_mode_rule *r = seccomp_mode_rules();
+    size_t n = 0;
+    for (; r[n].name; n++) {
+        assert_string_equal(r[n].name, want[n].name);
+        assert_int_equal(r[n].arg, want[n].arg);
+    }
+    assert_int_equal(n, sizeof(want) / sizeof(want[0]));
+    struct buf out = BUF_INIT;
+    struct bottle_err err = {0};
+    struct strv extra = STRV_INIT;
+    strv_push(&extra, "mknod"); /* denied whole: no masked line for it */
+    strv_push(&extra, "openat2");
+    assert_int_equal(seccomp_profile_describe(&extra, &out, &err), 0);
+    assert_non_null(strstr(out.data, "\nchmod with S_ISUID in the mode: EPERM\n"));
+    assert_non_null(strstr(out.data, "\nopenat with S_ISGID in the mode: EPERM\n"));
+    assert_non_null(strstr(out.data, "\nmknodat with S_ISUID in the mode: EPERM\n"));
+    assert_null(strstr(out.data, "mknod with"));
+    assert_non_null(strstr(out.data, "\nmknod: EPERM (manifest)\n"));
+    assert_non_null(strstr(out.data, "\nopenat2: ENOSYS\n"));
+    assert_null(strstr(out.data, "openat2: EPERM"));
+    buf_free(&out);
+    strv_free(&extra);
+}
+
+/* Docker: one rule per argument position and bit, the names sharing it; openat2 ENOSYS. */
+static void test_docker_json_mode_rules(void **state)
+{
+    (void)state;
+    struct bottle_err err = {0};
+    struct strv extra = STRV_INIT;
+    strv_push(&extra, "creat");
+    cJSON *doc = seccomp_profile_docker_json(&extra, &err);
+    assert_non_null(doc);
+    cJSON *rules = cJSON_GetObjectItem(doc, "syscalls");
+    const struct seccomp_mode_rule *m = seccomp_mode_rules();
+    for (size_t i = 0; m[i].name; i++) {
+        if (strcmp(m[i].name, "creat") == 0) {
+            /* denied whole by the manifest: in the plain deny rule, in no masked one */
+            cJSON *r = find_rule(rules, "creat", 0);
+            assert_null(cJSON_GetObjectItem(r, "args"));
+            assert_null(find_rule(rules, "creat", 1));
+            continue;
+        }
+        unsigned long bits = 0;
+        for (int nth = 0; nth < 2; nth++) {
+            cJSON *r = find_rule(rules, m[i].name, nth);
+            if (!r)
+                fail_msg("%s: masked rule %d missing", m[i].name, nth);
+            assert_string_equal(json_get_str(r, "action"), "SCMP_ACT_ERRNO");
+            assert_int_equal((int)json_get_num(r, "errnoRet", -1), EPERM);
+            cJSON *args = cJSON_GetObjectItem(r, "args");
+            assert_int_equal(cJSON_GetArraySize(args), 1);
+            cJSON *a = cJSON_GetArrayItem(args, 0);
+            assert_int_equal((int)json_get_num(a, "index", -1), (int)m[i].arg);
+            assert_string_equal(json_get_str(a, "op"), "SCMP_CMP_MASKED_EQ");
+            unsigned long v = (unsigned long)json_get_num(a, "value", 0);
+            assert_int_equal(v, (unsigned long)json_get_num(a, "valueTwo", 0));
+            bits |= v;
+        }
+        assert_null(find_rule(rules, m[i].name, 2));
+        assert_int_equal(bits, S_ISUID | S_ISGID);
+    }
+    cJSON *o2 = find_rule(rules, "openat2", 0);
+    assert_non_null(o2);
+    assert_int_equal((int)json_get_num(o2, "errnoRet", -1), ENOSYS);
+    assert_null(cJSON_GetObjectItem(o2, "args"));
+    cJSON_Delete(doc);
+    strv_free(&extra);
+}
+
 static void test_docker_json_clone_denied_outright(void **state)
 {
     (void)state;
@@ -263,6 +343,8 @@ int main(void)
         cmocka_unit_test(test_docker_json),
         cmocka_unit_test(test_docker_json_clone_denied_outright),
         cmocka_unit_test(test_ioctl_denied_outright),
+        cmocka_unit_test(test_mode_rules_listed),
+        cmocka_unit_test(test_docker_json_mode_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

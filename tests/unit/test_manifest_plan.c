@@ -32,6 +32,7 @@ static void base_opts(struct plan_options *o, const char *agent)
     o->tier_why = "all layers are available";
     o->canary_name = "AMBER_BASALT_SECRET";
     o->host_getenv = fake_env;
+    o->host_memory = 16ull << 30;
 }
 
 static char *plan_json_for(const char *home, const struct plan_options *o)
@@ -393,12 +394,58 @@ static void test_tier_refusal_is_reported(void **state)
     plan_free(&p);
 }
 
+/* The limits in the plan: defaults from the host's memory, declared values, text and JSON. */
+static void test_limits_in_plan(void **state)
+{
+    struct fixture *f = *state;
+    testutil_put(f->home, "bottles/small.md", "---\nlimits: {pids: 64, cpus: 0.5}\n---\n");
+    testutil_put(f->home, "bottles/huge.md", "---\nlimits: {memory: 64G}\n---\n");
+    testutil_put(f->home, "agents/a.md", "---\nbottle: small\n---\n");
+    testutil_put(f->home, "agents/b.md", "---\nbottle: huge\n---\n");
+    struct plan_options o;
+    base_opts(&o, "a");
+    o.host_memory = 6ull << 30;
+    struct plan p;
+    struct bottle_err err = {0};
+    assert_int_equal(build(f, &o, &p, &err), 0);
+    assert_int_equal(p.limits.pids, 64);
+    assert_int_equal(p.limits.memory, 3ull << 30);
+    assert_int_equal(p.limits.cpu_milli, 500);
+    assert_int_equal(p.limits.tmpfs, LIMITS_DEFAULT_TMPFS);
+    struct buf text = BUF_INIT;
+    plan_to_text(&p, &text);
+    assert_non_null(strstr(text.data, "limits       pids 64 (bottle), memory 3G without swap "
+                                      "(default), cpus 0.5 (bottle), tmpfs 1G each (default)"));
+    buf_free(&text);
+    cJSON *doc = plan_to_json(&p);
+    cJSON *l = cJSON_GetObjectItem(doc, "limits");
+    assert_int_equal(json_get_num(cJSON_GetObjectItem(l, "pids"), "value", 0), 64);
+    assert_string_equal(json_get_str(cJSON_GetObjectItem(l, "pids"), "scope"), "bottle");
+    assert_true(json_get_num(cJSON_GetObjectItem(l, "cpus"), "value", 0) == 0.5);
+    assert_int_equal(json_get_num(cJSON_GetObjectItem(l, "memory"), "value", 0), 3ull << 30);
+    assert_string_equal(json_get_str(cJSON_GetObjectItem(l, "memory"), "scope"), "default");
+    assert_int_equal(json_get_num(l, "swap", -1), 0);
+    cJSON_Delete(doc);
+    plan_free(&p);
+
+    /* More than the host has: a warning, the value kept. */
+    base_opts(&o, "b");
+    o.host_memory = 6ull << 30;
+    assert_int_equal(build(f, &o, &p, &err), 0);
+    assert_int_equal(p.limits.memory, 64ull << 30);
+    assert_true(strv_contains(&p.warnings,
+                              "limits.memory 64G is more than this host's memory (6G); it limits "
+                              "nothing"));
+    plan_free(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_claude),
         cmocka_unit_test(test_golden_codex),
         cmocka_unit_test(test_golden_curl),
+        cmocka_unit_test_setup_teardown(test_limits_in_plan, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget_scopes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget_pool_and_periods, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings_in_project_dir_ignored, setup, teardown),

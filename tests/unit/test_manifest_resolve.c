@@ -269,6 +269,35 @@ static void test_duplicate_route_from_parent(void **state)
     assert_non_null(strstr(err.msg, "bottles/p.md:4:"));
 }
 
+/* limits: per field, the last declaration wins; an undeclared field inherits. */
+static void test_limits_inherit_and_override(void **state)
+{
+    struct fixture *f = *state;
+    testutil_put(f->home, "bottles/a.md", "---\nlimits: {pids: 100, memory: 1G}\n---\n");
+    testutil_put(f->home, "bottles/b.md", "---\nlimits: {memory: 2G, cpus: 1.5}\n---\n");
+    testutil_put(f->home, "bottles/child.md", "---\nextends: [a, b]\nlimits: {tmpfs: 64M}\n---\n");
+    testutil_put(f->home, "bottles/over.md", "---\nextends: child\nlimits: {pids: max}\n---\n");
+    open_index(f);
+    struct bottle_def b;
+    struct bottle_err err = {0};
+    assert_int_equal(bottle_resolve(&f->idx, "child", &b, NULL, &err), 0);
+    assert_int_equal(b.limits.pids, 100);
+    assert_int_equal(b.limits.memory, 2ull << 30);
+    assert_int_equal(b.limits.cpu_milli, 1500);
+    assert_int_equal(b.limits.tmpfs, 64ull << 20);
+    bottle_def_free(&b);
+    assert_int_equal(bottle_resolve(&f->idx, "over", &b, NULL, &err), 0);
+    assert_int_equal(b.limits.pids, LIMIT_NONE);
+    assert_int_equal(b.limits.memory, 2ull << 30);
+    bottle_def_free(&b);
+    /* The runtime selection folds the same way: b's memory over a's. */
+    const char *names[] = {"a", "b"};
+    assert_int_equal(bottle_resolve_many(&f->idx, names, 2, &b, NULL, &err), 0);
+    assert_int_equal(b.limits.pids, 100);
+    assert_int_equal(b.limits.memory, 2ull << 30);
+    bottle_def_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -280,6 +309,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_extends_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runtime_selection_fold, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_route_from_parent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limits_inherit_and_override, setup, teardown),
     };
     return cmocka_run_group_tests_name("resolve", tests, NULL, NULL);
 }

@@ -8,8 +8,8 @@
 #define AGENT_FILE  "agents/coder.md"
 
 #define BOTTLE_KEYS                                                                                \
-    "agent_provider, budget, budget_pool, egress, enforcement, env, extends, git-gate, seccomp, "  \
-    "shutdown, supervise, terminal, workspace"
+    "agent_provider, budget, budget_pool, egress, enforcement, env, extends, git-gate, limits, "   \
+    "seccomp, shutdown, supervise, terminal, workspace"
 #define AGENT_KEYS "bottle, budget, color, description, git-gate, model, name, skills, tools"
 
 struct reject_case {
@@ -652,6 +652,148 @@ static void test_names_and_enums(void **state)
     assert_string_equal(egress_log_name(EGRESS_LOG_FULL), "full");
 }
 
+/* ---- limits -------------------------------------------------------------------- */
+
+struct limits_case {
+    const char *yaml; /* the value of `limits:` */
+    uint64_t pids, memory, cpu_milli, tmpfs;
+};
+
+static void test_bottle_limits(void **state)
+{
+    (void)state;
+    static const struct limits_case cases[] = {
+        {"{pids: 64, memory: 128M, cpus: 0.5, tmpfs: 16M}", 64, 128ull << 20, 500, 16ull << 20},
+        {"{memory: 1073741824}", 0, 1ull << 30, 0, 0},
+        {"{memory: \"2GiB\", tmpfs: 512mb}", 0, 2ull << 30, 0, 512ull << 20},
+        {"{memory: 1T, tmpfs: 1g}", 0, 1ull << 40, 0, 1ull << 30},
+        {"{pids: max, memory: max, cpus: max}", LIMIT_NONE, LIMIT_NONE, LIMIT_NONE, 0},
+        {"{cpus: 2}", 0, 0, 2000, 0},
+        {"{cpus: 1.25}", 0, 0, 1250, 0},
+        {"{cpus: 0.01}", 0, 0, 10, 0},
+        {"{pids: 8}", 8, 0, 0, 0},
+        {"{}", 0, 0, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *text = xasprintf("---\nlimits: %s\n---\n", cases[i].yaml);
+        struct bottle_def b;
+        struct bottle_err err = {0};
+        if (bottle_parse(BOTTLE_FILE, "dev", text, strlen(text), &b, &err) < 0)
+            fail_msg("%s: %s", cases[i].yaml, err.msg);
+        assert_int_equal(b.limits.pids, cases[i].pids);
+        assert_int_equal(b.limits.memory, cases[i].memory);
+        assert_int_equal(b.limits.cpu_milli, cases[i].cpu_milli);
+        assert_int_equal(b.limits.tmpfs, cases[i].tmpfs);
+        struct bottle_def copy;
+        bottle_def_copy(&copy, &b);
+        assert_memory_equal(&copy.limits, &b.limits, sizeof(b.limits));
+        bottle_def_free(&copy);
+        bottle_def_free(&b);
+        free(text);
+    }
+}
+
+static const struct reject_case limits_rejects[] = {
+    {"limits list", "---\nlimits: [1]\n---\n", "2:9: limits: expected a mapping, found a list"},
+    {"limits unknown key", "---\nlimits:\n  disk: 1G\n---\n",
+     "3:3: unknown key 'disk' in limits; accepted: cpus, memory, pids, tmpfs"},
+    {"pids string", "---\nlimits: {pids: lots}\n---\n",
+     "2:16: limits.pids: expected a whole number of processes or 'max', found a string"},
+    {"pids negative", "---\nlimits: {pids: -1}\n---\n",
+     "2:16: limits.pids: expected a whole number of processes or 'max', found a number"},
+    {"pids too few", "---\nlimits: {pids: 2}\n---\n",
+     "2:16: limits.pids: 2 is below the minimum of 8 (the bottle's init, the agent and its "
+     "tools need a few)"},
+    {"pids too many", "---\nlimits: {pids: 99999999}\n---\n",
+     "2:16: limits.pids: 99999999 is above the kernel's maximum of 4194304"},
+    {"memory without unit", "---\nlimits: {memory: 512}\n---\n",
+     "2:18: limits.memory: 512 is below the minimum of 16M (a number without a unit is bytes; "
+     "write e.g. 512M)"},
+    {"memory bad unit", "---\nlimits: {memory: 12X}\n---\n",
+     "2:18: limits.memory: '12X' is not a size; write bytes, or a whole number with K, M, G or T "
+     "(binary: 512M, 8G), or 'max' for no limit"},
+    {"memory decimal", "---\nlimits: {memory: 1.5G}\n---\n",
+     "2:18: limits.memory: '1.5G' is not a size; write bytes, or a whole number with K, M, G or "
+     "T (binary: 512M, 8G), or 'max' for no limit"},
+    {"memory list", "---\nlimits: {memory: [1]}\n---\n",
+     "2:18: limits.memory: expected a size (e.g. 512M) or 'max', found a list"},
+    {"memory overflow", "---\nlimits: {memory: 99999999999T}\n---\n",
+     "2:18: limits.memory: '99999999999T' is too large"},
+    {"cpus zero", "---\nlimits: {cpus: 0}\n---\n", "2:16: limits.cpus: 0 is outside 0.01 to 4096"},
+    {"cpus decimals", "---\nlimits: {cpus: 0.0005}\n---\n",
+     "2:16: limits.cpus: '0.0005' has more than three decimals"},
+    {"cpus word", "---\nlimits: {cpus: half}\n---\n",
+     "2:16: limits.cpus: 'half' is not a number of CPUs; write e.g. 2 or 0.5, or 'max'"},
+    {"cpus quoted", "---\nlimits: {cpus: \"1\"}\n---\n",
+     "2:16: limits.cpus: expected a number of CPUs (e.g. 2 or 0.5) or 'max', found a string"},
+    {"tmpfs max", "---\nlimits: {tmpfs: max}\n---\n",
+     "2:17: limits.tmpfs: 'max' is not allowed: every tmpfs has a size (e.g. 1G)"},
+    {"tmpfs tiny", "---\nlimits: {tmpfs: 4K}\n---\n",
+     "2:17: limits.tmpfs: 4K is below the minimum of 1M"},
+};
+
+static void test_bottle_limits_rejects(void **state)
+{
+    (void)state;
+    int bad = 0;
+    for (size_t i = 0; i < sizeof(limits_rejects) / sizeof(limits_rejects[0]); i++) {
+        const struct reject_case *c = &limits_rejects[i];
+        struct bottle_def b;
+        struct bottle_err err = {0};
+        if (bottle_parse(BOTTLE_FILE, "dev", c->text, strlen(c->text), &b, &err) >= 0)
+            fail_msg("case '%s' was accepted", c->name);
+        bad += expect_msg(c->name, BOTTLE_FILE, &err, c->msg);
+    }
+    assert_int_equal(bad, 0);
+}
+
+static void test_limits_defaults_and_format(void **state)
+{
+    (void)state;
+    struct resource_limits none = {0}, out;
+    limits_effective(&none, 24ull << 30, &out);
+    assert_int_equal(out.pids, LIMITS_DEFAULT_PIDS);
+    assert_int_equal(out.memory, 8ull << 30); /* half of 24G, capped at 8G */
+    assert_int_equal(out.cpu_milli, LIMIT_NONE);
+    assert_int_equal(out.tmpfs, 1ull << 30);
+    limits_effective(&none, 6ull << 30, &out);
+    assert_int_equal(out.memory, 3ull << 30); /* half of a small host */
+    limits_effective(&none, 0, &out);
+    assert_int_equal(out.memory, 8ull << 30); /* unknown host: the cap */
+    struct resource_limits declared = {.pids = LIMIT_NONE, .memory = 64ull << 20};
+    limits_effective(&declared, 6ull << 30, &out);
+    assert_int_equal(out.pids, LIMIT_NONE);
+    assert_int_equal(out.memory, 64ull << 20);
+
+    struct resource_limits acc = {.pids = 100, .memory = 1ull << 30};
+    struct resource_limits later = {.memory = 2ull << 30, .cpu_milli = 500};
+    limits_fold(&acc, &later);
+    assert_int_equal(acc.pids, 100);
+    assert_int_equal(acc.memory, 2ull << 30);
+    assert_int_equal(acc.cpu_milli, 500);
+    assert_int_equal(acc.tmpfs, LIMIT_UNSET);
+
+    char b[32];
+    limits_format_bytes(512ull << 20, b, sizeof(b));
+    assert_string_equal(b, "512M");
+    limits_format_bytes(1536ull << 20, b, sizeof(b));
+    assert_string_equal(b, "1536M");
+    limits_format_bytes(1000, b, sizeof(b));
+    assert_string_equal(b, "1000");
+    limits_format_bytes(LIMIT_NONE, b, sizeof(b));
+    assert_string_equal(b, "max");
+    limits_format_cpus(500, b, sizeof(b));
+    assert_string_equal(b, "0.5");
+    limits_format_cpus(1250, b, sizeof(b));
+    assert_string_equal(b, "1.25");
+    limits_format_cpus(10, b, sizeof(b));
+    assert_string_equal(b, "0.01");
+    limits_format_cpus(3000, b, sizeof(b));
+    assert_string_equal(b, "3");
+    limits_format_cpus(LIMIT_NONE, b, sizeof(b));
+    assert_string_equal(b, "max");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -665,6 +807,9 @@ int main(void)
         cmocka_unit_test(test_settings_rejects),
         cmocka_unit_test(test_names_and_enums),
         cmocka_unit_test(test_settings_pools_and_periods),
+        cmocka_unit_test(test_bottle_limits),
+        cmocka_unit_test(test_bottle_limits_rejects),
+        cmocka_unit_test(test_limits_defaults_and_format),
     };
     return cmocka_run_group_tests_name("schema", tests, NULL, NULL);
 }
