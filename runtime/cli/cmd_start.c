@@ -16,6 +16,7 @@
 #include "runtime/cli/args.h"
 #include "runtime/cli/cli.h"
 #include "runtime/controller/controller.h"
+#include "kernel/limits.h"
 #include "kernel/platform.h"
 #include "runtime/controller/state.h"
 
@@ -364,6 +365,12 @@ int cmd_start(int argc, char **argv)
     manifest_index_free(&idx);
     if (resume && !plan.label)
         plan.label = xstrdup(resume); /* the snapshot's slug, already a valid one */
+    /* A native bottle's limit this host cannot enforce: shown in the plan, refused at start
+     * (the engine applies a Docker bottle's limits). */
+    struct bottle_err unenforceable = {0};
+    if (strcmp(plan.backend, backend_native.name) == 0 &&
+        limits_check(facts.controllers, &plan.limits, &unenforceable) < 0)
+        strv_push_owned(&plan.warnings, xasprintf("%s; start will refuse", unenforceable.msg));
 
     const struct bottle_backend *backend = NULL;
     struct bottle_err why = {0};
@@ -395,6 +402,11 @@ int cmd_start(int argc, char **argv)
                 "host offers '%s': %s\n",
                 enforcement_tier_name(plan.tier_required),
                 enforcement_tier_name(plan.tier_available), plan.tier_why);
+        rc = EXIT_REFUSED;
+        goto out;
+    }
+    if (unenforceable.msg[0]) {
+        fprintf(stderr, "bottle: refused: %s\n", unenforceable.msg);
         rc = EXIT_REFUSED;
         goto out;
     }

@@ -13,10 +13,13 @@
 # quota throttled the agent, a process of the agent's uid cannot read the
 # init's environ (but can read another process of that uid), and nothing
 # with a setuid or setgid bit was left in the workspace. Teardown leaves no
-# cgroup in any hierarchy. Loops are bounded.
+# cgroup in any hierarchy. Last, with the pids hierarchy detached in a private
+# mount namespace (a host without the controller), a bottle with a pids limit
+# is refused with exit 3 before anything is made, and one with `pids: max`
+# runs. Loops are bounded.
 . "$BOTTLE_SRC/tests/lib.sh"
 
-N=19
+N=21
 plan $N
 
 if ! is_root; then
@@ -336,3 +339,43 @@ done
 pgrep -f "bottle-proxy --config $BOTTLE_HOME" >/dev/null && LEFT="$LEFT sidecar"
 [ -e "/run/netns/bottle-$SLUG" ] && LEFT="$LEFT netns"
 if [ -z "$LEFT" ]; then ok "teardown leaves no cgroup in any hierarchy, no sidecar, no netns"; else fail "teardown" "$LEFT"; fi
+
+# ---- a host without the controller -------------------------------------------------------
+cat >"$BOTTLE_HOME/bottles/limmax.md" <<EOF
+---
+agent_provider:
+  template: generic
+  command: [sh, -c, "exit 4"]
+limits:
+  pids: max
+---
+No process limit.
+EOF
+printf -- '---\nbottle: limmax\n---\nRun.\n' >"$BOTTLE_HOME/agents/limmax.md"
+PIDS_V1=$(awk '$9 == "cgroup" { n = split($NF, o, ","); for (k = 1; k <= n; k++) if (o[k] == "pids") { print $5; exit } }' /proc/self/mountinfo)
+if [ -n "$PIDS_V1" ] && ! grep -qw pids "$CG2/cgroup.controllers"; then
+    # shellcheck disable=SC2016 # expanded by the inner shell
+    unshare -m sh -c 'mount --make-rprivate / && umount -l "$1" || exit 90
+        (cd "$2" && "$3" start lim --cwd "$2" --label lim-nopids >"$4/np.out" 2>"$4/np.err"); echo $? >"$4/np.rc"
+        (cd "$2" && "$3" start limmax --cwd "$2" --label lim-max >"$4/mx.out" 2>"$4/mx.err"); echo $? >"$4/mx.rc"' \
+        sh "$PIDS_V1" "$WS" "$BOTTLE" "$W"
+    LEFT=""
+    for m in $(awk '$9 == "cgroup" || $9 == "cgroup2" {print $5}' /proc/self/mountinfo); do
+        for l in lim-nopids lim-max; do [ -e "$m/bottle/$l" ] && LEFT="$LEFT $m/bottle/$l"; done
+    done
+    if [ "$(cat "$W/np.rc" 2>/dev/null)" = 3 ] &&
+        grep -q "refused: limits: this host has no pids controller" "$W/np.err" &&
+        grep -q "limits.pids: max" "$W/np.err" && [ ! -e "$BOTTLE_HOME/state/lim-nopids" ] && [ -z "$LEFT" ]; then
+        ok "no pids controller: a pids limit is refused (exit 3) before anything is made"
+    else
+        fail "refused without the controller" "rc=$(cat "$W/np.rc" 2>/dev/null)" "$(cat "$W/np.err" 2>/dev/null)" "$LEFT"
+    fi
+    if [ "$(cat "$W/mx.rc" 2>/dev/null)" = 4 ] && [ -z "$LEFT" ]; then
+        ok "no pids controller: a bottle with 'pids: max' runs (exit 4 passed through)"
+    else
+        fail "pids: max without the controller" "rc=$(cat "$W/mx.rc" 2>/dev/null)" "$(cat "$W/mx.err" 2>/dev/null)"
+    fi
+else
+    skip "no pids controller: refused" "" "pids is in cgroup2 here; only a hybrid host can hide it"
+    skip "no pids controller: max runs" "" "pids is in cgroup2 here; only a hybrid host can hide it"
+fi
