@@ -14,6 +14,7 @@
 
 #include "backends/native.h"
 #include "common/fs.h"
+#include "common/home.h"
 #include "runtime/controller/context.h"
 
 static char *runtime_value(const struct controller *c, const char *name)
@@ -83,6 +84,10 @@ int controller_step_agent(struct controller *c, struct bottle_err *err)
     spec.workspace = c->plan->cwd;
     spec.bottle_dir = c->bottle_dir;
     spec.bottle_home = c->st.home;
+    char *config_home = NULL;
+    struct bottle_err ignored = {0};
+    if (home_sudo_uid(NULL) && home_config_path(&config_home, &ignored) == 0)
+        spec.config_home = config_home;
     spec.netns_fd = c->nb.fd;
     spec.cgroup_fd = c->cg.agent_fd;
     spec.uid = c->agent_uid;
@@ -97,6 +102,7 @@ int controller_step_agent(struct controller *c, struct bottle_err *err)
         int t = tty_relay_open(&c->tty, STDIN_FILENO, STDOUT_FILENO, err);
         if (t < 0) {
             strv_free(&env);
+            free(config_home);
             return t;
         }
         if (t == 1) {
@@ -121,6 +127,7 @@ int controller_step_agent(struct controller *c, struct bottle_err *err)
             c->agent_pid = c->bb.pid;
     }
     strv_free(&env);
+    free(config_home);
     return rc;
 }
 
