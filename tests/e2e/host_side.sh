@@ -152,9 +152,9 @@ in_pool() { [ "$1" -ge $POOL_LO ] && [ "$1" -le $POOL_HI ]; }
 
 # ---- 1-5: under sudo, root writes only where only root can ----------------------------
 VICTIM=$W/victim # root-only, with something in it
-mkdir -p "$VICTIM/hslbl/bottle" "$VICTIM/hslbl/proxy"
+mkdir -p "$VICTIM/locked"
 echo precious >"$VICTIM/keep"
-chmod 0700 "$VICTIM" "$VICTIM/hslbl/proxy"
+chmod 0700 "$VICTIM" "$VICTIM/locked"
 victim_state() { (cd "$VICTIM" && find . -printf '%p %m %u:%g\n' | sort) 2>&1; }
 V0=$(victim_state)
 # The user plants symlinks where root used to write: state/, run/, and a bottle's own dirs.
@@ -181,7 +181,7 @@ else
 fi
 # 2: the user cannot reach or swap what root works in while the bottle runs
 swap=$(as_user sh -c "mv '$DH/state' '$DH/s2'; ln -s '$VICTIM' '$DH/state/x'; ls '$DH'" 2>&1)
-as_user sh -c "rm -f '$UH/.bottle/state'; ln -s '$VICTIM/hslbl' '$UH/.bottle/state'"
+as_user sh -c "rm -f '$UH/.bottle/state'; ln -s '$VICTIM/locked' '$UH/.bottle/state'"
 ids=$(status_ids "$(sidecar_pid "$DH" "$S1")")
 aid=$(status_ids "$(agent_pid "$S1")")
 proxy_own=$(stat -c '%U:%g %a' "$DH/state/$S1/proxy" 2>&1)
@@ -203,7 +203,7 @@ rc1=$?
 sudo_bottle cleanup >"$W/u-cleanup.out" 2>&1
 V1=$(victim_state)
 if [ $rc1 -eq 0 ] && [ "$V0" = "$V1" ] && [ ! -e "$DH/state/$S1" ] && [ -L "$UH/.bottle/run" ]; then
-    ok "sudo: planted state/run/bottle/proxy symlinks redirect nothing (start, teardown, cleanup)"
+    ok "sudo: state and run symlinked, or swapped while running, redirect nothing (start, teardown, cleanup)"
 else
     fail "planted symlinks" "rc=$rc1" "before: $V0" "after: $V1" "$(cat "$W/u1.out.err" "$W/u-cleanup.out")"
 fi
@@ -294,14 +294,20 @@ fi
 # 11: sidecar 1's id cannot read sidecar 2's CA key: not by path, not through sidecar 2's /proc
 KEY2=$RH/state/$S2/proxy/ca/ca-key.pem
 P2=$(sidecar_pid "$RH" "$S2")
-steal=$(setpriv --reuid="$SC1" --regid="$SG1" --clear-groups sh -c "
-    cat '$KEY2' 2>&1 && echo STOLEN-PATH
+PU=$SC1 PG=$SG1
+in_pool "$PU" || PU=65534 PG=65534 # no sidecar found: never probe as root
+steal=$(setpriv --reuid="$PU" --regid="$PG" --clear-groups sh -c "
+    cat '$KEY2' >/dev/null && echo STOLEN-PATH
     for f in /proc/$P2/fd/*; do cat \"\$f/ca/ca-key.pem\" 2>/dev/null && echo STOLEN-FD; done
     cat /proc/$P2/root$KEY2 2>/dev/null && echo STOLEN-ROOT
     ls /proc/$P2/fd 2>&1 | head -1" 2>&1)
+# Even handed a descriptor of sidecar 2's CA directory (past every 0700 parent), the key's
+# mode and group stop sidecar 1: with one shared sidecar group they would not.
+steal="$steal $(setpriv --reuid="$PU" --regid="$PG" --clear-groups sh -c \
+    'cat /proc/self/fd/3/ca-key.pem >/dev/null && echo STOLEN-DIRFD' 3<"$RH/state/$S2/proxy/ca" 2>&1)"
 key_own=$(stat -c '%U:%g %a' "$KEY2" 2>&1)
 if [ -s "$KEY2" ] && [ "$key_own" = "root:$SG2 640" ] && ! echo "$steal" | grep -q STOLEN; then
-    ok "sidecar 1's id cannot read sidecar 2's CA key (root:$SG2 0640; path and /proc refused)"
+    ok "sidecar 1's id cannot read sidecar 2's CA key (root:$SG2 0640; path, /proc, a dir fd refused)"
 else
     fail "CA key across sidecars" "$key_own" "$steal"
 fi
