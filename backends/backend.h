@@ -38,7 +38,8 @@ struct backend_spec {
     const char *bottle_dir;  /* host dir shown read-only at GUEST_BOTTLE_DIR; NULL: none */
     const char *guest_home;  /* private home inside the bottle; NULL: /home/agent */
     const char *home_source; /* host dir backing the home; NULL: a tmpfs */
-    const char *bottle_home; /* $BOTTLE_HOME: must not be visible inside */
+    const char *bottle_home; /* the data home (state, keys, ledger): must not be visible inside */
+    const char *config_home; /* the manifests' home when it differs (sudo); NULL: none */
     /* The bottle's network namespace (docker: where its veth waits to be moved into the
      * container); -1: refuse to start. */
     int netns_fd;

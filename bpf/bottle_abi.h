@@ -86,9 +86,9 @@ struct bottle_event {
     __u16 reason;    /* enum bottle_deny_reason */
     __u16 family;    /* AF_INET, AF_INET6, ... */
     __u16 protocol;  /* IPPROTO_*; the socket type for sock_create in sock_type */
-    __u16 port;      /* destination port, host order */
+    __u16 port;      /* destination port, host order (ingress: the sender's) */
     __u16 sock_type; /* SOCK_STREAM, SOCK_DGRAM, SOCK_RAW (sock_create and connect hooks) */
-    __u8 addr[16];   /* destination; IPv4 in the first 4 bytes */
+    __u8 addr[16];   /* destination (ingress: the sender); IPv4 in the first 4 bytes */
     char comm[16];
 };
 

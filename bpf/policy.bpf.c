@@ -318,8 +318,12 @@ int bottle_sock_create(struct bpf_sock *sk)
     return 0;
 }
 
-/* Fills d from the packet headers; returns 0 when they cannot be read. */
-static __always_inline int parse_dest(struct __sk_buff *skb, struct dest *d, int *fragment)
+/*
+ * Fills d from the packet headers: the destination, or with source set the
+ * sender (address and port). Returns 0 when they cannot be read.
+ */
+static __always_inline int parse_packet(struct __sk_buff *skb, struct dest *d, int *fragment,
+                                        int source)
 {
     *fragment = 0;
     if (skb->protocol == bpf_htons(ETH_P_IP)) {
@@ -328,14 +332,14 @@ static __always_inline int parse_dest(struct __sk_buff *skb, struct dest *d, int
             return 0;
         d->family = AF_INET;
         d->protocol = ip.protocol;
-        d->addr[0] = ip.daddr;
+        d->addr[0] = source ? ip.saddr : ip.daddr;
         if (ip.frag_off & bpf_htons(IP_OFFSET)) {
             *fragment = 1;
             return 1;
         }
         if (ip.protocol == IPPROTO_TCP || ip.protocol == IPPROTO_UDP) {
             __u16 port;
-            if (bpf_skb_load_bytes(skb, ip.ihl * 4 + 2, &port, sizeof(port)) < 0)
+            if (bpf_skb_load_bytes(skb, ip.ihl * 4 + (source ? 0 : 2), &port, sizeof(port)) < 0)
                 return 0;
             d->port = bpf_ntohs(port);
         }
@@ -347,10 +351,13 @@ static __always_inline int parse_dest(struct __sk_buff *skb, struct dest *d, int
             return 0;
         d->family = AF_INET6;
         d->protocol = ip6.nexthdr;
-        __builtin_memcpy(d->addr, &ip6.daddr, sizeof(d->addr));
+        if (source)
+            __builtin_memcpy(d->addr, &ip6.saddr, sizeof(d->addr));
+        else
+            __builtin_memcpy(d->addr, &ip6.daddr, sizeof(d->addr));
         if (ip6.nexthdr == IPPROTO_TCP || ip6.nexthdr == IPPROTO_UDP) {
             __u16 port;
-            if (bpf_skb_load_bytes(skb, sizeof(ip6) + 2, &port, sizeof(port)) < 0)
+            if (bpf_skb_load_bytes(skb, sizeof(ip6) + (source ? 0 : 2), &port, sizeof(port)) < 0)
                 return 0;
             d->port = bpf_ntohs(port);
         }
@@ -359,9 +366,15 @@ static __always_inline int parse_dest(struct __sk_buff *skb, struct dest *d, int
     return 0;
 }
 
-/* The backstop: the same destinations the hooks allow, judged on the wire. */
-static __always_inline int egress_allowed(const struct bottle_policy *p, const struct dest *d,
-                                          int fragment)
+/*
+ * The backstop, judged on the wire: the peer (where a packet goes, or where
+ * an arriving one comes from) must be what the hooks allow: the sidecar's
+ * address and port over TCP, the DNS forwarder's over UDP, the bottle's own
+ * loopback. A fragment carries no port: its address alone must be one of
+ * those.
+ */
+static __always_inline int peer_allowed(const struct bottle_policy *p, const struct dest *d,
+                                        int fragment)
 {
     if (d->family == AF_INET) {
         if (fragment)
@@ -385,7 +398,7 @@ int bottle_egress(struct __sk_buff *skb)
 
     __u16 reason = v.reason;
     if (!reason && v.pol) {
-        if (!parse_dest(skb, &d, &fragment) || !egress_allowed(v.pol, &d, fragment))
+        if (!parse_packet(skb, &d, &fragment, 0) || !peer_allowed(v.pol, &d, fragment))
             reason = BOTTLE_DENY_NOT_ALLOWED;
     }
     if (!reason) {
@@ -402,13 +415,27 @@ int bottle_egress(struct __sk_buff *skb)
     return 0;
 }
 
+/*
+ * What reaches the bottle's sockets: only the sidecar's side of the
+ * agent's own connections (from its address and port), the DNS forwarder's
+ * answers and the bottle's loopback. A datagram or a SYN that another host
+ * process sends to the agent's address is dropped here, before any socket
+ * of the bottle sees it.
+ */
 SEC("cgroup_skb/ingress")
 int bottle_ingress(struct __sk_buff *skb)
 {
     struct verdict_ctx v;
+    struct dest d = {};
+    int fragment = 0;
     lookup_skb(skb, &v);
 
-    if (!v.reason) {
+    __u16 reason = v.reason;
+    if (!reason && v.pol) {
+        if (!parse_packet(skb, &d, &fragment, 1) || !peer_allowed(v.pol, &d, fragment))
+            reason = BOTTLE_DENY_NOT_ALLOWED;
+    }
+    if (!reason) {
         if (v.st) {
             __sync_fetch_and_add(&v.st->rx_bytes, skb->len);
             count(&v.st->rx_packets);
@@ -417,5 +444,7 @@ int bottle_ingress(struct __sk_buff *skb)
     }
     if (v.st)
         count(&v.st->drop_rx);
+    if (reason == BOTTLE_DENY_NOT_ALLOWED)
+        emit_event(&v, BOTTLE_HOOK_INGRESS, reason, &d, 0);
     return 0;
 }

@@ -3,11 +3,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <linux/openat2.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
@@ -67,6 +69,150 @@ out:
     free(tmp);
     free(dir_copy);
     return rc;
+}
+
+int fs_open_beneath(int dir_fd, const char *rel, int flags, mode_t mode)
+{
+    struct open_how how = {
+        .flags = (unsigned long long)(flags | O_CLOEXEC),
+        .mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0,
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    long fd;
+    do
+        fd = syscall(SYS_openat2, dir_fd, rel, &how, sizeof(how));
+    while (fd < 0 && errno == EAGAIN);
+    return fd < 0 ? -errno : (int)fd;
+}
+
+static int write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int fs_write_atomic_at(int dir_fd, const char *name, const void *data, size_t len, mode_t mode,
+                       struct bottle_err *err)
+{
+    if (!name || !*name || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
+        return err_set(err, EINVAL, "'%s' is not a file name", name ? name : "");
+    char *tmp = xasprintf(".%s.tmp.%ld", name, (long)getpid());
+    int rc = 0;
+    int fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+    if (fd < 0) {
+        rc = err_set(err, errno, "cannot create %s: %s", tmp, strerror(errno));
+        free(tmp);
+        return rc;
+    }
+    int e = 0;
+    if (fchmod(fd, mode) < 0)
+        e = -errno;
+    if (e == 0)
+        e = write_all(fd, data, len);
+    if (e == 0 && fsync(fd) < 0)
+        e = -errno;
+    if (close(fd) < 0 && e == 0)
+        e = -errno;
+    if (e == 0 && renameat(dir_fd, tmp, dir_fd, name) < 0)
+        e = -errno;
+    if (e < 0) {
+        unlinkat(dir_fd, tmp, 0);
+        rc = err_set(err, -e, "cannot write %s: %s", name, strerror(-e));
+    } else {
+        (void)fsync(dir_fd);
+    }
+    free(tmp);
+    return rc;
+}
+
+int fs_open_dir_walk(const char *path, bool private_to_root, mode_t create_mode,
+                     struct bottle_err *err)
+{
+    if (!path || path[0] != '/')
+        return err_set(err, EINVAL, "'%s' is not an absolute path", path ? path : "");
+    int fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return err_set(err, errno, "cannot open /: %s", strerror(errno));
+    char *copy = xstrdup(path);
+    char *save = NULL;
+    int rc = 0;
+    struct buf walked = BUF_INIT;
+    buf_append(&walked, "/", 1);
+    const char *comp = strtok_r(copy, "/", &save);
+    for (;;) {
+        const char *next = comp ? strtok_r(NULL, "/", &save) : NULL;
+        struct stat sb;
+        if (fstat(fd, &sb) < 0) {
+            rc = err_set(err, errno, "cannot inspect %s: %s", walked.data, strerror(errno));
+            break;
+        }
+        bool last = comp == NULL;
+        bool writable = (sb.st_mode & (S_IWGRP | S_IWOTH)) != 0;
+        if (private_to_root &&
+            (sb.st_uid != 0 || (writable && (last || !(sb.st_mode & S_ISVTX))))) {
+            rc = err_set_kind(err, ERR_KIND_REFUSED, EPERM,
+                              "%s is %s: as root, bottle keeps its files only where no other "
+                              "user can change them",
+                              walked.data,
+                              sb.st_uid != 0 ? "not owned by root" : "writable by other users");
+            break;
+        }
+        if (last)
+            break;
+        if (!strcmp(comp, ".") || !strcmp(comp, "..")) {
+            rc = err_set(err, EINVAL, "'%s' holds '.' or '..'", path);
+            break;
+        }
+        if (walked.len > 1)
+            buf_append(&walked, "/", 1);
+        buf_append(&walked, comp, strlen(comp));
+        int flags = (next ? O_PATH : O_RDONLY) | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+        int sub = openat(fd, comp, flags);
+        if (sub < 0 && errno == ENOENT && create_mode) {
+            if (mkdirat(fd, comp, create_mode) < 0 && errno != EEXIST) {
+                rc = err_set(err, errno, "cannot create directory %s: %s", walked.data,
+                             strerror(errno));
+                break;
+            }
+            sub = openat(fd, comp, flags);
+        }
+        if (sub < 0) {
+            int e = errno;
+            struct stat lsb;
+            /* O_DIRECTORY | O_NOFOLLOW on a symlink fails with ENOTDIR or ELOOP. */
+            bool is_link = (e == ELOOP || e == ENOTDIR) &&
+                           fstatat(fd, comp, &lsb, AT_SYMLINK_NOFOLLOW) == 0 &&
+                           S_ISLNK(lsb.st_mode);
+            if (is_link)
+                rc = err_set_kind(err, ERR_KIND_REFUSED, EPERM, "%s is a symbolic link",
+                                  walked.data);
+            else if (e == ENOTDIR)
+                rc = err_set(err, ENOTDIR, "%s is not a directory", walked.data);
+            else
+                rc = err_set(err, e, "cannot open %s: %s", walked.data, strerror(e));
+            break;
+        }
+        close(fd);
+        fd = sub;
+        comp = next;
+    }
+    buf_free(&walked);
+    free(copy);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    return fd;
 }
 
 int fs_read_file(const char *path, size_t max_bytes, struct buf *out, struct bottle_err *err)

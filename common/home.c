@@ -1,14 +1,32 @@
-/* home — BOTTLE_HOME and the slug rule (see home.h). */
+/* home — the config and data homes, the sudo test and the slug rule (see home.h). */
 #include "common/home.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/buf.h"
 #include "common/fs.h"
 
-int home_path(char **out, struct bottle_err *err)
+bool home_sudo_uid(uid_t *uid)
+{
+    const char *s = getenv("SUDO_UID");
+    if (geteuid() != 0 || !s || !*s)
+        return false;
+    char *end = NULL;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    bool number = !errno && end && !*end && s[0] >= '0' && s[0] <= '9';
+    if (number && v == 0)
+        return false; /* root that ran sudo: plain root */
+    /* Not a usable id: still sudo (never plain root), and home_path refuses it. */
+    if (uid)
+        *uid = number && v < (unsigned long)(uid_t)-1 ? (uid_t)v : (uid_t)-1;
+    return true;
+}
+
+int home_config_path(char **out, struct bottle_err *err)
 {
     const char *env = getenv("BOTTLE_HOME");
     if (env && *env) {
@@ -19,6 +37,30 @@ int home_path(char **out, struct bottle_err *err)
     if (!home || !*home)
         return err_set(err, ENOENT, "cannot find the home directory; set BOTTLE_HOME");
     *out = fs_join(home, ".bottle");
+    return 0;
+}
+
+int home_path(char **out, struct bottle_err *err)
+{
+    uid_t uid;
+    if (home_sudo_uid(&uid)) {
+        if (uid == (uid_t)-1)
+            return err_set_kind(err, ERR_KIND_USAGE, EINVAL,
+                                "SUDO_UID='%s' is not a user id; run bottle through sudo, or as "
+                                "root without SUDO_UID",
+                                getenv("SUDO_UID"));
+        *out = xasprintf("%s/%u", HOME_SUDO_ROOT, (unsigned)uid);
+        return 0;
+    }
+    return home_config_path(out, err);
+}
+
+int home_check_private(const char *path, struct bottle_err *err)
+{
+    int fd = fs_open_dir_walk(path, true, 0, err);
+    if (fd < 0)
+        return fd;
+    close(fd);
     return 0;
 }
 

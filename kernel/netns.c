@@ -64,6 +64,24 @@ char *netns_path_for(const char *slug)
     return xasprintf("%s/%s%s", NETNS_RUN_DIR, NETNS_NAME_PREFIX, slug);
 }
 
+static char *legacy_path_for(const char *slug)
+{
+    return xasprintf("%s/%s%s", NETNS_LEGACY_DIR, NETNS_NAME_PREFIX, slug);
+}
+
+char *netns_find_path(const char *slug)
+{
+    char *p = netns_path_for(slug);
+    if (access(p, F_OK) == 0)
+        return p;
+    free(p);
+    p = legacy_path_for(slug);
+    if (access(p, F_OK) == 0)
+        return p;
+    free(p);
+    return NULL;
+}
+
 void netns_format_cidr(struct in_addr addr, unsigned prefix_len, char *out, size_t out_len)
 {
     char text[INET_ADDRSTRLEN];
@@ -440,11 +458,25 @@ static int remove_ns_file(const char *path, struct bottle_err *err)
     return 0;
 }
 
-/* /run/netns exists and is a shared mount point, as iproute2 leaves it. */
+/*
+ * NETNS_RUN_DIR exists, only root can enter it (0700: the namespace files in
+ * it are 0444 whatever is done to them), and it is a shared mount point, as
+ * iproute2 leaves /run/netns, so unmounting a namespace file reaches every
+ * mount namespace that copied it.
+ */
 static int prepare_run_dir(struct bottle_err *err)
 {
-    if (mkdir(NETNS_RUN_DIR, 0755) < 0 && errno != EEXIST)
-        return err_set(err, errno, "netns: cannot create %s: %s", NETNS_RUN_DIR, strerror(errno));
+    int fd = fs_open_dir_walk(NETNS_RUN_DIR, true, 0700, err);
+    if (fd < 0)
+        return err_prefix(err, "netns");
+    struct stat sb;
+    if (fstat(fd, &sb) < 0 || ((sb.st_mode & 0077) && fchmod(fd, 0700) < 0)) {
+        int e = errno;
+        close(fd);
+        return err_set(err, e, "netns: cannot close %s to other users: %s", NETNS_RUN_DIR,
+                       strerror(e));
+    }
+    close(fd);
     if (mount("", NETNS_RUN_DIR, "none", MS_SHARED | MS_REC, NULL) == 0)
         return 0;
     if (errno != EINVAL)
@@ -608,7 +640,22 @@ int netns_remove_slug(const char *slug, struct bottle_err *err)
     netns_reset(&nb);
     nb.slug = xstrdup(slug);
     nb.path = netns_path_for(slug);
-    return netns_destroy(&nb, err);
+    int rc = netns_destroy(&nb, err);
+    char *legacy = legacy_path_for(slug);
+    if (access(legacy, F_OK) == 0) { /* a bottle started before the namespaces moved */
+        struct bottle_err e2 = {0};
+        netns_reset(&nb);
+        nb.slug = xstrdup(slug);
+        nb.path = legacy;
+        legacy = NULL;
+        int rc2 = netns_destroy(&nb, &e2);
+        if (rc == 0 && rc2 < 0) {
+            rc = rc2;
+            *err = e2;
+        }
+    }
+    free(legacy);
+    return rc;
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -616,21 +663,30 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int netns_list_slugs(struct strv *slugs, struct bottle_err *err)
+static int list_dir_slugs(const char *dir, struct strv *slugs, struct bottle_err *err)
 {
-    DIR *d = opendir(NETNS_RUN_DIR);
+    DIR *d = opendir(dir);
     if (!d) {
         if (errno == ENOENT)
             return 0;
-        return err_set(err, errno, "netns: cannot read %s: %s", NETNS_RUN_DIR, strerror(errno));
+        return err_set(err, errno, "netns: cannot read %s: %s", dir, strerror(errno));
     }
     struct dirent *de;
     while ((de = readdir(d)))
         if (str_starts_with(de->d_name, NETNS_NAME_PREFIX) &&
-            home_slug_valid(de->d_name + strlen(NETNS_NAME_PREFIX)))
+            home_slug_valid(de->d_name + strlen(NETNS_NAME_PREFIX)) &&
+            !strv_contains(slugs, de->d_name + strlen(NETNS_NAME_PREFIX)))
             strv_push(slugs, de->d_name + strlen(NETNS_NAME_PREFIX));
     closedir(d);
+    return 0;
+}
+
+int netns_list_slugs(struct strv *slugs, struct bottle_err *err)
+{
+    int rc = list_dir_slugs(NETNS_RUN_DIR, slugs, err);
+    if (rc == 0)
+        rc = list_dir_slugs(NETNS_LEGACY_DIR, slugs, err);
     if (slugs->len > 1)
         qsort(slugs->items, slugs->len, sizeof(char *), cmp_str);
-    return 0;
+    return rc;
 }

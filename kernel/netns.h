@@ -1,9 +1,14 @@
 /*
  * netns — a bottle's network namespace and its one veth pair, through libnl.
  *
- * The namespace is named the way iproute2 names them: a bind mount of the
- * namespace onto /run/netns/bottle-<slug>, so `ip netns list` shows it and
- * `bottle cleanup` finds it after a crash. The veth pair is bh-<slot> on the
+ * The namespace is kept the way iproute2 keeps them, a bind mount of the
+ * namespace onto a file, but in a directory only root can enter:
+ * /run/bottle/netns/bottle-<slug>, the directory 0700. A namespace file is
+ * mode 0444 whatever is done to it (nsfs), so anyone who could reach it could
+ * open it and hold a finished bottle's namespace alive; `bottle cleanup`
+ * still finds it after a crash, and `nsenter --net=<file>` reaches it for
+ * debugging. Bottles started before this layout have theirs in /run/netns:
+ * listing and removal look there too. The veth pair is bh-<slot> on the
  * host (A.1/30, where the sidecar listens) and bb-<slot> in the bottle
  * (A.2/30). Inside there is that address, `lo`, and no default route: the
  * only reachable host address is A.1.
@@ -31,7 +36,8 @@
 #include "common/buf.h"
 #include "common/err.h"
 
-#define NETNS_RUN_DIR         "/run/netns"
+#define NETNS_RUN_DIR         "/run/bottle/netns"
+#define NETNS_LEGACY_DIR      "/run/netns"
 #define NETNS_NAME_PREFIX     "bottle-"
 #define NETNS_LOCK_PATH       "/run/bottle/netpool.lock"
 #define NETNS_POOL_DEFAULT    "10.243.0.0"
@@ -50,7 +56,7 @@ struct netns_options {
 
 struct netns_bottle {
     char *slug;
-    char *path; /* /run/netns/bottle-<slug>; NULL until the file exists */
+    char *path; /* NETNS_RUN_DIR/bottle-<slug>; NULL until the file exists */
     int fd;     /* the namespace (O_RDONLY on path); -1 when not open */
     unsigned slot;
     char host_if[IF_NAMESIZE];  /* bh-<slot>; "" until created */
@@ -81,11 +87,13 @@ void netns_close(struct netns_bottle *nb);
 /* Cleanup without a live netns_bottle: deletes the slug's veths and namespace file. */
 int netns_remove_slug(const char *slug, struct bottle_err *err);
 
-/* Slugs that have a /run/netns/bottle-<slug> file, sorted. */
+/* Slugs that have a namespace file (either directory), sorted, each once. */
 int netns_list_slugs(struct strv *slugs, struct bottle_err *err);
 
-/* /run/netns/bottle-<slug> (allocated). */
+/* NETNS_RUN_DIR/bottle-<slug> (allocated). */
 char *netns_path_for(const char *slug);
+/* The slug's namespace file that exists, NETNS_RUN_DIR first, then the legacy one; NULL: none. */
+char *netns_find_path(const char *slug);
 
 /*
  * A connected NETLINK_ROUTE socket that lives in the namespace netns_fd

@@ -28,16 +28,65 @@ enum ledger_scope budget_counting_scope(const char *plan_scope)
     return LEDGER_SCOPE_BOTTLE;
 }
 
+bool budget_ledger_is_url(const char *location)
+{
+    /* Only the URLs a store serves: anything else is a SQLite path, checked as one. */
+    return location && ledger_is_url(location);
+}
+
+/* Whether path lies strictly inside dir, read as text: no "." or ".." components anywhere. */
+static bool path_inside(const char *path, const char *dir)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    if (strncmp(path, dir, n) != 0 || path[n] != '/' || !path[n + 1])
+        return false;
+    for (const char *p = path; (p = strchr(p, '/')); p++) {
+        const char *c = p + 1;
+        size_t len = strcspn(c, "/");
+        if ((len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
+            return false;
+    }
+    return true;
+}
+
+int budget_ledger_choose(const char *setting, const char *home, char **out, struct bottle_err *err)
+{
+    *out = NULL;
+    if (!setting || !*setting) {
+        *out = fs_join(home, LEDGER_FILE);
+        return 0;
+    }
+    if (budget_ledger_is_url(setting) || !home_sudo_uid(NULL) ||
+        (setting[0] == '/' && path_inside(setting, home))) {
+        *out = xstrdup(setting);
+        return 0;
+    }
+    return err_set_kind(err, ERR_KIND_REFUSED, EPERM,
+                        "settings.yml: ledger '%s' is not used under sudo: root keeps a user's "
+                        "ledger in %s; remove the key, point it inside that directory, or name a "
+                        "database URL",
+                        setting, home);
+}
+
 int budget_ledger_path(const char *home, char **out, struct bottle_err *err)
 {
-    struct manifest_index idx = {.home_dir = (char *)home, .project_dir = NULL};
-    struct settings st;
+    char *config = NULL;
     *out = NULL;
-    if (manifest_index_load_settings(&idx, &st, err) < 0)
+    if (home_sudo_uid(NULL)) {
+        if (home_config_path(&config, err) < 0)
+            return -(err->code ? err->code : EINVAL);
+    }
+    struct manifest_index idx = {.home_dir = config ? config : (char *)home, .project_dir = NULL};
+    struct settings st;
+    int rc = manifest_index_load_settings(&idx, &st, err);
+    free(config);
+    if (rc < 0)
         return -(err->code ? err->code : EINVAL);
-    *out = st.ledger_path ? xstrdup(st.ledger_path) : fs_join(home, LEDGER_FILE);
+    rc = budget_ledger_choose(st.ledger_path, home, out, err);
     settings_free(&st);
-    return 0;
+    return rc;
 }
 
 struct ledger *budget_ledger_open(const char *home, struct bottle_err *err)

@@ -15,6 +15,7 @@
 #define BOTTLE_LEDGER_BUDGET_H
 
 #include <cjson/cJSON.h>
+#include <stdbool.h>
 
 #include "ledger/ledger.h"
 
@@ -33,10 +34,25 @@ cJSON *budget_tokens_json(const char *home, const char *slug, struct ledger *lg)
 /* A bottle's plan.json from its state directory, or NULL when it is gone or unreadable. */
 cJSON *budget_read_plan(const char *home, const char *slug);
 /*
- * The ledger bottles started from home use: settings.yml's `ledger:` when
- * set, else home/bottle.db. -errno with err set when settings.yml is broken.
+ * The ledger bottles started from home (the data home, home.h) use:
+ * settings.yml's `ledger:` when set (budget_ledger_choose), else
+ * home/bottle.db. Under sudo, settings.yml is read from the config home.
+ * -errno with err set when settings.yml is broken or its ledger refused.
  */
 int budget_ledger_path(const char *home, char **out, struct bottle_err *err);
+
+/* Whether a `ledger:` value is a database URL a store serves (postgresql://, postgres://). */
+bool budget_ledger_is_url(const char *location);
+
+/*
+ * Which ledger a `ledger:` setting (NULL: none) names for a bottle whose
+ * data home is home (allocated in *out). A URL is passed on as it is, for
+ * the ledger to open. A file path from a user's settings is honoured under
+ * sudo only when it is absolute and inside home (HOME_SUDO_ROOT/<uid>, which
+ * only root can change): anywhere else, root would create a database and its
+ * journal files where the user points. Refused (ERR_KIND_REFUSED) otherwise.
+ */
+int budget_ledger_choose(const char *setting, const char *home, char **out, struct bottle_err *err);
 /*
  * That ledger, opened for reading, or NULL: none yet (err untouched) or it
  * cannot be opened (err says why).

@@ -116,12 +116,13 @@ static int spec_check(const struct backend_spec *spec, struct bottle_err *err)
         rc = check_path("the home directory", spec->home_source, err);
     if (rc == 0 && spec->guest_home)
         rc = check_path("the guest home", spec->guest_home, err);
-    if (rc == 0 && spec->bottle_home &&
-        (path_within(spec->workspace, spec->bottle_home) ||
-         path_within(spec->bottle_home, spec->workspace)))
-        rc = err_set_kind(err, ERR_KIND_USAGE, EINVAL,
-                          "docker: the workspace %s overlaps $BOTTLE_HOME %s", spec->workspace,
-                          spec->bottle_home);
+    const char *const homes[] = {spec->bottle_home, spec->config_home};
+    for (size_t i = 0; rc == 0 && i < 2; i++)
+        if (homes[i] &&
+            (path_within(spec->workspace, homes[i]) || path_within(homes[i], spec->workspace)))
+            rc = err_set_kind(err, ERR_KIND_USAGE, EINVAL,
+                              "docker: the workspace %s overlaps %s %s", spec->workspace,
+                              i == 0 ? "$BOTTLE_HOME" : "the manifests' home", homes[i]);
     if (rc == 0 && !fs_is_dir(spec->workspace))
         rc = err_set_kind(err, ERR_KIND_USAGE, ENOENT, "docker: the workspace %s does not exist",
                           spec->workspace);

@@ -75,14 +75,18 @@ int native_spec_check(const struct backend_spec *s, struct bottle_err *err)
             return err_set_kind(err, ERR_KIND_USAGE, EINVAL,
                                 "native: workspace '%s' lies on %s, which the bottle provides",
                                 s->workspace, *p);
-    if (s->bottle_home) {
+    const char *const homes[] = {s->bottle_home, s->config_home};
+    for (size_t i = 0; i < 2; i++) {
+        if (!homes[i])
+            continue;
         char bh[PATH_MAX];
-        const char *home = realpath(s->bottle_home, bh) ? bh : s->bottle_home;
+        const char *home = realpath(homes[i], bh) ? bh : homes[i];
         if (native_path_within(s->workspace, home) || native_path_within(home, s->workspace))
             return err_set_kind(err, ERR_KIND_REFUSED, EPERM,
-                                "native: workspace '%s' overlaps $BOTTLE_HOME (%s), which holds "
-                                "the bottles' keys; pick another workspace",
-                                s->workspace, home);
+                                "native: workspace '%s' overlaps %s (%s), which holds %s; pick "
+                                "another workspace",
+                                s->workspace, i == 0 ? "$BOTTLE_HOME" : "the manifests' home", home,
+                                i == 0 ? "the bottles' keys" : "the manifests and settings");
     }
     const char *home = s->guest_home ? s->guest_home : NATIVE_DEFAULT_HOME;
     rc = path_check("home", home, err);

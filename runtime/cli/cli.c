@@ -3,7 +3,12 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/home.h"
 
 int cli_fail(const struct bottle_err *err)
 {
@@ -52,4 +57,23 @@ int cli_no_bottle(const char *slug)
 {
     fprintf(stderr, "bottle: no bottle '%s' (see 'bottle list active')\n", slug);
     return EXIT_USAGE;
+}
+
+bool cli_host_view(void)
+{
+    return geteuid() == 0 && !home_sudo_uid(NULL);
+}
+
+bool cli_slug_is_callers(const char *home, const char *slug)
+{
+    if (cli_host_view())
+        return true;
+    if (!home || !home_slug_valid(slug))
+        return false;
+    char *state = xasprintf("%s/state/%s", home, slug);
+    char *lock = xasprintf("%s/run/%s.lock", home, slug);
+    bool mine = access(state, F_OK) == 0 || access(lock, F_OK) == 0;
+    free(state);
+    free(lock);
+    return mine;
 }

@@ -22,6 +22,16 @@ bool cli_parse_format(const char *cmd, const char *value, bool *json);
 int cli_no_bottle(const char *slug);
 /* True when argv holds -h or --help before any "--". */
 bool cli_wants_help(int argc, char **argv);
+/*
+ * Whose bottles a command may list and act on. Plain root (no SUDO_UID)
+ * sees the whole host. Anyone else, and root under sudo acting for a user,
+ * sees only the bottles of their own data home (home.h): the slug has a
+ * state directory or a lock there. Host-wide places (cgroups, BPF pins,
+ * namespaces, liveness locks) name every user's bottles; they are listed
+ * only in the root view.
+ */
+bool cli_host_view(void);
+bool cli_slug_is_callers(const char *home, const char *slug);
 
 int cmd_start(int argc, char **argv);
 int cmd_list(int argc, char **argv);

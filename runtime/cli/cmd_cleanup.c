@@ -44,11 +44,13 @@ static const char cleanup_help[] =
     "\n"
     "Removes what crashed bottles left behind: state directories nobody holds,\n"
     "cgroups under <cgroup2>/bottle/, BPF pins under <bpffs>/bottle/, network\n"
-    "namespaces /run/netns/bottle-* (and their veths), host links bh-* whose\n"
-    "peer is in no bottle's namespace, stale lock files and control sockets.\n"
+    "namespaces /run/bottle/netns/bottle-* (and their veths), host links bh-*\n"
+    "whose peer is in no bottle's namespace, stale lock files and control\n"
+    "sockets.\n"
     "Running bottles are never touched. With slugs, only those bottles (and\n"
     "orphan links, which belong to none). With --dry-run, only lists what it\n"
-    "would remove.\n";
+    "would remove. Root sees every user's bottles; anyone else, and sudo, only\n"
+    "the bottles of their own data home.\n";
 
 /*
  * Through the control socket: SIGTERM to the agent, SIGKILL after the grace
@@ -105,7 +107,12 @@ int cmd_stop(int argc, char **argv)
     if (!slug || !home_slug_valid(slug))
         return cli_usage_error(cmd, "which bottle? (a slug, as `bottle start` printed it)");
     struct bottle_err err = {0};
-    long pid = (long)state_live_pid(slug);
+    char *home = NULL;
+    if (home_path(&home, &err) < 0)
+        return cli_fail(&err);
+    bool callers = cli_slug_is_callers(home, slug);
+    free(home);
+    long pid = callers ? (long)state_live_pid(slug) : 0;
     if (pid <= 1) {
         err_set_kind(&err, ERR_KIND_USAGE, ENOENT, "no running bottle '%s'", slug);
         return cli_fail(&err);
@@ -161,20 +168,9 @@ static void add_all(struct strv *dst, const struct strv *src)
 static int remove_state(const char *home, const char *slug, struct bottle_err *err)
 {
     struct state_dir st;
-    memset(&st, 0, sizeof(st));
-    st.home = xstrdup(home);
-    st.slug = xstrdup(slug);
-    char *rel = xasprintf("state/%s", slug);
-    st.path = fs_join(home, rel);
-    free(rel);
-    rel = xasprintf("run/%s.lock", slug);
-    st.lock = fs_join(home, rel);
-    free(rel);
-    st.lock_fd = open(st.lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (st.lock_fd >= 0 && flock(st.lock_fd, LOCK_EX | LOCK_NB) < 0) {
-        state_close(&st);
-        return err_set(err, EBUSY, "state of '%s' was taken meanwhile", slug);
-    }
+    int rc = state_open_stale(home, slug, &st, err);
+    if (rc < 0)
+        return rc;
     return state_remove(&st, err);
 }
 
@@ -194,8 +190,8 @@ static int cleanup_slug(const char *home, const char *slug, bool has_state, bool
     if (bpffs_bottle_dir(slug, false, &pins, &e) == 0 && pins && fs_is_dir(pins))
         strv_push_owned(&what, xasprintf("BPF pins %s", pins));
     free(pins);
-    char *ns = netns_path_for(slug);
-    if (access(ns, F_OK) == 0)
+    char *ns = netns_find_path(slug);
+    if (ns)
         strv_push_owned(&what, xasprintf("network namespace %s", ns));
     free(ns);
     char *sock = xasprintf("%s/run/%s.sock", home, slug);
@@ -286,8 +282,8 @@ static int cleanup_orphan_links(bool dry_run)
     if (host.len)
         netns_list_slugs(&slugs, &e);
     for (size_t i = 0; i < slugs.len; i++) {
-        char *path = netns_path_for(slugs.items[i]);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        char *path = netns_find_path(slugs.items[i]);
+        int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
         free(path);
         if (fd >= 0) {
             links_in(fd, NETNS_GUEST_IF_PREFIX, &guests);
@@ -341,6 +337,87 @@ static int cleanup_orphan_links(bool dry_run)
     return failures ? -1 : (int)found;
 }
 
+/* What cleanup looks at: each slug with the data home its files are in. */
+struct leftovers {
+    struct strv slugs;
+    struct strv homes;  /* homes.items[i] holds slugs.items[i]'s state and run files */
+    struct strv states; /* "<home>/<slug>" of the ones with a state directory */
+};
+
+static bool have_slug(const struct leftovers *l, const char *slug)
+{
+    return strv_contains(&l->slugs, slug);
+}
+
+static void add_slug(struct leftovers *l, const char *home, const char *slug, bool state)
+{
+    for (size_t i = 0; i < l->slugs.len; i++)
+        if (!strcmp(l->slugs.items[i], slug) && !strcmp(l->homes.items[i], home))
+            return;
+    strv_push(&l->slugs, slug);
+    strv_push(&l->homes, home);
+    if (state)
+        strv_push_owned(&l->states, xasprintf("%s/%s", home, slug));
+}
+
+/* The slugs a data home holds: state directories, control sockets and lock files. */
+static void scan_home(struct leftovers *l, const char *home)
+{
+    struct strv states = STRV_INIT, run = STRV_INIT;
+    char *state_dir = fs_join(home, "state");
+    char *run_dir = fs_join(home, "run");
+    list_dir(state_dir, "", "", true, &states);
+    list_dir(run_dir, "", ".sock", false, &run);
+    list_dir(run_dir, "", ".lock", false, &run);
+    for (size_t i = 0; i < states.len; i++)
+        add_slug(l, home, states.items[i], true);
+    for (size_t i = 0; i < run.len; i++)
+        if (!strv_contains(&states, run.items[i]))
+            add_slug(l, home, run.items[i], false);
+    strv_free(&states);
+    strv_free(&run);
+    free(state_dir);
+    free(run_dir);
+}
+
+/*
+ * The root view: the data homes root keeps for users under sudo
+ * (HOME_SUDO_ROOT/<uid>), then whatever host-wide places name (cgroups,
+ * pins, namespaces) that no home holds, charged to root's own home.
+ */
+static void scan_host(struct leftovers *l, const char *own_home)
+{
+    DIR *d = opendir(HOME_SUDO_ROOT);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (de->d_name[0] < '0' || de->d_name[0] > '9' ||
+            strspn(de->d_name, "0123456789") != strlen(de->d_name))
+            continue;
+        char *h = fs_join(HOME_SUDO_ROOT, de->d_name);
+        if (strcmp(h, own_home) != 0)
+            scan_home(l, h);
+        free(h);
+    }
+    if (d)
+        closedir(d);
+    struct strv host = STRV_INIT, tmp = STRV_INIT;
+    struct bottle_err err = {0};
+    char *cg_root = NULL;
+    if (cgroup_root_path(&cg_root, &err) == 0)
+        list_dir(cg_root, "", "", true, &host);
+    free(cg_root);
+    if (bpf_policy_list(&tmp, &err) == 0)
+        add_all(&host, &tmp);
+    strv_free(&tmp);
+    if (netns_list_slugs(&tmp, &err) == 0)
+        add_all(&host, &tmp);
+    strv_free(&tmp);
+    for (size_t i = 0; i < host.len; i++)
+        if (!have_slug(l, host.items[i]))
+            add_slug(l, own_home, host.items[i], false);
+    strv_free(&host);
+}
+
 int cmd_cleanup(int argc, char **argv)
 {
     if (cli_wants_help(argc, argv)) {
@@ -368,27 +445,14 @@ int cmd_cleanup(int argc, char **argv)
     char *home = NULL;
     if (home_path(&home, &err) < 0)
         return cli_fail(&err);
-    struct strv slugs = STRV_INIT, states = STRV_INIT, tmp = STRV_INIT;
-    char *state_dir = fs_join(home, "state");
-    char *run_dir = fs_join(home, "run");
-    list_dir(state_dir, "", "", true, &states);
-    add_all(&slugs, &states);
-    list_dir(run_dir, "", ".sock", false, &slugs);
-    list_dir(run_dir, "", ".lock", false, &slugs);
-    char *cg_root = NULL;
-    if (cgroup_root_path(&cg_root, &err) == 0)
-        list_dir(cg_root, "", "", true, &slugs);
-    free(cg_root);
-    if (bpf_policy_list(&tmp, &err) == 0)
-        add_all(&slugs, &tmp);
-    strv_free(&tmp);
-    if (netns_list_slugs(&tmp, &err) == 0)
-        add_all(&slugs, &tmp);
-    strv_free(&tmp);
+    struct leftovers l = {STRV_INIT, STRV_INIT, STRV_INIT};
+    scan_home(&l, home);
+    if (cli_host_view())
+        scan_host(&l, home);
     int failures = 0;
     size_t found = 0;
-    for (size_t i = 0; i < slugs.len; i++) {
-        const char *slug = slugs.items[i];
+    for (size_t i = 0; i < l.slugs.len; i++) {
+        const char *slug = l.slugs.items[i], *h = l.homes.items[i];
         if (only.len && !strv_contains(&only, slug))
             continue;
         /* Only the controller's own lock counts: the state lock may be held by an orphaned init. */
@@ -398,15 +462,18 @@ int cmd_cleanup(int argc, char **argv)
             continue;
         }
         found++;
-        if (cleanup_slug(home, slug, strv_contains(&states, slug), dry_run) < 0)
+        char *key = xasprintf("%s/%s", h, slug);
+        if (cleanup_slug(h, slug, strv_contains(&l.states, key), dry_run) < 0)
             failures++;
+        free(key);
         if (!dry_run) {
-            char *lock = xasprintf("%s/%s.lock", run_dir, slug);
+            char *lock = xasprintf("%s/run/%s.lock", h, slug);
             unlink(lock);
             free(lock);
         }
     }
-    int links = cleanup_orphan_links(dry_run);
+    /* Host links name no bottle, but only root can remove them: not a user's business. */
+    int links = geteuid() == 0 ? cleanup_orphan_links(dry_run) : 0;
     if (links < 0)
         failures++;
     else
@@ -414,10 +481,9 @@ int cmd_cleanup(int argc, char **argv)
     if (found == 0)
         printf("bottle: nothing to clean up\n");
     strv_free(&only);
-    strv_free(&slugs);
-    strv_free(&states);
-    free(state_dir);
-    free(run_dir);
+    strv_free(&l.slugs);
+    strv_free(&l.homes);
+    strv_free(&l.states);
     free(home);
     return failures ? EXIT_RUNTIME : 0;
 }

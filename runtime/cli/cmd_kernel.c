@@ -26,6 +26,7 @@
 #include "bpf/enforce.h"
 #include "runtime/cli/cli.h"
 #include "runtime/controller/state.h"
+#include "runtime/cli/cli.h"
 
 static const char usage_help[] =
     "usage: bottle usage [<bottle>] [--format text|json] [--watch]\n"
@@ -54,7 +55,8 @@ static const char cutoff_help[] =
     "Cuts a bottle off the network at once: new connections fail with EPERM,\n"
     "packets are dropped, and its established TCP connections are aborted. The\n"
     "bottle keeps running. --restore lets traffic through again. --all sets the\n"
-    "host-wide kill switch, which stops every bottle, including ones started later.\n";
+    "host-wide kill switch, which stops every bottle, including ones started later\n"
+    "(root only: refused under sudo, where only your own bottles are yours to cut).\n";
 
 static const char events_help[] =
     "usage: bottle events <bottle> [-f] [--format text|json]\n"
@@ -103,6 +105,43 @@ static int usage_error(const char *cmd, const char *fmt, const char *arg)
     fprintf(stderr, fmt, arg);
     fprintf(stderr, " (see 'bottle %s --help')\n", cmd);
     return EXIT_USAGE;
+}
+
+/*
+ * Whether the caller may act on slug (cli_slug_is_callers): under sudo, a
+ * user reaches only the bottles of their own data home. Prints the refusal
+ * (as for a bottle that does not run, exit 2) when not.
+ */
+static bool callers_bottle(const char *cmd, const char *slug)
+{
+    if (cli_host_view())
+        return true;
+    struct bottle_err err;
+    err_clear(&err);
+    char *home = NULL;
+    bool mine = home_path(&home, &err) == 0 && cli_slug_is_callers(home, slug);
+    free(home);
+    if (!mine)
+        fprintf(stderr, "bottle: %s: no bottle '%s' of yours runs\n", cmd, slug);
+    return mine;
+}
+
+/* Drops the slugs that are not the caller's from a host-wide list. */
+static void keep_callers(struct strv *slugs)
+{
+    if (cli_host_view())
+        return;
+    struct bottle_err err;
+    err_clear(&err);
+    char *home = NULL;
+    struct strv mine = STRV_INIT;
+    if (home_path(&home, &err) == 0)
+        for (size_t i = 0; i < slugs->len; i++)
+            if (cli_slug_is_callers(home, slugs->items[i]))
+                strv_push(&mine, slugs->items[i]);
+    free(home);
+    strv_free(slugs);
+    *slugs = mine;
 }
 
 /* ---- usage --------------------------------------------------------------------------- */
@@ -347,6 +386,8 @@ int cmd_usage(int argc, char **argv)
         return usage_by(by, since, json);
     if (slug && !home_slug_valid(slug))
         return usage_error("usage", "'%s' is not a bottle name", slug);
+    if (slug && !callers_bottle("usage", slug))
+        return EXIT_USAGE;
     install_stop_handlers();
     int rc;
     do {
@@ -358,6 +399,7 @@ int cmd_usage(int argc, char **argv)
         } else if (bpf_policy_list(&slugs, &err) < 0) {
             return fail(&err);
         }
+        keep_callers(&slugs);
         rc = usage_once(&slugs, json);
         strv_free(&slugs);
         if (rc != 0 || !watch)
@@ -452,7 +494,12 @@ int cmd_cutoff(int argc, char **argv)
     if (slug && !home_slug_valid(slug))
         return usage_error("cutoff", "'%s' is not a bottle name", slug);
     if (slug)
-        return cutoff_one(slug, restore);
+        return callers_bottle("cutoff", slug) ? cutoff_one(slug, restore) : EXIT_USAGE;
+    if (!cli_host_view()) {
+        fprintf(stderr, "bottle: cutoff --all: the kill switch acts on every user's bottles; only "
+                        "root (not sudo) may set it\n");
+        return EXIT_REFUSED;
+    }
 
     struct bottle_err err;
     err_clear(&err);
@@ -505,6 +552,8 @@ static int freeze_or_thaw(int argc, char **argv, bool freeze)
         return usage_error(cmd, "%s", "name the bottle");
     if (!home_slug_valid(slug))
         return usage_error(cmd, "'%s' is not a bottle name", slug);
+    if (!callers_bottle(cmd, slug))
+        return EXIT_USAGE;
     struct bottle_err err;
     err_clear(&err);
     char *home = NULL;
@@ -639,6 +688,8 @@ int cmd_events(int argc, char **argv)
         return usage_error("events", "%s", "name the bottle");
     if (!home_slug_valid(slug))
         return usage_error("events", "'%s' is not a bottle name", slug);
+    if (!callers_bottle("events", slug))
+        return EXIT_USAGE;
     struct bottle_err err;
     err_clear(&err);
     struct bpf_policy_pins *p = NULL;

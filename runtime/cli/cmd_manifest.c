@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "common/fs.h"
+#include "common/home.h"
 #include "common/json.h"
 #include "manifest/plan.h"
 #include "manifest/route.h"
@@ -31,7 +32,8 @@ static const char list_help[] =
     "available: the agents and bottles found in ./.bottle/ and $BOTTLE_HOME (default\n"
     "~/.bottle), with the file that defines each (the project directory wins).\n"
     "Files are not parsed here: a broken file is listed and fails only when used.\n"
-    "active: bottles with a state directory under $BOTTLE_HOME/state/: slug, agent,\n"
+    "active: bottles with a state directory in the data home (under sudo,\n"
+    "/var/lib/bottle/<uid>/state/; else $BOTTLE_HOME/state/): slug, agent,\n"
     "backend, enforcement tier, when it started (local time) and its state:\n"
     "running, frozen, cut_off (from the bottle's controller), starting, or stale\n"
     "when no controller holds it any more (`bottle cleanup` removes it).\n";
@@ -132,9 +134,14 @@ static void active_row_free(struct active_row *r)
     free(r->state);
 }
 
-static int list_active(const struct manifest_index *idx, bool json)
+static int list_active(bool json)
 {
-    char *state = fs_join(idx->home_dir, "state");
+    /* State is in the data home, which under sudo is not where the manifests are. */
+    char *home = NULL;
+    struct bottle_err err = {0};
+    if (home_path(&home, &err) < 0)
+        return cli_fail(&err);
+    char *state = fs_join(home, "state");
     DIR *d = opendir(state);
     struct strv slugs = STRV_INIT;
     if (d) {
@@ -159,7 +166,7 @@ static int list_active(const struct manifest_index *idx, bool json)
                "STATE");
     for (size_t i = 0; i < slugs.len; i++) {
         struct active_row r;
-        active_row(idx->home_dir, state, slugs.items[i], &r);
+        active_row(home, state, slugs.items[i], &r);
         char local[32] = "-", utc[32] = "";
         struct tm tm;
         if (r.started) {
@@ -188,6 +195,7 @@ static int list_active(const struct manifest_index *idx, bool json)
         cJSON_Delete(doc);
     }
     free(state);
+    free(home);
     strv_free(&slugs);
     return 0;
 }
@@ -229,7 +237,7 @@ int cmd_list(int argc, char **argv)
     if (manifest_index_open(&idx, NULL, NULL, &err) < 0)
         return cli_fail(&err);
     if (strcmp(what, "active") == 0) {
-        int rc = list_active(&idx, json);
+        int rc = list_active(json);
         manifest_index_free(&idx);
         return rc;
     }

@@ -14,6 +14,7 @@
 
 #include "backends/native.h"
 #include "common/fs.h"
+#include "common/home.h"
 #include "runtime/controller/context.h"
 
 static char *runtime_value(const struct controller *c, const char *name)
@@ -97,6 +98,10 @@ int controller_step_agent(struct controller *c, struct bottle_err *err)
     spec.guard = &c->guard;
     spec.bottle_dir = c->bottle_dir;
     spec.bottle_home = c->st.home;
+    char *config_home = NULL;
+    struct bottle_err ignored = {0};
+    if (home_sudo_uid(NULL) && home_config_path(&config_home, &ignored) == 0)
+        spec.config_home = config_home;
     spec.netns_fd = c->nb.fd;
     spec.cgroup_fd = c->cg.agent_fd;
     spec.join_cgroup_fds = c->limits.fds;
@@ -138,6 +143,7 @@ int controller_step_agent(struct controller *c, struct bottle_err *err)
     }
     tty_relay_release_agent(&c->tty);
     strv_free(&env);
+    free(config_home);
     return rc;
 }
 

@@ -36,9 +36,28 @@ bool controller_sleep_ms(long ms)
 /* Root-owned, group gid, mode: what the sidecar reads and the agent never can. */
 int controller_own_for_proxy(const char *path, gid_t gid, mode_t mode, struct bottle_err *err)
 {
-    if (chown(path, 0, gid) < 0 || chmod(path, mode) < 0)
-        return err_set(err, errno, "cannot set the owner of %s: %s", path, strerror(errno));
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || fchown(fd, 0, gid) < 0 || fchmod(fd, mode) < 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return err_set(err, e, "cannot set the owner of %s: %s", path, strerror(e));
+    }
+    close(fd);
     return 0;
+}
+
+int controller_own_at(int dir_fd, const char *dir, const char *name, gid_t gid, mode_t mode,
+                      struct bottle_err *err)
+{
+    int fd = fs_open_beneath(dir_fd, name, O_RDONLY, 0);
+    if (fd < 0)
+        return err_set(err, -fd, "cannot open %s/%s: %s", dir, name, strerror(-fd));
+    int rc = 0;
+    if (fchown(fd, 0, gid) < 0 || fchmod(fd, mode) < 0)
+        rc = err_set(err, errno, "cannot set the owner of %s/%s: %s", dir, name, strerror(errno));
+    close(fd);
+    return rc;
 }
 
 void controller_audit(struct controller *c, const char *action, uid_t by, const char *result)

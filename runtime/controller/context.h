@@ -23,6 +23,7 @@
 #include "runtime/controller/controller.h"
 #include "ledger/ledger.h"
 #include "kernel/netns.h"
+#include "kernel/uidpool.h"
 #include "runtime/controller/state.h"
 #include "runtime/controller/tty.h"
 
@@ -40,10 +41,11 @@ struct controller {
     const struct controller_options *opts;
     struct state_dir st;
     int live_fd;
+    struct uidpool_lease ids; /* the bottle's sidecar and agent ids (uidpool.h) */
     uid_t agent_uid, proxy_uid;
     gid_t agent_gid, proxy_gid;
     char *bottle_dir;  /* <state>/bottle: read-only at /bottle in the agent */
-    char *proxy_dir;   /* <state>/proxy: the sidecar's files, 0750 root:proxy */
+    char *proxy_dir;   /* <state>/proxy: the sidecar's files, 0750 root:<sidecar gid> */
     char *ca_dir;      /* <state>/proxy/ca */
     char *upstream_ca; /* copy of --upstream-ca */
     char *config_path;
@@ -81,6 +83,9 @@ void controller_random_hex(char *out, size_t bytes);
 bool controller_sleep_ms(long ms);
 /* Root-owned, group gid, mode: what the sidecar reads and the agent never can. */
 int controller_own_for_proxy(const char *path, gid_t gid, mode_t mode, struct bottle_err *err);
+/* The same for name below dir_fd (dir names it in messages), following no symlink. */
+int controller_own_at(int dir_fd, const char *dir, const char *name, gid_t gid, mode_t mode,
+                      struct bottle_err *err);
 /* One line for the operator (opts->notice), or a warning in the log. */
 void controller_notice(struct controller *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

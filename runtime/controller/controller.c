@@ -34,6 +34,7 @@
 #include "kernel/cgroup.h"
 #include "runtime/controller/context.h"
 #include "kernel/netns.h"
+#include "kernel/uidpool.h"
 #include "runtime/controller/state.h"
 #include "sidecar/ca.h"
 
@@ -41,20 +42,19 @@
 
 static int step_users(struct controller *c, struct bottle_err *err)
 {
+    int rc = uidpool_acquire(NULL, &c->ids, err);
+    if (rc < 0)
+        return rc;
+    c->proxy_uid = c->ids.sidecar_uid;
+    c->proxy_gid = c->ids.sidecar_gid;
     if (getenv("SUDO_UID") && *getenv("SUDO_UID")) {
-        int rc = native_user_from_env(&c->agent_uid, &c->agent_gid, err);
+        rc = native_user_from_env(&c->agent_uid, &c->agent_gid, err);
         if (rc < 0)
             return rc;
     } else {
-        c->agent_uid = CONTROLLER_AGENT_UID;
-        c->agent_gid = CONTROLLER_AGENT_GID;
+        c->agent_uid = c->ids.agent_uid;
+        c->agent_gid = c->ids.agent_gid;
     }
-    const struct passwd *pw = getpwnam(CONTROLLER_PROXY_USER);
-    c->proxy_uid = pw ? pw->pw_uid : CONTROLLER_PROXY_UID;
-    c->proxy_gid = pw ? pw->pw_gid : CONTROLLER_PROXY_GID;
-    if (c->proxy_uid == 0 || c->proxy_gid == 0)
-        return err_set(err, EINVAL, "the sidecar's user '%s' must not be root",
-                       CONTROLLER_PROXY_USER);
     if (c->agent_uid == c->proxy_uid || c->agent_gid == c->proxy_gid)
         return err_set_kind(err, ERR_KIND_REFUSED, EPERM,
                             "the agent (uid %u, gid %u) and the sidecar (uid %u, gid %u) must not "
@@ -66,9 +66,9 @@ static int step_users(struct controller *c, struct bottle_err *err)
 
 /* ---- state, CA, trust bundle, prompt ------------------------------------------------ */
 
-/* Writes dst (mode) with prefix (may be NULL) followed by the bytes of src. */
-static int copy_file_to(const char *src, const char *dst, const struct buf *prefix, mode_t mode,
-                        struct bottle_err *err)
+/* Writes name (mode) below dir_fd: prefix (may be NULL) followed by the bytes of src. */
+static int copy_file_to(const char *src, int dir_fd, const char *name, const struct buf *prefix,
+                        mode_t mode, struct bottle_err *err)
 {
     struct buf in = BUF_INIT, out = BUF_INIT;
     int rc = fs_read_file(src, 16u << 20, &in, err);
@@ -76,11 +76,31 @@ static int copy_file_to(const char *src, const char *dst, const struct buf *pref
         if (prefix && prefix->len)
             buf_append(&out, prefix->data, prefix->len);
         buf_append(&out, in.data ? in.data : "", in.len);
-        rc = fs_write_atomic(dst, out.data ? out.data : "", out.len, mode, err);
+        rc = fs_write_atomic_at(dir_fd, name, out.data ? out.data : "", out.len, mode, err);
     }
     buf_free(&in);
     buf_free(&out);
     return rc;
+}
+
+/*
+ * The directory name below dir_fd (created when missing), opened without
+ * following a symlink, then given root:gid and mode through its descriptor.
+ */
+static int open_own_dir(int dir_fd, const char *parent, const char *name, gid_t gid, mode_t mode,
+                        struct bottle_err *err)
+{
+    if (mkdirat(dir_fd, name, mode) < 0 && errno != EEXIST)
+        return err_set(err, errno, "cannot create %s/%s: %s", parent, name, strerror(errno));
+    int fd = fs_open_beneath(dir_fd, name, O_RDONLY | O_DIRECTORY, 0);
+    if (fd < 0)
+        return err_set(err, -fd, "cannot open %s/%s: %s", parent, name, strerror(-fd));
+    if (fchown(fd, 0, gid) < 0 || fchmod(fd, mode) < 0) {
+        int e = errno;
+        close(fd);
+        return err_set(err, e, "cannot set the owner of %s/%s: %s", parent, name, strerror(e));
+    }
+    return fd;
 }
 
 static int step_files(struct controller *c, struct bottle_err *err)
@@ -89,27 +109,21 @@ static int step_files(struct controller *c, struct bottle_err *err)
     c->bottle_dir = fs_join(c->st.path, "bottle");
     c->proxy_dir = fs_join(c->st.path, "proxy");
     c->ca_dir = fs_join(c->proxy_dir, "ca");
-    int rc = fs_mkdir_p(c->bottle_dir, 0755, err);
-    if (rc == 0)
-        rc = chmod(c->bottle_dir, 0755) < 0 ? err_set(err, errno, "chmod %s", c->bottle_dir) : 0;
-    if (rc == 0)
-        rc = fs_mkdir_p(c->proxy_dir, 0750, err);
-    if (rc == 0)
-        rc = controller_own_for_proxy(c->proxy_dir, c->proxy_gid, 0750, err);
-    if (rc == 0) {
+    int bottle_fd = -1, proxy_fd = -1, ca_fd = -1;
+    int rc = bottle_fd = open_own_dir(c->st.dir_fd, c->st.path, "bottle", 0, 0755, err);
+    if (rc >= 0)
+        rc = proxy_fd = open_own_dir(c->st.dir_fd, c->st.path, "proxy", c->proxy_gid, 0750, err);
+    if (rc >= 0) {
         char *cn = xasprintf("bottle %s CA", c->st.slug);
-        rc = ca_mint_files(c->ca_dir, cn, err);
+        rc = ca_mint_files(c->ca_dir, cn, err); /* in the private data home (state.h) */
         free(cn);
     }
+    if (rc >= 0)
+        rc = ca_fd = open_own_dir(proxy_fd, c->proxy_dir, "ca", c->proxy_gid, 0750, err);
     static const char *const ca_files[] = {"ca.pem", "ca-key.pem", "leaf-key.pem"};
-    if (rc == 0)
-        rc = controller_own_for_proxy(c->ca_dir, c->proxy_gid, 0750, err);
-    for (size_t i = 0; rc == 0 && i < 3; i++) {
-        char *p = fs_join(c->ca_dir, ca_files[i]);
-        rc = controller_own_for_proxy(p, c->proxy_gid, 0640, err);
-        free(p);
-    }
-    if (rc == 0 && c->opts->upstream_ca) {
+    for (size_t i = 0; rc >= 0 && i < 3; i++)
+        rc = controller_own_at(ca_fd, c->ca_dir, ca_files[i], c->proxy_gid, 0640, err);
+    if (rc >= 0 && c->opts->upstream_ca) {
         X509 *x = ca_load_cert(c->opts->upstream_ca, err);
         if (!x) {
             rc = err_prefix(err, "--upstream-ca");
@@ -117,32 +131,35 @@ static int step_files(struct controller *c, struct bottle_err *err)
         } else {
             X509_free(x);
             c->upstream_ca = fs_join(c->proxy_dir, "upstream-ca.pem");
-            rc = copy_file_to(c->opts->upstream_ca, c->upstream_ca, NULL, 0640, err);
-            if (rc == 0)
-                rc = controller_own_for_proxy(c->upstream_ca, c->proxy_gid, 0640, err);
+            rc = copy_file_to(c->opts->upstream_ca, proxy_fd, "upstream-ca.pem", NULL, 0640, err);
+            if (rc >= 0)
+                rc = controller_own_at(proxy_fd, c->proxy_dir, "upstream-ca.pem", c->proxy_gid,
+                                       0640, err);
         }
     }
     /* The bundle the agent trusts: the system roots plus the bottle CA. */
-    if (rc == 0) {
+    if (rc >= 0) {
         struct buf roots = BUF_INIT;
         struct bottle_err ignored = {0};
         if (fs_read_file(CONTROLLER_SYSTEM_ROOTS, 16u << 20, &roots, &ignored) == 0 && roots.len &&
             roots.data[roots.len - 1] != '\n')
             buf_append_char(&roots, '\n');
         char *ca = fs_join(c->ca_dir, "ca.pem");
-        char *bundle = fs_join(c->bottle_dir, "ca-bundle.pem");
-        rc = copy_file_to(ca, bundle, &roots, 0644, err);
+        rc = copy_file_to(ca, bottle_fd, "ca-bundle.pem", &roots, 0644, err);
         free(ca);
-        free(bundle);
         buf_free(&roots);
     }
-    if (rc == 0) {
-        char *prompt = fs_join(c->bottle_dir, "prompt.md");
+    if (rc >= 0) {
         const char *text = plan->prompt ? plan->prompt : "";
-        rc = fs_write_atomic(prompt, text, strlen(text), 0644, err);
-        free(prompt);
+        rc = fs_write_atomic_at(bottle_fd, "prompt.md", text, strlen(text), 0644, err);
     }
-    return rc;
+    if (bottle_fd >= 0)
+        close(bottle_fd);
+    if (proxy_fd >= 0)
+        close(proxy_fd);
+    if (ca_fd >= 0)
+        close(ca_fd);
+    return rc < 0 ? rc : 0;
 }
 
 /* ---- network, cgroup, BPF ---------------------------------------------------------- */
@@ -234,6 +251,7 @@ int controller_teardown(struct controller *c, bool keep_state, struct bottle_err
         note(c, &first, &e, "cgroup");
         c->have_cgroup = false;
     }
+    uidpool_release(&c->ids); /* the sidecar and the agent are gone: their ids are free */
     if (c->live_fd >= 0) {
         char *path = xasprintf("%s/%s.lock", STATE_LIVE_DIR, c->st.slug);
         unlink(path);
@@ -292,7 +310,8 @@ int controller_start(const struct plan *plan, const struct controller_options *o
     memset(&c, 0, sizeof(c));
     c.plan = plan;
     c.opts = opts;
-    c.st.lock_fd = -1;
+    state_init(&c.st);
+    uidpool_lease_init(&c.ids);
     c.live_fd = -1;
     c.cg.agent_fd = c.cg.proxy_fd = -1;
     c.nb.fd = -1;
@@ -317,9 +336,9 @@ int controller_start(const struct plan *plan, const struct controller_options *o
     }
     if (opts->started)
         opts->started(opts->arg, c.st.slug);
-    c.ledger_path =
-        plan->ledger_path ? xstrdup(plan->ledger_path) : fs_join(c.st.home, LEDGER_FILE);
-    rc = state_live_lock(c.st.slug, err);
+    rc = budget_ledger_choose(plan->ledger_path, c.st.home, &c.ledger_path, err);
+    if (rc >= 0)
+        rc = state_live_lock(c.st.slug, err);
     if (rc >= 0) {
         c.live_fd = rc;
         char pid[24];

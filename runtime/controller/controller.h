@@ -10,19 +10,21 @@
  * (its name once started, a dead sidecar, a budget action, a teardown step
  * that failed) goes to the callbacks in controller_options.
  *
- * Users and groups. The agent runs as the invoking user (SUDO_UID/SUDO_GID)
- * or, without sudo, as nobody/nogroup (65534). The sidecar runs as
- * CONTROLLER_PROXY_UID/GID (65532, or the `bottle-proxy` user when the host
- * defines one). The two must differ: the sidecar's files (config, CA key,
- * leaf key) are root-owned, group CONTROLLER_PROXY_GID, mode 0640 under a
- * 0750 directory inside the 0700 state directory, so the sidecar (which
- * reads them as root and then drops to its uid) can read them again on a
- * reload, and the agent's uid never can; the state directory is not mounted
- * in the bottle at all.
+ * Users and groups. Each bottle takes a slot of the id pool (kernel/uidpool.h)
+ * for as long as it lives: the sidecar runs as the slot's sidecar id, and the
+ * agent as the invoking user under sudo (SUDO_UID/SUDO_GID), else as the
+ * slot's agent id, so no two bottles share a sidecar or an agent id. The
+ * sidecar's files (config, CA key, leaf key) are root-owned, group the
+ * sidecar's gid, mode 0640 under a 0750 directory inside the 0700 state
+ * directory, so the sidecar (which reads them as root and then drops to its
+ * id) can read them again on a reload, while the agent and every other
+ * bottle's sidecar never can; the state directory is not mounted in the
+ * bottle at all. The state directory lives in the data home (common/home.h):
+ * under sudo, root's /var/lib/bottle/<uid>, never the caller's ~/.bottle.
  *
  * Liveness. A running controller holds a record lock on /run/bottle/live/<slug>.lock
- * (host-wide, whatever $BOTTLE_HOME; state_live_lock) and an flock on
- * $BOTTLE_HOME/run/<slug>.lock, and serves $BOTTLE_HOME/run/<slug>.sock
+ * (host-wide, whatever the data home; state_live_lock) and an flock on
+ * <data home>/run/<slug>.lock, and serves <data home>/run/<slug>.sock
  * (control.h); `bottle cleanup` only touches slugs whose host-wide lock
  * nobody holds.
  *
@@ -40,11 +42,6 @@
 #include "manifest/plan.h"
 
 #define CONTROLLER_PROXY_PORT   3128
-#define CONTROLLER_PROXY_UID    65532
-#define CONTROLLER_PROXY_GID    65532
-#define CONTROLLER_PROXY_USER   "bottle-proxy"
-#define CONTROLLER_AGENT_UID    65534
-#define CONTROLLER_AGENT_GID    65534
 #define CONTROLLER_SYSTEM_ROOTS "/etc/ssl/certs/ca-certificates.crt"
 /* The same roots as an OpenSSL hashed directory (c_rehash links). */
 #define CONTROLLER_SYSTEM_ROOTS_DIR "/etc/ssl/certs"

@@ -34,31 +34,58 @@ static int home_or_default(const char *home, char **out, struct bottle_err *err)
     return home_path(out, err);
 }
 
+void state_init(struct state_dir *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->lock_fd = st->root_fd = st->run_fd = st->dir_fd = -1;
+}
+
+int state_open_home(const char *home, struct bottle_err *err)
+{
+    return fs_open_dir_walk(home, geteuid() == 0, 0700, err);
+}
+
+/* Opens (creating, 0700) the directory name right below home_fd. */
+static int open_subdir(int home_fd, const char *home, const char *name, struct bottle_err *err)
+{
+    if (mkdirat(home_fd, name, 0700) < 0 && errno != EEXIST)
+        return err_set(err, errno, "state: cannot create %s/%s: %s", home, name, strerror(errno));
+    int fd = fs_open_beneath(home_fd, name, O_RDONLY | O_DIRECTORY, 0);
+    if (fd < 0)
+        return err_set(err, -fd, "state: cannot open %s/%s: %s", home, name,
+                       fd == -ELOOP ? "it is a symbolic link" : strerror(-fd));
+    return fd;
+}
+
 int state_run_dir(const char *home, char **out, struct bottle_err *err)
 {
     char *h = NULL;
     int hrc = home_or_default(home, &h, err);
     if (hrc < 0)
         return hrc;
-    char *run = fs_join(h, "run");
-    free(h);
-    int rc = fs_mkdir_p(run, 0700, err);
-    if (rc < 0) {
-        free(run);
-        return rc;
+    int home_fd = state_open_home(h, err);
+    int rc = home_fd;
+    if (home_fd >= 0) {
+        rc = open_subdir(home_fd, h, "run", err);
+        close(home_fd);
     }
-    *out = run;
-    return 0;
+    if (rc >= 0) {
+        close(rc);
+        *out = fs_join(h, "run");
+        rc = 0;
+    }
+    free(h);
+    return rc;
 }
 
 /*
- * Opens and flocks <run>/<slug>.lock without blocking. Returns the fd, -EBUSY
+ * Opens and flocks <run>/<name> without blocking. Returns the fd, -EBUSY
  * when another process holds it, or another negative errno.
  */
-static int lock_slug(const char *lock_path, struct bottle_err *err)
+static int lock_slug(int run_fd, const char *name, const char *lock_path, struct bottle_err *err)
 {
     for (int tries = 0; tries < STATE_MAX_TRIES; tries++) {
-        int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        int fd = openat(run_fd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0)
             return err_set(err, errno, "state: cannot open %s: %s", lock_path, strerror(errno));
         if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
@@ -68,9 +95,9 @@ static int lock_slug(const char *lock_path, struct bottle_err *err)
                 return -EBUSY;
             return err_set(err, e, "state: cannot lock %s: %s", lock_path, strerror(e));
         }
-        struct stat by_fd, by_path;
-        if (fstat(fd, &by_fd) == 0 && lstat(lock_path, &by_path) == 0 &&
-            by_fd.st_ino == by_path.st_ino && by_fd.st_dev == by_path.st_dev)
+        struct stat by_fd, by_name;
+        if (fstat(fd, &by_fd) == 0 && fstatat(run_fd, name, &by_name, AT_SYMLINK_NOFOLLOW) == 0 &&
+            by_fd.st_ino == by_name.st_ino && by_fd.st_dev == by_name.st_dev)
             return fd;
         close(fd); /* unlinked under us by the previous holder: try the new file */
     }
@@ -98,43 +125,67 @@ static void random_base36(char *out, size_t n)
 }
 
 /* Tries to own one slug: lock it, then create its directory. -EBUSY/-EEXIST when taken. */
-static int try_slug(const char *home, const char *run, const char *slug, struct state_dir *st,
+static int try_slug(const char *home, const char *slug, struct state_dir *st,
                     struct bottle_err *err)
 {
     char *lock_name = xasprintf("%s.lock", slug);
-    char *lock_path = fs_join(run, lock_name);
-    free(lock_name);
-    int fd = lock_slug(lock_path, err);
+    char *rel = xasprintf("run/%s", lock_name);
+    char *lock_path = fs_join(home, rel);
+    free(rel);
+    int fd = lock_slug(st->run_fd, lock_name, lock_path, err);
     if (fd < 0) {
+        free(lock_name);
         free(lock_path);
         return fd;
     }
-    char *state_root = fs_join(home, "state");
-    char *path = fs_join(state_root, slug);
-    free(state_root);
-    if (mkdir(path, 0700) < 0) {
-        int e = errno;
-        unlink(lock_path); /* we hold its lock, so removing it is ours to do */
+    int dir_fd = -1;
+    int e = mkdirat(st->root_fd, slug, 0700) < 0 ? errno : 0;
+    if (e == 0) {
+        dir_fd = fs_open_beneath(st->root_fd, slug, O_RDONLY | O_DIRECTORY, 0);
+        e = dir_fd < 0 ? -dir_fd : 0;
+    }
+    if (e != 0) {
+        unlinkat(st->run_fd, lock_name, 0); /* we hold its lock, so removing it is ours to do */
         close(fd);
+        free(lock_name);
         free(lock_path);
-        free(path);
         if (e == EEXIST)
             return -EEXIST;
         return err_set(err, e, "state: cannot create the state directory: %s", strerror(e));
     }
+    free(lock_name);
+    char *state_rel = xasprintf("state/%s", slug);
     st->home = xstrdup(home);
     st->slug = xstrdup(slug);
-    st->path = path;
+    st->path = fs_join(home, state_rel);
+    free(state_rel);
     st->lock = lock_path;
     st->lock_fd = fd;
+    st->dir_fd = dir_fd;
     return 0;
+}
+
+/* Opens the home and its state/ and run/ directories into st. */
+static int open_roots(const char *home, struct state_dir *st, struct bottle_err *err)
+{
+    int home_fd = state_open_home(home, err);
+    if (home_fd < 0)
+        return home_fd;
+    int rc = open_subdir(home_fd, home, "state", err);
+    if (rc >= 0) {
+        st->root_fd = rc;
+        rc = open_subdir(home_fd, home, "run", err);
+    }
+    if (rc >= 0)
+        st->run_fd = rc;
+    close(home_fd);
+    return rc < 0 ? rc : 0;
 }
 
 int state_create(const char *home, const char *agent, const char *label, struct state_dir *st,
                  struct bottle_err *err)
 {
-    memset(st, 0, sizeof(*st));
-    st->lock_fd = -1;
+    state_init(st);
     if (label && !home_slug_valid(label))
         return err_set_kind(err, ERR_KIND_USAGE, EINVAL,
                             "label '%s' is not usable: use 1 to %d letters, digits, '.', '_' or "
@@ -147,20 +198,15 @@ int state_create(const char *home, const char *agent, const char *label, struct 
                             agent ? agent : "");
 
     char *h = NULL;
-    int hrc = home_or_default(home, &h, err);
-    if (hrc < 0)
-        return hrc;
-    char *state_root = fs_join(h, "state");
-    char *run = NULL;
-    int rc = fs_mkdir_p(state_root, 0700, err);
-    free(state_root);
-    if (rc >= 0)
-        rc = state_run_dir(h, &run, err);
+    int rc = home_or_default(home, &h, err);
+    if (rc < 0)
+        return rc;
+    rc = open_roots(h, st, err);
     if (rc < 0)
         goto out;
 
     if (label) {
-        rc = try_slug(h, run, label, st, err);
+        rc = try_slug(h, label, st, err);
         if (rc == -EBUSY || rc == -EEXIST)
             rc = err_set_kind(err, ERR_KIND_USAGE, EEXIST,
                               "label '%s' is already in use by a bottle; pick another or run "
@@ -173,27 +219,67 @@ int state_create(const char *home, const char *agent, const char *label, struct 
         char suffix[STATE_SLUG_RANDOM_LEN + 1];
         random_base36(suffix, STATE_SLUG_RANDOM_LEN);
         char *slug = xasprintf("%s-%s", agent, suffix);
-        rc = try_slug(h, run, slug, st, err);
+        rc = try_slug(h, slug, st, err);
         free(slug);
     }
     if (rc == -EBUSY || rc == -EEXIST)
         rc = err_set(err, EEXIST, "state: no free slug for '%s' after %d tries", agent,
                      STATE_MAX_TRIES);
 out:
-    free(run);
+    if (rc < 0)
+        state_close(st);
     free(h);
     return rc;
+}
+
+int state_open_stale(const char *home, const char *slug, struct state_dir *st,
+                     struct bottle_err *err)
+{
+    state_init(st);
+    if (!home_slug_valid(slug))
+        return err_set(err, EINVAL, "state: '%s' is not a slug", slug ? slug : "");
+    int rc = open_roots(home, st, err);
+    if (rc < 0) {
+        state_close(st);
+        return rc;
+    }
+    char *lock_name = xasprintf("%s.lock", slug);
+    char *rel = xasprintf("run/%s", lock_name);
+    char *lock_path = fs_join(home, rel);
+    free(rel);
+    rc = lock_slug(st->run_fd, lock_name, lock_path, err);
+    free(lock_name);
+    if (rc < 0) {
+        free(lock_path);
+        state_close(st);
+        return rc == -EBUSY ? err_set(err, EBUSY, "state of '%s' was taken meanwhile", slug) : rc;
+    }
+    st->lock_fd = rc;
+    st->lock = lock_path;
+    st->home = xstrdup(home);
+    st->slug = xstrdup(slug);
+    char *state_rel = xasprintf("state/%s", slug);
+    st->path = fs_join(home, state_rel);
+    free(state_rel);
+    int fd = fs_open_beneath(st->root_fd, slug, O_RDONLY | O_DIRECTORY, 0);
+    if (fd >= 0)
+        st->dir_fd = fd;
+    else if (fd != -ENOENT)
+        rc = err_set(err, -fd, "state: cannot open %s: %s", st->path,
+                     fd == -ELOOP ? "it is a symbolic link" : strerror(-fd));
+    if (rc < 0)
+        state_close(st);
+    return rc < 0 ? rc : 0;
 }
 
 int state_write_file(const struct state_dir *st, const char *name, const void *data, size_t len,
                      mode_t mode, struct bottle_err *err)
 {
-    if (!st->path || !name || !*name || strchr(name, '/') || strcmp(name, ".") == 0 ||
-        strcmp(name, "..") == 0)
-        return err_set(err, EINVAL, "state: '%s' is not a file name", name ? name : "");
-    char *path = fs_join(st->path, name);
-    int rc = fs_write_atomic(path, data, len, mode, err);
-    free(path);
+    if (st->dir_fd < 0)
+        return err_set(err, EBADF, "state: no state directory to write '%s' in", name ? name : "");
+    int rc = fs_write_atomic_at(st->dir_fd, name, data, len, mode, err);
+    if (rc < 0)
+        err_prefix(err, "state: %s", st->path);
     return rc;
 }
 
@@ -247,29 +333,36 @@ static void state_free_fields(struct state_dir *st)
     free(st->slug);
     free(st->path);
     free(st->lock);
-    memset(st, 0, sizeof(*st));
-    st->lock_fd = -1;
+    if (st->lock_fd >= 0)
+        close(st->lock_fd);
+    if (st->root_fd >= 0)
+        close(st->root_fd);
+    if (st->run_fd >= 0)
+        close(st->run_fd);
+    if (st->dir_fd >= 0)
+        close(st->dir_fd);
+    state_init(st);
 }
 
 int state_remove(struct state_dir *st, struct bottle_err *err)
 {
-    if (!st->path) {
+    if (!st->slug || st->root_fd < 0) {
         state_free_fields(st);
         return 0;
     }
     int rc = 0;
-    int fd = open(st->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd >= 0)
-        rc = remove_below(fd);
-    else if (errno != ENOENT)
-        rc = -errno;
-    if (rc == 0 && rmdir(st->path) < 0 && errno != ENOENT)
+    if (st->dir_fd >= 0) {
+        rc = remove_below(st->dir_fd); /* closes it */
+        st->dir_fd = -1;
+    }
+    if (rc == 0 && unlinkat(st->root_fd, st->slug, AT_REMOVEDIR) < 0 && errno != ENOENT)
         rc = -errno;
     if (rc < 0)
         err_set(err, -rc, "state: cannot remove %s: %s", st->path, strerror(-rc));
-    if (st->lock_fd >= 0) {
-        unlink(st->lock);
-        close(st->lock_fd);
+    if (st->lock_fd >= 0 && st->run_fd >= 0) {
+        char *name = xasprintf("%s.lock", st->slug);
+        unlinkat(st->run_fd, name, 0); /* ours: we hold its lock */
+        free(name);
     }
     state_free_fields(st);
     return rc;
@@ -279,8 +372,6 @@ void state_close(struct state_dir *st)
 {
     if (!st)
         return;
-    if (st->lock && st->lock_fd >= 0)
-        close(st->lock_fd);
     state_free_fields(st);
 }
 

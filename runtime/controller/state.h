@@ -9,6 +9,14 @@
  * lives, so two starts cannot take one slug and `bottle cleanup` can tell a
  * live bottle from what a crashed one left behind.
  *
+ * Every file operation goes through descriptors: the home is opened by a
+ * walk from '/' that follows no symlink (and, as root, must be a directory
+ * only root can change: HOME_SUDO_ROOT/<uid> under sudo, see home.h), and
+ * state/, run/ and the state directory are opened beneath it with openat2
+ * (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS); files are written, and the
+ * directory removed, relative to those descriptors. So a path swapped for a
+ * symlink while a bottle runs redirects nothing.
+ *
  * This module never deletes anything outside the one state directory it
  * created or locked, and never follows a symlink while removing it.
  */
@@ -28,12 +36,24 @@
 #define STATE_LIVE_DIR "/run/bottle/live"
 
 struct state_dir {
-    char *home;  /* $BOTTLE_HOME */
+    char *home;  /* the data home (home_path) */
     char *slug;  /* the bottle's name */
-    char *path;  /* $BOTTLE_HOME/state/<slug> */
-    char *lock;  /* $BOTTLE_HOME/run/<slug>.lock */
+    char *path;  /* <home>/state/<slug>, for messages and children's mounts */
+    char *lock;  /* <home>/run/<slug>.lock */
     int lock_fd; /* holds LOCK_EX while the bottle lives; -1 when closed */
+    int root_fd; /* <home>/state; -1 when closed */
+    int run_fd;  /* <home>/run; -1 when closed */
+    int dir_fd;  /* <home>/state/<slug>; -1 when closed */
 };
+
+/* A zeroed struct with every descriptor -1 (safe for state_close). */
+void state_init(struct state_dir *st);
+
+/*
+ * Opens the data home, creating it (0700) when missing; as root it must be
+ * a directory only root can change (fs_open_dir_walk). Returns the fd.
+ */
+int state_open_home(const char *home, struct bottle_err *err);
 
 /* Creates (0700, parents too) and returns $BOTTLE_HOME/run. home NULL: home_path(). */
 int state_run_dir(const char *home, char **out, struct bottle_err *err);
@@ -45,6 +65,14 @@ int state_run_dir(const char *home, char **out, struct bottle_err *err);
  */
 int state_create(const char *home, const char *agent, const char *label, struct state_dir *st,
                  struct bottle_err *err);
+
+/*
+ * What a crashed bottle left: opens the slug's state directory (when there
+ * is one) and takes its lock without blocking, for state_remove. -EBUSY when
+ * a live process holds the lock.
+ */
+int state_open_stale(const char *home, const char *slug, struct state_dir *st,
+                     struct bottle_err *err);
 
 /* Writes name (one path component) in the state directory atomically with mode. */
 int state_write_file(const struct state_dir *st, const char *name, const void *data, size_t len,

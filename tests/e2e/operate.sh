@@ -25,7 +25,10 @@ cleanup() {
     for p in $RUNNING; do wait "$p" 2>/dev/null; done
     [ -n "$UP_PID" ] && kill "$UP_PID" 2>/dev/null && wait "$UP_PID" 2>/dev/null
     ip link del "${ORPHAN:-bh-none}" 2>/dev/null
-    for s in $PRECREATED_NS; do ip netns del "bottle-$s" 2>/dev/null; done
+    for s in $PRECREATED_NS; do
+        umount "/run/bottle/netns/bottle-$s" 2>/dev/null
+        rm -f "/run/bottle/netns/bottle-$s"
+    done
     for s in $PRECREATED_CG; do rmdir "$CG2/bottle/$s" 2>/dev/null; done
     rm -rf "$T_TMP"
 }
@@ -159,7 +162,8 @@ ask() {
     cat "$1/res.$n" 2>/dev/null || echo "none"
 }
 host_link() { # the host end of a running bottle's veth
-    ip -n "bottle-$1" -o link show 2>/dev/null | sed -n 's/^[0-9]*: \(bb-[0-9a-f]*\)@.*/\1/p' |
+    nsenter --net="/run/bottle/netns/bottle-$1" ip -o link show 2>/dev/null |
+        sed -n 's/^[0-9]*: \(bb-[0-9a-f]*\)@.*/\1/p' |
         sed 's/^bb-/bh-/' | head -1
 }
 # leftovers HOME SLUG [LINK]: whatever of that bottle is still on the host.
@@ -167,7 +171,7 @@ leftovers() {
     h=$1 s=$2
     [ -e "$CG2/bottle/$s" ] && echo "cgroup $CG2/bottle/$s"
     [ -e "$BPFFS/bottle/$s" ] && echo "pins $BPFFS/bottle/$s"
-    [ -e "/run/netns/bottle-$s" ] && echo "netns bottle-$s"
+    [ -e "/run/bottle/netns/bottle-$s" ] || [ -e "/run/netns/bottle-$s" ] && echo "netns bottle-$s"
     [ -n "${3:-}" ] && ip link show "$3" >/dev/null 2>&1 && echo "link $3"
     [ -e "$h/run/$s.sock" ] && echo "socket $h/run/$s.sock"
     [ -e "$h/state/$s" ] && echo "state $h/state/$s"
@@ -550,12 +554,13 @@ rm -f "$WS6"/req.* "$WS6"/res.*
 fail_start "files (bad --upstream-ca)" "$TAG-g" "upstream-ca" --upstream-ca "$W/missing.pem"
 # network: the namespace name is taken
 S8=$TAG-h
-ip netns add "bottle-$S8" && PRECREATED_NS="$PRECREATED_NS $S8"
+mkdir -p /run/bottle/netns && : >"/run/bottle/netns/bottle-$S8" &&
+    unshare --net="/run/bottle/netns/bottle-$S8" true && PRECREATED_NS="$PRECREATED_NS $S8"
 (cd "$WS6" && BOTTLE_HOME=$H6 exec "$BOTTLE" start op --label "$S8" --cwd "$WS6" \
     --resolve "api.test:$UP:127.0.0.1" --upstream-ca "$W/uca.pem" >"$W/$S8.out" 2>"$W/$S8.err")
 rc=$?
-kept=$([ -e "/run/netns/bottle-$S8" ] && echo kept || echo removed)
-ip netns del "bottle-$S8"
+kept=$(nsenter --net="/run/bottle/netns/bottle-$S8" true 2>/dev/null && echo kept || echo removed)
+umount "/run/bottle/netns/bottle-$S8" && rm -f "/run/bottle/netns/bottle-$S8"
 left=$(leftovers "$H6" "$S8")
 if [ $rc -ne 0 ] && [ $rc -lt 128 ] && [ "$kept" = kept ] && [ -z "$left" ]; then
     ok "network: a taken namespace name fails the start, leaves nothing, keeps the other namespace"
@@ -639,6 +644,6 @@ done
 for s in $S1 $S2 $S3 $S4 $S5 $S5B $S7 $S8 $S9 $S10 $S11 $S12; do
     [ -e "$CG2/bottle/$s" ] && all="$all cgroup:$s"
     [ -e "$BPFFS/bottle/$s" ] && all="$all pins:$s"
-    [ -e "/run/netns/bottle-$s" ] && all="$all netns:$s"
+    [ -e "/run/bottle/netns/bottle-$s" ] || [ -e "/run/netns/bottle-$s" ] && all="$all netns:$s"
 done
 if [ -z "$all" ]; then ok "no socket, cgroup, pin or namespace of this run is left"; else fail "final" "$all"; fi

@@ -124,7 +124,7 @@ sed -i "s|\${UP}|$UP|; s|\$E2E_TOKEN_VALUE|$TOKEN|; s|\$BOTTLE_HOME_PATH|$BOTTLE
 leftovers() { # prints whatever a bottle left on the host
     find "$CG2/bottle" -mindepth 1 -maxdepth 1 -type d 2>/dev/null
     find "$BPFFS/bottle" -mindepth 1 -maxdepth 1 -type d 2>/dev/null
-    ls /run/netns 2>/dev/null | grep '^bottle-'
+    ls /run/bottle/netns /run/netns 2>/dev/null | grep '^bottle-'
     ip -o link show 2>/dev/null | grep -o 'bh-[0-9]*' || true
     pgrep -f "bottle-proxy --config $BOTTLE_HOME" 2>/dev/null
 }

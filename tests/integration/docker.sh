@@ -277,8 +277,9 @@ leftovers() {
     BPFFS=$(awk '$9 == "bpf" {print $5; exit}' /proc/self/mountinfo)
     [ -n "$BPFFS" ] && [ -e "$BPFFS/bottle/$slug" ] && LEFT="$LEFT pins"
     for l in "$@"; do ip link show "$l" >/dev/null 2>&1 && LEFT="$LEFT link:$l"; done
-    [ -e "/run/netns/bottle-$slug" ] && LEFT="$LEFT netns"
-    [ -e "/run/netns/bottle-$slug-o" ] && LEFT="$LEFT netns-other"
+    [ -e "/run/bottle/netns/bottle-$slug" ] || [ -e "/run/netns/bottle-$slug" ] && LEFT="$LEFT netns"
+    [ -e "/run/bottle/netns/bottle-$slug-o" ] || [ -e "/run/netns/bottle-$slug-o" ] &&
+        LEFT="$LEFT netns-other"
     [ "$(docker network ls -q | wc -l)" -eq 2 ] ||
         LEFT="$LEFT networks:$(docker network ls --format '{{.Name}}' | tr '\n' ,)"
     echo "$LEFT"

@@ -285,6 +285,103 @@ static void test_loopback_flag(void **state)
     bpf_policy_close(p);
 }
 
+/* ---- inbound: only the sidecar's and the DNS forwarder's side come in --------------------- */
+
+#define INGRESS_GOT_STRANGER 1 /* a datagram from a port that is not the DNS forwarder's */
+#define INGRESS_ACCEPTED     2 /* a TCP connection from outside was accepted */
+#define INGRESS_GOT_DNS      4 /* the DNS forwarder's datagram (the control) */
+
+struct ingress_child {
+    int ports_fd; /* write end: the UDP then the TCP port the child listens on */
+};
+
+/* In the bottle: a UDP socket and a TCP listener on loopback; reports what arrives in 3 s. */
+static int ingress_listener(void *arg)
+{
+    const struct ingress_child *ic = arg;
+    uint16_t ports[2] = {0, 0};
+    int u = kh_bind(AF_INET, SOCK_DGRAM, "127.0.0.1", &ports[0]);
+    int t = kh_bind(AF_INET, SOCK_STREAM, "127.0.0.1", &ports[1]);
+    if (u < 0 || t < 0)
+        return 100;
+    if (write(ic->ports_fd, ports, sizeof(ports)) != (ssize_t)sizeof(ports))
+        return 101;
+    int seen = 0;
+    for (int waited = 0; waited < 3000; waited += 50) {
+        struct pollfd pfd[2] = {{.fd = u, .events = POLLIN}, {.fd = t, .events = POLLIN}};
+        if (poll(pfd, 2, 50) <= 0)
+            continue;
+        if (pfd[0].revents & POLLIN) {
+            char buf[32] = {0};
+            if (recv(u, buf, sizeof(buf) - 1, 0) > 0)
+                seen |= strcmp(buf, "dns") == 0 ? INGRESS_GOT_DNS : INGRESS_GOT_STRANGER;
+        }
+        if (pfd[1].revents & POLLIN) {
+            int c = accept4(t, NULL, NULL, SOCK_CLOEXEC);
+            if (c >= 0) {
+                seen |= INGRESS_ACCEPTED;
+                close(c);
+            }
+        }
+    }
+    return seen;
+}
+
+/* A TCP connect from outside the bottle, given 1.5 s; 0 when it connected. */
+static int connect_with_timeout(uint16_t port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    kh_addr(AF_INET, "127.0.0.1", port, &ss, &len);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return errno;
+    int rc = connect(fd, (struct sockaddr *)&ss, len) == 0 ? 0 : errno;
+    if (rc == EINPROGRESS) {
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        socklen_t elen = sizeof(rc);
+        if (poll(&pfd, 1, 1500) == 1)
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &rc, &elen);
+        else
+            rc = ETIMEDOUT;
+    }
+    close(fd);
+    return rc;
+}
+
+static void test_ingress_only_from_peers(void **state)
+{
+    REQUIRE_ROOT();
+    struct kh_bottle *b = *state;
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    struct ingress_child ic = {pfd[1]};
+    struct bottle_stats s0 = kh_stats(b->slug);
+    pid_t pid = kh_start_in(b->cg.agent_fd, true, ingress_listener, &ic);
+    close(pfd[1]);
+    uint16_t ports[2];
+    assert_int_equal(read(pfd[0], ports, sizeof(ports)), (ssize_t)sizeof(ports));
+    close(pfd[0]);
+
+    struct sockaddr_storage to;
+    socklen_t len;
+    kh_addr(AF_INET, "127.0.0.1", ports[0], &to, &len);
+    /* A host process's datagram, from a port of its own: dropped before the bottle's socket. */
+    int stranger = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    assert_true(stranger >= 0);
+    assert_int_equal(sendto(stranger, "stranger", 8, 0, (struct sockaddr *)&to, len), 8);
+    close(stranger);
+    /* The DNS forwarder's answer, from its own address and port: delivered. */
+    assert_int_equal(sendto(kh_srv.dns4, "dns", 3, 0, (struct sockaddr *)&to, len), 3);
+    /* A TCP connect from the host: its SYN is dropped, so it never completes. */
+    int crc = connect_with_timeout(ports[1]);
+    assert_int_not_equal(crc, 0);
+
+    assert_int_equal(kh_wait(pid), INGRESS_GOT_DNS);
+    struct bottle_stats s1 = kh_stats(b->slug);
+    assert_true(s1.drop_rx - s0.drop_rx >= 2); /* the datagram and at least one SYN */
+}
+
 /* ---- metering and events ------------------------------------------------------------------------
  */
 
@@ -575,6 +672,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ipv6_flag_off, bottle_setup, bottle_teardown),
         cmocka_unit_test_setup_teardown(test_socket_kinds, bottle_setup, bottle_teardown),
         cmocka_unit_test_setup_teardown(test_loopback_flag, bottle_setup, bottle_teardown),
+        cmocka_unit_test_setup_teardown(test_ingress_only_from_peers, bottle_setup,
+                                        bottle_teardown),
         cmocka_unit_test_setup_teardown(test_counters, bottle_setup, bottle_teardown),
         cmocka_unit_test_setup_teardown(test_events, bottle_setup, bottle_teardown),
         cmocka_unit_test_setup_teardown(test_subcgroup_and_missing_entry, bottle_setup,

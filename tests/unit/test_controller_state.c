@@ -170,11 +170,88 @@ static void test_plan_json(void **state)
     assert_int_equal(state_remove(&st, &err), 0);
 }
 
+/* Root works only in a home no one else can change, and through descriptors: a swapped path
+ * redirects nothing. */
+static void test_symlink_swaps(void **state)
+{
+    REQUIRE_ROOT();
+    struct fixture *f = *state;
+    struct bottle_err err = {0};
+    struct state_dir st;
+    char *victim = testutil_mkdtemp();
+    testutil_put(victim, "keep", "precious");
+    char *keep = fs_join(victim, "keep");
+
+    /* A home inside a directory another user owns is refused before anything is created. */
+    char *theirs = fs_join(f->home, "theirs");
+    assert_int_equal(mkdir(theirs, 0755), 0);
+    assert_int_equal(chown(theirs, 65534, 65534), 0);
+    char *their_home = fs_join(theirs, "home");
+    assert_int_equal(state_create(their_home, "a", NULL, &st, &err), -EPERM);
+    assert_int_equal(err.kind, ERR_KIND_REFUSED);
+    assert_int_equal(access(their_home, F_OK), -1);
+
+    /* state/ or run/ planted as a symlink: refused, the target untouched. */
+    char *h1 = fs_join(f->home, "h1");
+    assert_int_equal(mkdir(h1, 0700), 0);
+    char *state_link = fs_join(h1, "state");
+    assert_int_equal(symlink(victim, state_link), 0);
+    err_clear(&err);
+    assert_int_equal(state_create(h1, "a", "lbl", &st, &err), -ELOOP);
+    char *h2 = fs_join(f->home, "h2");
+    assert_int_equal(mkdir(h2, 0700), 0);
+    char *run_link = fs_join(h2, "run");
+    assert_int_equal(symlink(victim, run_link), 0);
+    err_clear(&err);
+    assert_int_equal(state_create(h2, "a", "lbl", &st, &err), -ELOOP);
+    char *planted_dir = fs_join(victim, "lbl");
+    char *planted_lock = fs_join(victim, "lbl.lock");
+    assert_int_equal(access(planted_dir, F_OK), -1);
+    assert_int_equal(access(planted_lock, F_OK), -1);
+
+    /* The state directory swapped for a symlink while the bottle runs. */
+    char *h3 = fs_join(f->home, "h3");
+    assert_int_equal(state_create(h3, "a", "lbl", &st, &err), 0);
+    assert_int_equal(state_write_file(&st, "one", "1", 1, 0600, &err), 0);
+    char *moved = xasprintf("%s.moved", st.path);
+    assert_int_equal(rename(st.path, moved), 0);
+    assert_int_equal(symlink(victim, st.path), 0);
+    assert_int_equal(state_write_file(&st, "two", "2", 1, 0600, &err), 0);
+    char *two_moved = fs_join(moved, "two");
+    char *two_victim = fs_join(victim, "two");
+    assert_int_equal(access(two_moved, F_OK), 0); /* written where the descriptor points */
+    assert_int_equal(access(two_victim, F_OK), -1);
+    err_clear(&err);
+    assert_true(state_remove(&st, &err) < 0); /* the name is no longer its directory */
+    struct buf b = BUF_INIT;
+    assert_int_equal(fs_read_file(keep, 100, &b, &err), 0);
+    assert_string_equal(b.data, "precious");
+    buf_free(&b);
+
+    testutil_rm_rf(victim);
+    free(victim);
+    free(keep);
+    free(theirs);
+    free(their_home);
+    free(h1);
+    free(h2);
+    free(h3);
+    free(state_link);
+    free(run_link);
+    free(planted_dir);
+    free(planted_lock);
+    free(moved);
+    free(two_moved);
+    free(two_victim);
+}
+
 static void test_home_default(void **state)
 {
     (void)state;
     struct bottle_err err = {0};
     char *old = getenv("BOTTLE_HOME") ? xstrdup(getenv("BOTTLE_HOME")) : NULL;
+    char *old_sudo = getenv("SUDO_UID") ? xstrdup(getenv("SUDO_UID")) : NULL;
+    unsetenv("SUDO_UID"); /* not under sudo: the data home is $BOTTLE_HOME or ~/.bottle */
     setenv("BOTTLE_HOME", "/some/where", 1);
     char *h = NULL;
     assert_int_equal(home_path(&h, &err), 0);
@@ -186,7 +263,10 @@ static void test_home_default(void **state)
     free(h);
     if (old)
         setenv("BOTTLE_HOME", old, 1);
+    if (old_sudo)
+        setenv("SUDO_UID", old_sudo, 1);
     free(old);
+    free(old_sudo);
 }
 
 int main(void)
@@ -196,6 +276,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_label_collision, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plan_json, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_symlink_swaps, setup, teardown),
         cmocka_unit_test(test_home_default),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,17 +1,24 @@
 /*
  * netns: a bottle's namespace and veth pair, checked from the outside with
- * iproute2 (which must see the namespace by name), and torn down without a
- * trace, also after failures injected at every step. Root only.
+ * iproute2 (entering the namespace through its file with nsenter), kept
+ * where no other user can open it, and torn down without a trace, also after
+ * failures injected at every step. Root only.
  */
 #include "testutil.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "common/buf.h"
 #include "common/spawn.h"
 #include "kernel/netns.h"
 
 #define TEST_POOL "10.244.128.0"
+/* Runs ip inside unit-net-a's namespace, entered through its file. */
+#define IN_NS_A "nsenter", "--net=" NETNS_RUN_DIR "/bottle-unit-net-a", "ip"
 
 /* Runs ip with argv; returns its stdout (caller frees) or fails the test. */
 static char *ip_out(const char *const *argv)
@@ -106,11 +113,9 @@ static void test_create_and_destroy(void **state)
     netns_format_cidr(nb.host_addr, 30, host_cidr, sizeof(host_cidr));
     netns_format_cidr(nb.guest_addr, 30, guest_cidr, sizeof(guest_cidr));
 
-    /* iproute2 sees the namespace by name. */
-    const char *list_argv[] = {"ip", "netns", "list", NULL};
-    char *list = ip_out(list_argv);
-    assert_non_null(strstr(list, "bottle-unit-net-a"));
-    free(list);
+    /* The file is in the root-only directory, not where any user could open it. */
+    assert_string_equal(nb.path, NETNS_RUN_DIR "/bottle-unit-net-a");
+    assert_int_equal(access(NETNS_LEGACY_DIR "/bottle-unit-net-a", F_OK), -1);
 
     const char *host_addr_argv[] = {"ip", "-4", "-o", "addr", "show", "dev", nb.host_if, NULL};
     char *out = ip_out(host_addr_argv);
@@ -121,12 +126,11 @@ static void test_create_and_destroy(void **state)
     assert_non_null(strstr(out, ",UP"));
     free(out);
 
-    const char *guest_addr_argv[] = {"ip",   "-n",  "bottle-unit-net-a", "-4", "-o", "addr",
-                                     "show", "dev", nb.guest_if,         NULL};
+    const char *guest_addr_argv[] = {IN_NS_A, "-4", "-o", "addr", "show", "dev", nb.guest_if, NULL};
     out = ip_out(guest_addr_argv);
     assert_non_null(strstr(out, guest_cidr));
     free(out);
-    const char *guest_links_argv[] = {"ip", "-n", "bottle-unit-net-a", "-o", "link", "show", NULL};
+    const char *guest_links_argv[] = {IN_NS_A, "-o", "link", "show", NULL};
     out = ip_out(guest_links_argv);
     /* lo and the bottle end, both up; nothing else. */
     assert_non_null(strstr(out, "lo: <LOOPBACK,UP"));
@@ -138,24 +142,21 @@ static void test_create_and_destroy(void **state)
     free(out);
 
     /* No default route (nor any route beyond the /30 and loopback) in any table. */
-    const char *routes_argv[] = {"ip",  "-n", "bottle-unit-net-a", "-4", "route", "show", "table",
-                                 "all", NULL};
+    const char *routes_argv[] = {IN_NS_A, "-4", "route", "show", "table", "all", NULL};
     out = ip_out(routes_argv);
     assert_null(strstr(out, "default"));
     assert_null(strstr(out, "0.0.0.0/0"));
     free(out);
-    const char *routes6_argv[] = {"ip",  "-n", "bottle-unit-net-a", "-6", "route", "show", "table",
-                                  "all", NULL};
+    const char *routes6_argv[] = {IN_NS_A, "-6", "route", "show", "table", "all", NULL};
     out = ip_out(routes6_argv);
     assert_null(strstr(out, "default"));
     free(out);
 
     /* The host reaches the bottle's address over the pair (and nothing else is needed). */
-    const char *ping_argv[] = {"ip",    "-n",  "bottle-unit-net-a", "-4",
-                               "route", "get", host_cidr,           NULL};
+    const char *ping_argv[] = {IN_NS_A, "-4", "route", "get", host_cidr, NULL};
     char *host_only = xstrdup(host_cidr);
     *strchr(host_only, '/') = '\0';
-    ping_argv[6] = host_only;
+    ping_argv[6] = host_only; /* after nsenter, --net=..., ip, -4, route, get */
     out = ip_out(ping_argv);
     assert_non_null(strstr(out, nb.guest_if));
     free(out);
@@ -285,11 +286,50 @@ static void test_cleanup_after_crash(void **state)
     assert_gone("unit-net-e", host_if);
 }
 
+/* In a child that became uid/gid 65534: the errno of opening path (0: it opened). */
+static int open_as_nobody(const char *path)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+            _exit(200);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        _exit(fd >= 0 ? 0 : errno);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 255;
+}
+
+static void test_other_users_cannot_hold_it(void **state)
+{
+    (void)state;
+    REQUIRE_ROOT();
+    struct bottle_err err = {0};
+    struct netns_bottle nb;
+    assert_int_equal(netns_create("unit-net-f", NULL, &nb, &err), 0);
+    struct stat sb;
+    assert_int_equal(stat(NETNS_RUN_DIR, &sb), 0);
+    assert_int_equal(sb.st_uid, 0);
+    assert_int_equal(sb.st_mode & 0777, 0700);
+    /* The file itself is 0444 (nsfs): the directory is what keeps other users out. */
+    assert_int_equal(open_as_nobody(nb.path), EACCES);
+    assert_int_equal(open_as_nobody(NETNS_LEGACY_DIR "/bottle-unit-net-f"), ENOENT);
+    /* Root still opens it (cleanup, nsenter). */
+    int fd = open(nb.path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    close(fd);
+    char host_if[IF_NAMESIZE];
+    memcpy(host_if, nb.host_if, sizeof(host_if));
+    assert_int_equal(netns_destroy(&nb, &err), 0);
+    assert_gone("unit-net-f", host_if);
+}
+
 static int cleanup_all(void **state)
 {
     (void)state;
-    static const char *const slugs[] = {"unit-net-a", "unit-net-b1", "unit-net-b2",
-                                        "unit-net-c", "unit-net-d",  "unit-net-e"};
+    static const char *const slugs[] = {"unit-net-a", "unit-net-b1", "unit-net-b2", "unit-net-c",
+                                        "unit-net-d", "unit-net-e",  "unit-net-f"};
     if (geteuid() != 0)
         return 0;
     for (size_t i = 0; i < sizeof(slugs) / sizeof(slugs[0]); i++) {
@@ -307,6 +347,7 @@ int main(void)
         cmocka_unit_test_teardown(test_host_routes_are_avoided, cleanup_all),
         cmocka_unit_test_teardown(test_injected_failures_leave_nothing, cleanup_all),
         cmocka_unit_test_teardown(test_cleanup_after_crash, cleanup_all),
+        cmocka_unit_test_teardown(test_other_users_cannot_hold_it, cleanup_all),
     };
     return cmocka_run_group_tests(tests, cleanup_all, cleanup_all);
 }
