@@ -15,6 +15,7 @@ struct hooks {
     struct proxy *px;
     struct meter_hook *meter;
     struct dlp_engine *dlp;
+    struct dlp_recent *recent; /* pieces of secrets in recent requests, per route */
 };
 
 /* Per-exchange state of every check. */
@@ -68,7 +69,9 @@ static void hooks_outbound_dlp(struct hooks *h, const struct proxy_request_view 
     memset(&red, 0, sizeof(red));
     struct dlp_verdict verdict;
     memset(&verdict, 0, sizeof(verdict));
-    if (dlp_check_request(h->dlp, &v->route->dlp, &dr, &red, &verdict, NULL) < 0) {
+    struct dlp_result first;
+    dlp_result_init(&first);
+    if (dlp_check_request(h->dlp, &v->route->dlp, &dr, &red, &verdict, &first) < 0) {
         /* A request that could not be checked does not leave. */
         verdict.action = DLP_REFUSE;
         verdict.status = 500;
@@ -87,6 +90,9 @@ static void hooks_outbound_dlp(struct hooks *h, const struct proxy_request_view 
         snprintf(verdict.message + m, sizeof(verdict.message) - m,
                  "; only a body can be redacted, this is in the request head");
     }
+    if (verdict.action != DLP_REFUSE)
+        dlp_hook_pieces(h->recent, v->route, &first, &verdict);
+    dlp_result_free(&first);
     if (verdict.action == DLP_REFUSE) {
         out->status = verdict.status ? verdict.status : 403;
         out->reason = verdict.reason ? verdict.reason : DLP_REASON_BLOCKED;
@@ -248,6 +254,7 @@ static int build_dlp(struct hooks *h, const struct config *cfg, const struct con
     struct dlp_config dc;
     memset(&dc, 0, sizeof(dc));
     h->dlp = dlp_engine_new(&dc, &secrets, err);
+    h->recent = dlp_recent_new(0);
     for (size_t i = 0; i < secrets.len; i++)
         memset(secrets.items[i], 0, strlen(secrets.items[i]));
     strv_free(&secrets);
@@ -285,5 +292,6 @@ void hooks_free(struct hooks *h)
         return;
     meter_hook_close(h->meter);
     dlp_engine_free(h->dlp);
+    dlp_recent_free(h->recent);
     free(h);
 }

@@ -132,6 +132,27 @@ int dlp_stream_feed(struct dlp_stream *s, const char *p, size_t n, struct dlp_re
 size_t dlp_stream_overlap(const struct dlp_stream *s);
 void dlp_stream_free(struct dlp_stream *s);
 
+/* ---- pieces across requests (dlp_recent.c) ------------------------------- */
+
+#define DLP_RECENT_PER_ROUTE  64               /* pieces kept per route */
+#define DLP_RECENT_ROUTES     64               /* routes with a window */
+#define DLP_RECENT_MAX_AGE_MS (15 * 60 * 1000) /* a piece is forgotten after this */
+
+struct dlp_recent;
+/* A window of recent pieces; max_age_ms 0: DLP_RECENT_MAX_AGE_MS. */
+struct dlp_recent *dlp_recent_new(uint64_t max_age_ms);
+void dlp_recent_free(struct dlp_recent *r);
+/*
+ * Adds the pieces a scan found in one request to route `key` (res->pieces)
+ * to the pieces of the route's recent requests. When one secret's pieces
+ * then cover DLP_PARTIAL_MIN_LEN characters or more, fills v (refuse, 403
+ * dlp_blocked, rule known_secret_pieces) and returns true, recording
+ * nothing: the request does not leave. Otherwise records them and returns
+ * false.
+ */
+bool dlp_recent_check(struct dlp_recent *r, const char *key, const struct dlp_result *res,
+                      uint64_t now_ms, struct dlp_verdict *v);
+
 /* ---- inside dlp/: for dlp_stream.c and dlp_redact.c ----------------------- */
 
 struct dlp_hits;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "sidecar/decoder.h"
 
@@ -27,6 +28,17 @@ struct dlp_ws {
     struct dlp_stream *in;  /* the server's: inbound */
     unsigned warned;
 };
+
+void dlp_hook_pieces(struct dlp_recent *recent, const struct route *route,
+                     const struct dlp_result *res, struct dlp_verdict *v)
+{
+    if (!recent || !route || !res->n_pieces)
+        return;
+    char key[280];
+    snprintf(key, sizeof(key), "%s:%u", route->host, (unsigned)route->port);
+    if (dlp_recent_check(recent, key, res, (uint64_t)clock_mono_ms(), v))
+        log_warn("DLP pieces across requests", "host", route->host, "what", v->message, NULL);
+}
 
 static void warn_match(const struct route *route, const struct dlp_match *m, unsigned *warned)
 {

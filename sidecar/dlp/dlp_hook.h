@@ -24,6 +24,15 @@ struct dlp_response;
 struct dlp_ws;
 
 /*
+ * The pieces of known secrets a request's scan found (res), with those of
+ * the route's recent requests (recent): when they add up to a leak, v
+ * becomes a refusal (403 dlp_blocked, known_secret_pieces); otherwise they
+ * are recorded. Call it for a request the scan lets through.
+ */
+void dlp_hook_pieces(struct dlp_recent *recent, const struct route *route,
+                     const struct dlp_result *res, struct dlp_verdict *v);
+
+/*
  * Starts the inbound scan of a response: its headers now, its body through
  * dlp_response_data. Returns 0 with *out set (NULL when the route does not
  * scan responses), or 1 with v filled when the response is refused.
