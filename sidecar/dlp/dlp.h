@@ -132,6 +132,33 @@ int dlp_stream_feed(struct dlp_stream *s, const char *p, size_t n, struct dlp_re
 size_t dlp_stream_overlap(const struct dlp_stream *s);
 void dlp_stream_free(struct dlp_stream *s);
 
+/* ---- tokens echoed back (dlp_echo.c) ------------------------------------- */
+
+/*
+ * What a token the sidecar injected becomes in a response: a mark of the
+ * same length, "[REDACTED:token" then '*' up to its last byte, "]" (shorter
+ * values: "[REDACTED" and '*', or only '*' under 10 bytes).
+ */
+#define DLP_ECHO_MARK "[REDACTED:token]"
+void dlp_echo_mark(char *dst, size_t n);
+/*
+ * Overwrites every token variant the engine (built from the real tokens)
+ * finds in p[0, n) with its mark; returns how many.
+ */
+size_t dlp_echo_redact(const struct dlp_engine *tokens, char *p, size_t n);
+
+/* The same over a stream fed in pieces (a response body). */
+struct dlp_echo;
+struct dlp_echo *dlp_echo_new(const struct dlp_engine *tokens);
+/*
+ * Appends to out what of the stream can go: everything fed so far, marked,
+ * but the last bytes a token variant could still begin in, held back until
+ * more is fed or last is set. Returns the variants marked by this call.
+ */
+size_t dlp_echo_feed(struct dlp_echo *x, const char *p, size_t n, bool last, struct buf *out);
+uint64_t dlp_echo_count(const struct dlp_echo *x);
+void dlp_echo_free(struct dlp_echo *x);
+
 /* ---- pieces across requests (dlp_recent.c) ------------------------------- */
 
 #define DLP_RECENT_PER_ROUTE  64               /* pieces kept per route */

@@ -30,6 +30,8 @@ struct dlp_stream;
 #define DLP_REASON_TOO_LARGE     "dlp_too_large"
 #define DLP_REASON_UNDECODABLE   "dlp_undecodable"
 #define DLP_REASON_INJECTION     "dlp_injection"
+/* A response on a route with a token whose body cannot be decoded to take echoed tokens out. */
+#define DLP_REASON_UNREDACTABLE "dlp_response_unredactable"
 
 /* Rule names of the detectors that are not token patterns. */
 #define DLP_RULE_KNOWN_SECRET    "known_secret"
