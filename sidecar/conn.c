@@ -245,7 +245,7 @@ static int clear_body(struct conn *tap, enum http_body_kind kind, struct iobuf *
 }
 
 /* Upstream body bytes handed to the response filter per call: bounds what one call can give. */
-#define FILTER_PIECE 4096
+#define FILTER_PIECE 16384
 
 /*
  * A filtered response body (PROXY_WANT_RESPONSE_FILTER): each piece read
@@ -468,7 +468,9 @@ static bool step_exchange(struct conn *c)
         }
         progress |= c->u2c_ok != before;
     }
-    if (c->up.eof && !c->resp_done && iobuf_len(&c->uin) == c->u2c_ok) {
+    /* (a filtered body that runs to the close ends in filter_body, with the filter's last call) */
+    if (c->up.eof && !c->resp_done && iobuf_len(&c->uin) == c->u2c_ok &&
+        !(c->filter && c->resp_body == HTTP_BODY_UNTIL_CLOSE)) {
         if (!c->resp_started) {
             conn_refuse(c, 502, REASON_UPSTREAM_CLOSED,
                         "the upstream closed the connection before answering");

@@ -225,8 +225,9 @@ static int write_forward_head(struct conn *c, const struct route *route, const s
     }
     if (c->want & PROXY_WANT_WS_MESSAGES)
         skip[n_skip++] = "Sec-WebSocket-Extensions"; /* compressed frames could not be read */
-    if ((c->want & PROXY_WANT_RESPONSE_FILTER) &&
-        http_header_find(c->req.headers, c->req.n_headers, "Accept-Encoding")) {
+    const struct http_header *ae =
+        http_header_find(c->req.headers, c->req.n_headers, "Accept-Encoding");
+    if ((c->want & PROXY_WANT_RESPONSE_FILTER) && ae && !http_slice_eq_ci(ae->value, "identity")) {
         /* a filtered body is decoded: only codings the sidecar decodes may come back */
         skip[n_skip++] = "Accept-Encoding";
         add[n_add++] = (struct http_header){{"Accept-Encoding", 15}, {"gzip, deflate, br", 17}};

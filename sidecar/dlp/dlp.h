@@ -16,10 +16,11 @@
  *
  * This is what the sidecar uses; the types are in dlp_types.h. Inside dlp/
  * the layers run one way: dlp_hook.c over the engine (dlp.c, with
- * dlp_redact.c and dlp_stream.c on top of it), the engine over the
- * detectors (dlp_rules.c, dlp_secrets.c, dlp_simd.c), the detectors over
- * dlp_base.c (character classes, hits, request accessors) and dlp_decode.c,
- * and everything over dlp_types.h. A detector never calls the engine.
+ * dlp_redact.c, dlp_stream.c, dlp_echo.c and dlp_recent.c on top of it),
+ * the engine over the detectors (dlp_rules.c, dlp_secrets.c, dlp_simd.c),
+ * the detectors over dlp_base.c (character classes, hits, request
+ * accessors) and dlp_decode.c, and everything over dlp_types.h. A detector
+ * never calls the engine.
  */
 #ifndef BOTTLE_SIDECAR_DLP_DLP_H
 #define BOTTLE_SIDECAR_DLP_DLP_H

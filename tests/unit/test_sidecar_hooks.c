@@ -110,6 +110,14 @@ static void *up_serve(void *arg)
             memset(rest, 'r', sizeof(rest));
             if (!send_all(fd, rest, sizeof(rest)))
                 goto out;
+        } else if (strncmp(req + strcspn(req, " ") + 1, "/close", 6) == 0) {
+            /* no framing: the body runs to the close */
+            static char body[150000];
+            memset(body, 'c', sizeof(body));
+            const char *h = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n";
+            send_all(fd, h, strlen(h));
+            send_all(fd, body, sizeof(body));
+            goto out;
         } else if (strncmp(req + strcspn(req, " ") + 1, "/big", 4) == 0) {
             static char body[200000];
             memset(body, 'b', sizeof(body));
@@ -781,6 +789,26 @@ static void test_filter_large_body(void **state)
     assert_int_equal(atomic_load(&hc.end_complete), 1);
 }
 
+static void test_filter_until_close(void **state)
+{
+    (void)state;
+    hc.want = FILTERED;
+    hc.filter = 1;
+    char *req = request("GET", "/close", "", "");
+    static char out[300000], body[300000];
+    size_t n = exchange(req, out, sizeof(out));
+    free(req);
+    /* re-framed chunked, and the bytes the filter held back came out at the end */
+    assert_non_null(strcasestr(out, "\r\nTransfer-Encoding: chunked\r\n"));
+    assert_int_equal(answer_body(out, n, body, sizeof(body)), 150000);
+    for (size_t i = 0; i < 150000; i++)
+        if (body[i] != 'C')
+            fail_msg("byte %zu is '%c'", i, body[i]);
+    assert_int_equal(atomic_load(&hc.filter_last), 1);
+    wait_for(&hc.end_calls, 1);
+    assert_int_equal(atomic_load(&hc.end_complete), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -800,6 +828,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_filter_changes_length, setup, teardown),
         cmocka_unit_test_setup_teardown(test_filter_keeps_its_promise, setup, teardown),
         cmocka_unit_test_setup_teardown(test_filter_large_body, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_filter_until_close, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
