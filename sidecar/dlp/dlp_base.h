@@ -99,6 +99,7 @@ struct dlp_engine {
     uint8_t fold;           /* ORed into projected bytes: 0x20 folds case (0: basic_encodings) */
     struct dlp_wtable raw;  /* first 8 bytes of every variant */
     struct dlp_wtable proj; /* 7-byte windows of each projection (struct dlp_proj) */
+    struct dlp_wtable pre;  /* the first 1-7 bytes of every variant (dlp_variant_prefix) */
 };
 
 /* A match found in one representation, before it gets its location. */

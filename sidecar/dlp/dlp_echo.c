@@ -10,9 +10,12 @@
  * overwritten with a mark of the same length ("[REDACTED:token***]"), so a
  * body keeps its length and a WebSocket frame its framing.
  *
- * A stream holds back the last (longest variant - 1) bytes of what it was
- * fed until more arrives or the stream ends: a token cut between two
- * pieces is whole in the next scan, and no byte of it has left before.
+ * A stream holds back, of the last (longest variant - 1) bytes it was fed,
+ * those from the first that begins a token variant cut short (the rest of
+ * the text is a variant's start) until more arrives or the stream ends: a
+ * token cut between two pieces is whole in the next scan and no byte of it
+ * has left before, while an event stream whose pieces end in anything else
+ * goes out at once.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -113,8 +116,18 @@ size_t dlp_echo_feed(struct dlp_echo *x, const char *p, size_t n, bool last, str
     }
     buf_append(&x->pend, p, n);
     size_t len = x->pend.len;
-    /* A variant starting before len - keep is whole in pend: it is at most keep + 1 long. */
-    size_t release = last ? len : len > x->keep ? len - x->keep : 0;
+    /*
+     * A variant starting before len - keep is whole in pend (it is at most
+     * keep + 1 long); after that, bytes go until the first that starts a
+     * variant the text so far cuts short.
+     */
+    size_t release = len;
+    if (!last)
+        for (size_t i = len > x->keep ? len - x->keep : 0; i < len; i++)
+            if (dlp_variant_prefix(x->e, x->pend.data + i, len - i)) {
+                release = i;
+                break;
+            }
     if (release == 0)
         return 0;
     size_t end = mark_upto(x->e, x->pend.data, len, release, &count);

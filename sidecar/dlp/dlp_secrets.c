@@ -410,6 +410,38 @@ static void index_projection(struct dlp_engine *e, uint32_t id)
     }
 }
 
+/* The prefix table's key: the first k bytes (k <= 7) and k in the top byte. */
+static uint64_t prefix_key(const char *p, size_t k)
+{
+    uint64_t v = 0;
+    memcpy(&v, p, k);
+    return v | (uint64_t)k << 56;
+}
+
+/* Every variant's first 1-7 bytes (shorter than the variant), under their length. */
+static void index_prefixes(struct dlp_engine *e)
+{
+    for (size_t i = 0; i < e->n_variants; i++)
+        for (size_t k = 1; k <= 7 && k < e->variants[i].len; k++)
+            wtable_put(&e->pre, prefix_key(e->variants[i].text, k), (uint32_t)i, 0);
+}
+
+bool dlp_variant_prefix(const struct dlp_engine *e, const char *p, size_t n)
+{
+    if (!e->n_variants || n == 0)
+        return false;
+    size_t k = n < 7 ? n : 7, mask = ((size_t)1 << e->pre.bits) - 1;
+    uint64_t key = prefix_key(p, k), h = mix(key);
+    if (!((e->pre.filter[filter_word(&e->pre, h)] >> filter_bit(h)) & 1))
+        return false;
+    for (size_t s = slot_of(&e->pre, h); e->pre.slots[s].used; s = (s + 1) & mask) {
+        const struct dlp_variant *v = &e->variants[e->pre.slots[s].id];
+        if (e->pre.slots[s].key == key && v->len > n && memcmp(v->text, p, n) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* Marks the keys entered for more than one projection: structure, not secret material. */
 static void mark_shared(struct dlp_wtable *t)
 {
@@ -465,6 +497,8 @@ int dlp_secrets_build(struct dlp_engine *e, const struct strv *secrets)
     e->proj_step = step_for(shortest_proj, DLP_PROJ_WINDOW);
     wtable_init(&e->raw, e->n_variants * e->raw_step);
     wtable_init(&e->proj, windows);
+    wtable_init(&e->pre, e->n_variants * 7);
+    index_prefixes(e);
     for (size_t v = 0; v < e->n_variants; v++)
         index_variant(e, (uint32_t)v);
     for (size_t i = 0; i < e->n_projs; i++)
@@ -483,6 +517,7 @@ void dlp_secrets_free(struct dlp_engine *e)
     free(e->variants);
     wtable_free(&e->raw);
     wtable_free(&e->proj);
+    wtable_free(&e->pre);
 }
 
 /* ---- pass 1 --------------------------------------------------------------- */

@@ -196,6 +196,38 @@ static void test_stream_every_split(void **state)
     free(want), free(body);
 }
 
+/*
+ * An event stream is not delayed: a piece that does not end in the start of
+ * a token form goes out whole at once; one that does is held from there.
+ */
+static void test_stream_holds_only_a_cut_token(void **state)
+{
+    (void)state;
+    struct dlp_echo *x = dlp_echo_new(tokens);
+    struct buf out = BUF_INIT;
+    const char *ev = "event: content_block_delta\ndata: {\"delta\":{\"text\":\"hello\"}}\n\n";
+    for (int i = 0; i < 20; i++) {
+        size_t before = out.len;
+        dlp_echo_feed(x, ev, strlen(ev), false, &out);
+        assert_int_equal(out.len - before, strlen(ev));
+    }
+    /* a piece ending in the first 20 characters of the token: those wait */
+    char *cut = xasprintf("data: {\"k\": \"%.20s", token);
+    size_t before = out.len;
+    dlp_echo_feed(x, cut, strlen(cut), false, &out);
+    assert_int_equal(out.len - before, strlen(cut) - 20);
+    /* the rest of it arrives: marked whole */
+    char *rest = xasprintf("%s\"}\n\n", token + 20);
+    dlp_echo_feed(x, rest, strlen(rest), false, &out);
+    assert_no_token("after the rest", out.data, out.len);
+    assert_non_null(strstr(out.data, "{\"k\": \"[REDACTED:token"));
+    dlp_echo_feed(x, NULL, 0, true, &out);
+    assert_int_equal(out.len, 20 * strlen(ev) + strlen(cut) + strlen(rest));
+    free(cut), free(rest);
+    buf_free(&out);
+    dlp_echo_free(x);
+}
+
 /* ---- the hook: heads, encoded bodies, WebSocket messages ----------------------------- */
 
 static struct http_header hdr(const char *n, const char *v)
@@ -366,6 +398,7 @@ int main(void)
         cmocka_unit_test(test_mark),
         cmocka_unit_test(test_redact_every_form),
         cmocka_unit_test(test_stream_every_split),
+        cmocka_unit_test(test_stream_holds_only_a_cut_token),
         cmocka_unit_test(test_head),
         cmocka_unit_test(test_bodies),
         cmocka_unit_test(test_websocket_message),
