@@ -71,8 +71,7 @@ struct proxy_request_view {
 #define PROXY_WANT_REQUEST_BODY    0x1u /* collect the whole body before forwarding */
 #define PROXY_WANT_RESPONSE        0x2u /* tap the response head and body as they pass */
 #define PROXY_WANT_WS_MESSAGES     0x4u /* after a WebSocket 101: check each message first */
-#define PROXY_WANT_RESPONSE_FILTER 0x8u /* with RESPONSE: the body passes through response_filter  \
-                                         */
+#define PROXY_WANT_RESPONSE_FILTER 0x8u /* with RESPONSE: the body goes through the filter */
 
 /* ws_message's return when it rewrote the payload in place (same length): forward that. */
 #define PROXY_WS_REWRITTEN 2
