@@ -6,7 +6,10 @@
  * rates are per core even when the machine is shared. The first line after
  * the baseline is the architecture target: a 1 MB JSON body, the default
  * detectors and 50 known secrets at 1000 MB/s or more per core. Prints
- * numbers; asserts nothing.
+ * numbers; asserts nothing. Then what the case, reversal, base32, double
+ * base64, separator, sniffed-gzip and piece detectors cost on that case
+ * (against an engine without them), and the response-side token
+ * redaction's rate.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,7 +117,7 @@ static double run(const char *label, const struct dlp_engine *e, unsigned bits, 
 }
 
 /* A byte-sum loop over the same text: the machine's speed, to read the rest against. */
-static void baseline(const struct buf *text)
+static double baseline_rate(const struct buf *text)
 {
     size_t rounds = 0;
     volatile unsigned long sink = 0;
@@ -127,8 +130,88 @@ static void baseline(const struct buf *text)
         rounds++;
         t = now() - t0;
     } while (t < 0.4);
-    printf("%-44s %8.0f MB/s\n", "baseline: byte-sum loop (machine speed)",
-           (double)text->len * (double)rounds / t / 1e6);
+    return (double)text->len * (double)rounds / t / 1e6;
+}
+
+static void baseline(const struct buf *text)
+{
+    printf("%-44s %8.0f MB/s\n", "baseline: byte-sum loop (machine speed)", baseline_rate(text));
+}
+
+/*
+ * What the encodings added to the engine (case, reversal, base32, double
+ * base64, separators in hex, base32 and base64, sniffed gzip, pieces) cost
+ * on the target case: its rate as a ratio to the byte-sum baseline, for an
+ * engine built with basic_encodings (the value, base64, hex, percent and
+ * JSON forms only) and for the sidecar's, measured in alternating rounds
+ * next to the baseline (best of 5 each, so a busy machine shows less).
+ */
+static void encodings_cost(const struct strv *secrets, const struct buf *text,
+                           const struct buf *json)
+{
+    struct dlp_config basic_cfg = {.basic_encodings = true}, full_cfg = {0};
+    struct dlp_engine *basic = dlp_engine_new(&basic_cfg, secrets, NULL);
+    struct dlp_engine *full = dlp_engine_new(&full_cfg, secrets, NULL);
+    double best_basic = 0, best_full = 0;
+    for (int round = 0; round < 5; round++) {
+        double b = baseline_rate(text);
+        double rb = run(NULL, basic, DLP_OUT_DEFAULT, "application/json", json) / b;
+        double rf = run(NULL, full, DLP_OUT_DEFAULT, "application/json", json) / b;
+        best_basic = rb > best_basic ? rb : best_basic;
+        best_full = rf > best_full ? rf : best_full;
+    }
+    double cost = (best_basic - best_full) / best_basic * 100;
+    printf("%-44s %8.3f x baseline\n", "target, basic encodings only", best_basic);
+    printf("%-44s %8.3f x baseline  (cost %.1f %%, limit 10 %%: %s)\n",
+           "target, every encoding (the sidecar's)", best_full, cost,
+           cost <= 10 ? "met" : "NOT met");
+    dlp_engine_free(basic);
+    dlp_engine_free(full);
+}
+
+/*
+ * The response side: tokens the sidecar injected, taken out of a response
+ * body as it streams (dlp_echo_feed in 16 KiB pieces, what the sidecar does
+ * with each body on a route with a token), over the 1 MiB JSON body, with 1
+ * and 50 tokens; MB/s and the ratio to the byte-sum baseline, next to the
+ * outbound target case's.
+ */
+static double echo_rate(const struct dlp_engine *tokens, const struct buf *body)
+{
+    struct buf out = BUF_INIT;
+    size_t rounds = 0;
+    double t0 = now(), t;
+    do {
+        struct dlp_echo *x = dlp_echo_new(tokens);
+        for (size_t at = 0; at < body->len; at += 16384) {
+            size_t n = body->len - at < 16384 ? body->len - at : 16384;
+            buf_reset(&out);
+            dlp_echo_feed(x, body->data + at, n, false, &out);
+        }
+        dlp_echo_feed(x, NULL, 0, true, &out);
+        dlp_echo_free(x);
+        rounds++;
+        t = now() - t0;
+    } while (t < 0.4);
+    buf_free(&out);
+    return (double)body->len * (double)rounds / t / 1e6;
+}
+
+static void echo_cost(const struct strv *one, const struct strv *fifty, const struct buf *text,
+                      const struct buf *json, const struct dlp_engine *e50)
+{
+    struct dlp_config cfg = {0};
+    struct dlp_engine *t1 = dlp_engine_new(&cfg, one, NULL);
+    struct dlp_engine *t50 = dlp_engine_new(&cfg, fifty, NULL);
+    double b = baseline_rate(text);
+    double r1 = echo_rate(t1, json), r50 = echo_rate(t50, json);
+    double out = run(NULL, e50, DLP_OUT_DEFAULT, "application/json", json);
+    printf("%-44s %8.0f MB/s  (%.3f x baseline)\n", "response echo redaction, JSON, 1 token", r1,
+           r1 / b);
+    printf("%-44s %8.0f MB/s  (%.3f x baseline; outbound target case %.3f x)\n",
+           "response echo redaction, JSON, 50 tokens", r50, r50 / b, out / b);
+    dlp_engine_free(t1);
+    dlp_engine_free(t50);
 }
 
 int main(void)
@@ -160,6 +243,8 @@ int main(void)
     double target = run(NULL, e50, dflt, "application/json", &json);
     printf("%-44s %8.0f MB/s  (target >= 1000 MB/s per core: %s)\n",
            "target: JSON 1 MiB, default, 50 secrets", target, target >= 1000 ? "met" : "NOT met");
+    encodings_cost(&fifty, &text, &json);
+    echo_cost(&one, &fifty, &text, &json, e50);
     run("clean text 8 MiB, default, 1 secret", e1, dflt, "text/plain", &text);
     run("clean text 8 MiB, default, 1000 secrets", e1000, dflt, "text/plain", &text);
     run("clean text, token_patterns only", e1, DLP_OUT_TOKEN_PATTERNS, "text/plain", &text);

@@ -2,7 +2,8 @@
 # bottle-proxy bench: one local HTTPS upstream and one load generator
 # (bench/proxy_load.c), used directly and through bottle-proxy, squid with
 # ssl-bump and mitmproxy (mitmdump), all in one run on 127.0.0.1. Prints one
-# line per metric with the ratios to squid and mitmproxy; asserts nothing.
+# line per metric with the ratios to squid and mitmproxy, and what DLP and the
+# response-side token redaction cost bottle-proxy itself; asserts nothing.
 # An anchor that is not installed is reported and left out.
 #
 #   BENCH_SECONDS  seconds per throughput run (5)
@@ -64,17 +65,21 @@ start_bottle() {
          "extra_ca": "$W/uca/ca.pem"},
  "resolve": ["$H:$UP:127.0.0.1"], "routes": [$2]}
 JSON
-    "$P" --config "$W/$1.json" --port-file "$W/$1.port" 2>"$W/$1.log" &
+    "$P" --config "$W/$1.json" --port-file "$W/$1.port" --token-fd 3 3<"$W/tokens" 2>"$W/$1.log" &
     BPID=$!
     PIDS="$PIDS $BPID"
     i=0
     while [ ! -s "$W/$1.port" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
 }
+printf 'BENCH_TOKEN=bench-token-%s\n' "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" >"$W/tokens"
 start_bottle bottle '{"host": "'$H:$UP'"}'
 echo "bottle $(cut -d' ' -f1 "$W/bottle.port") $W/pca/ca.pem $BPID" >>"$W/proxies"
 # The same route with every DLP detector off: what DLP adds (not an anchor)
 start_bottle nodlp '{"host": "'$H:$UP'", "dlp": {"outbound_detectors": false, "inbound_detectors": false}}'
 NODLP=$(cut -d' ' -f1 "$W/nodlp.port")
+# The same route with a token to inject: every response passes the echo redaction (not an anchor)
+start_bottle auth '{"host": "'$H:$UP'", "auth": {"scheme": "Bearer", "token_ref": "BENCH_TOKEN"}}'
+AUTH=$(cut -d' ' -f1 "$W/auth.port")
 
 start_squid() {
     if [ ! -x "$SQUID" ] || [ -z "$CERTGEN" ]; then
@@ -207,6 +212,20 @@ dlp_cost() {
         "$(f "$off8" 1)" "$(f "$on8" 1)" "$(ratio "$(f "$on8" 1)" "$(f "$off8" 1)")"
 }
 
+# echo_cost SIZE: keep-alive GETs of SIZE-byte bodies, 8 clients, through bottle on a route
+# with a token (each response is filtered for the token: docs/dlp.md) and on the same route
+# without one; the ratio is what the response-side redaction leaves of the rate
+echo_cost() {
+    with=$(load "$AUTH" "$W/pca/ca.pem" 8 "$1" keepalive)
+    without=$(load "$(value bottle "$W/ports")" "$W/pca/ca.pem" 8 "$1" keepalive)
+    w=$(echo "$with" | cut -d' ' -f1)
+    wo=$(echo "$without" | cut -d' ' -f1)
+    printf '%-40s req/s without a token %s (%s MB/s) | with one %s (%s MB/s) | ratio %s\n' \
+        "GET $(($1 / 1024)) KiB, token echo redaction" "$wo" \
+        "$(awk "BEGIN{printf \"%.0f\", $wo * $1 / 1e6}")" "$w" \
+        "$(awk "BEGIN{printf \"%.0f\", $w * $1 / 1e6}")" "$(ratio "$w" "$wo")"
+}
+
 # memory MODE N: idle connections (bytes each) or open streams (total MiB)
 memory() {
     out=""
@@ -239,5 +258,7 @@ latency
 awk '{print $1, $2}' "$W/proxies" >"$W/ports"
 dlp_cost 16384
 dlp_cost 262144
+echo_cost 65536
+echo_cost 1048576
 memory idle "$IDLE_N"
 memory sse "$SSE_N"

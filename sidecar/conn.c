@@ -93,6 +93,7 @@ void conn_free_dead(struct conn *c)
     buf_free(&c->uout);
     buf_free(&c->hold);
     buf_free(&c->body);
+    buf_free(&c->fbuf);
     buf_free(&c->log.headers);
     free(c);
 }
@@ -243,8 +244,103 @@ static int clear_body(struct conn *tap, enum http_body_kind kind, struct iobuf *
     return 1;
 }
 
+/* Upstream body bytes handed to the response filter per call: bounds what one call can give. */
+#define FILTER_PIECE 16384
+
+/*
+ * A filtered response body (PROXY_WANT_RESPONSE_FILTER): each piece read
+ * from the upstream is shown to the tap, then goes through response_filter,
+ * and what the filter gives back is framed for the client into cout. It
+ * stops while cout holds a full buffer: the client is slower. Returns -1 on
+ * a framing error, 2 when a hook ended the body, 1 otherwise.
+ */
+static int filter_body(struct conn *c)
+{
+    struct proxy_hooks *h = &c->px->hooks;
+    while (!c->resp_done && c->cout.len < CONN_BODY_BUF) {
+        size_t avail = iobuf_len(&c->uin), used = 0;
+        const char *p = c->uin.data + c->uin.start;
+        struct http_slice data = {p, 0};
+        bool last = false;
+        if (avail > FILTER_PIECE)
+            avail = FILTER_PIECE;
+        if (c->resp_body == HTTP_BODY_LENGTH) {
+            used = avail < c->resp_left ? avail : (size_t)c->resp_left;
+            data.len = used;
+            c->resp_left -= used;
+            last = c->resp_left == 0;
+        } else if (c->resp_body == HTTP_BODY_CHUNKED) {
+            int r = http_chunked_feed(&c->resp_chunk, p, avail, &used, &data);
+            if (r == HTTP_CHUNKED_ERROR)
+                return -1;
+            last = r == HTTP_CHUNKED_DONE;
+        } else { /* until close: everything was read once the upstream closed */
+            used = data.len = avail;
+            last = c->up.eof && used == iobuf_len(&c->uin);
+        }
+        if (!used && !last)
+            break;
+        buf_reset(&c->fbuf);
+        if (tap_says_stop(c, data.ptr, data.len) ||
+            h->response_filter(h->ctx, c->xs, data.ptr, data.len, last, &c->fbuf) != 0 ||
+            (c->filter == CONN_FILTER_LENGTH && /* more than the client was promised */
+             c->filtered + c->fbuf.len > (uint64_t)c->resp.content_length)) {
+            c->resp_done = true;
+            return 2;
+        }
+        c->uin.start += used;
+        if (c->fbuf.len && c->filter == CONN_FILTER_CHUNKED)
+            buf_printf(&c->cout, "%zx\r\n", c->fbuf.len);
+        buf_append(&c->cout, c->fbuf.data, c->fbuf.len);
+        if (c->fbuf.len && c->filter == CONN_FILTER_CHUNKED)
+            buf_append_str(&c->cout, "\r\n");
+        c->filtered += c->fbuf.len;
+        c->px->metrics.bytes_to_clients += c->fbuf.len;
+        if (last) {
+            if (c->filter == CONN_FILTER_CHUNKED)
+                buf_append_str(&c->cout, "0\r\n\r\n");
+            c->resp_done = true;
+            if (c->filter == CONN_FILTER_LENGTH && c->filtered != (uint64_t)c->resp.content_length)
+                return 2;
+        }
+    }
+    return 1;
+}
+
+/*
+ * The head of a filtered response: the client's framing is the sidecar's
+ * (the filter may change the body), chosen from what the hooks left of the
+ * head. A body the upstream framed by length whose Content-Length the hooks
+ * kept keeps it; otherwise chunked, or until close for an HTTP/1.0 client.
+ */
+static void filter_head(struct conn *c, const struct http_response *r, const char **skip,
+                        size_t *n_skip, struct http_header *add, size_t *n_add)
+{
+    static const struct http_header chunked = {{"Transfer-Encoding", 17}, {"chunked", 7}};
+    c->filter = CONN_FILTER_NONE;
+    c->filtered = 0;
+    if (!(c->want & PROXY_WANT_RESPONSE_FILTER) || !c->px->hooks.response_filter ||
+        r->body == HTTP_BODY_NONE)
+        return;
+    bool kept = http_header_find(r->headers, r->n_headers, "Content-Length") != NULL;
+    if (r->body == HTTP_BODY_LENGTH && kept)
+        c->filter = CONN_FILTER_LENGTH;
+    else if (c->req.version_minor >= 1)
+        c->filter = CONN_FILTER_CHUNKED;
+    else
+        c->filter = CONN_FILTER_CLOSE;
+    if (c->filter == CONN_FILTER_LENGTH)
+        return;
+    skip[(*n_skip)++] = "Content-Length";
+    skip[(*n_skip)++] = "Transfer-Encoding";
+    if (c->filter == CONN_FILTER_CHUNKED)
+        add[(*n_add)++] = chunked;
+    else
+        c->close_after = true;
+}
+
 /* The hooks see a response head before it is forwarded; false when they refused it. */
-static bool response_head_hook(struct conn *c, const struct http_response *r)
+static bool response_head_hook(struct conn *c, struct http_response *r)
 {
     struct proxy_hooks *h = &c->px->hooks;
     if (!(c->want & PROXY_WANT_RESPONSE) || !h->response_head)
@@ -303,12 +399,19 @@ static void conn_response_head(struct conn *c, size_t n)
     if (!r->keep_alive || !c->req_keep_alive || r->body == HTTP_BODY_UNTIL_CLOSE || c->px->draining)
         c->close_after = true;
     static const struct http_header conn_close_hdr = {{"Connection", 10}, {"close", 5}};
-    http_response_write_head(&c->cout, r, NULL, 0, c->close_after ? &conn_close_hdr : NULL,
-                             c->close_after ? 1 : 0);
+    const char *skip[2];
+    struct http_header add[2];
+    size_t n_skip = 0, n_add = 0;
+    filter_head(c, r, skip, &n_skip, add, &n_add);
+    if (c->close_after)
+        add[n_add++] = conn_close_hdr;
+    http_response_write_head(&c->cout, r, skip, n_skip, n_add ? add : NULL, n_add);
     c->uin.start += n;
     c->resp_head_done = c->resp_started = true;
     c->log.status = r->status_code;
     c->resp_done = r->body == HTTP_BODY_NONE || (r->body == HTTP_BODY_LENGTH && c->resp_left == 0);
+    if (c->resp_done && c->filter == CONN_FILTER_CHUNKED)
+        buf_append_str(&c->cout, "0\r\n\r\n"); /* an empty body, chunked */
 }
 
 static bool step_exchange(struct conn *c)
@@ -346,10 +449,12 @@ static bool step_exchange(struct conn *c)
             return true;
     }
     if (c->resp_head_done && !c->resp_done) {
-        size_t before = c->u2c_ok;
+        size_t before = c->u2c_ok, taken = c->uin.start;
         struct conn *tap = (c->want & PROXY_WANT_RESPONSE) ? c : NULL;
-        int r = clear_body(tap, c->resp_body, &c->uin, &c->u2c_ok, &c->resp_left, &c->resp_chunk,
-                           &c->resp_done);
+        int r = c->filter ? filter_body(c)
+                          : clear_body(tap, c->resp_body, &c->uin, &c->u2c_ok, &c->resp_left,
+                                       &c->resp_chunk, &c->resp_done);
+        progress |= c->uin.start != taken;
         if (r < 0) {
             c->close_after = true; /* cut the stream: the client sees a truncated body */
             c->log.reason = REASON_UPSTREAM_PROTOCOL;
@@ -363,7 +468,9 @@ static bool step_exchange(struct conn *c)
         }
         progress |= c->u2c_ok != before;
     }
-    if (c->up.eof && !c->resp_done && iobuf_len(&c->uin) == c->u2c_ok) {
+    /* (a filtered body that runs to the close ends in filter_body, with the filter's last call) */
+    if (c->up.eof && !c->resp_done && iobuf_len(&c->uin) == c->u2c_ok &&
+        !(c->filter && c->resp_body == HTTP_BODY_UNTIL_CLOSE)) {
         if (!c->resp_started) {
             conn_refuse(c, 502, REASON_UPSTREAM_CLOSED,
                         "the upstream closed the connection before answering");
@@ -618,12 +725,15 @@ static bool ws_pump(struct conn *c, bool from_client, uint64_t *metric)
         int op = u == WS_UNIT_MESSAGE ? d->msg_opcode : d->ctl_opcode;
         struct proxy_verdict v;
         memset(&v, 0, sizeof(v));
-        if (h->ws_message(h->ctx, c->fwd.route, &ws->state, from_client, op,
-                          payload->data ? payload->data : "", payload->len, &v) != 0 &&
-            v.reason) {
+        char empty[1] = "";
+        int rc = h->ws_message(h->ctx, c->fwd.route, &ws->state, from_client, op,
+                               payload->data ? payload->data : empty, payload->len, &v);
+        if (rc != 0 && v.reason) {
             ws_shut(c, 1008, v.reason, v.message);
             return false;
         }
+        if (rc == PROXY_WS_REWRITTEN)
+            ws_dir_rewrite(d, u);
         size_t before = out->len;
         ws_dir_release(d, u, out);
         *metric += out->len - before;

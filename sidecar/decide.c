@@ -205,9 +205,9 @@ static int run_hooks(struct conn *c, const struct route *route, const char *host
  */
 static int write_forward_head(struct conn *c, const struct route *route, const size_t *body_len)
 {
-    const char *skip[7] = {"Authorization", "Proxy-Authorization"};
+    const char *skip[8] = {"Authorization", "Proxy-Authorization"};
     size_t n_skip = 2;
-    struct http_header add[2];
+    struct http_header add[3];
     memset(add, 0, sizeof(add));
     size_t n_add = 0;
     struct buf value = BUF_INIT;
@@ -225,6 +225,13 @@ static int write_forward_head(struct conn *c, const struct route *route, const s
     }
     if (c->want & PROXY_WANT_WS_MESSAGES)
         skip[n_skip++] = "Sec-WebSocket-Extensions"; /* compressed frames could not be read */
+    const struct http_header *ae =
+        http_header_find(c->req.headers, c->req.n_headers, "Accept-Encoding");
+    if ((c->want & PROXY_WANT_RESPONSE_FILTER) && ae && !http_slice_eq_ci(ae->value, "identity")) {
+        /* a filtered body is decoded: only codings the sidecar decodes may come back */
+        skip[n_skip++] = "Accept-Encoding";
+        add[n_add++] = (struct http_header){{"Accept-Encoding", 15}, {"gzip, deflate, br", 17}};
+    }
     if (body_len) {
         skip[n_skip++] = "Content-Length";
         skip[n_skip++] = "Transfer-Encoding";
@@ -438,6 +445,14 @@ void decide_request(struct conn *c, size_t head_len)
         return;
     }
     const struct route *route = res.route;
+    if (route->auth.kind != AUTH_NONE &&
+        (strcasecmp(method, "TRACE") == 0 || strcasecmp(method, "TRACK") == 0)) {
+        c->cin.start += head_len;
+        conn_refuse(c, 405, REASON_TRACE_WITH_AUTH,
+                    "TRACE echoes the request, and the credential this route injects with it");
+        policy_result_free(&res);
+        return;
+    }
     if (run_hooks(c, route, res.host, port, tls) < 0) {
         c->cin.start += head_len;
         policy_result_free(&res);

@@ -15,13 +15,22 @@ struct hooks {
     struct proxy *px;
     struct meter_hook *meter;
     struct dlp_engine *dlp;
+    struct dlp_recent *recent; /* pieces of secrets in recent requests, per route */
+    struct dlp_engine *tokens; /* the real tokens only: taken out of what comes back */
 };
 
 /* Per-exchange state of every check. */
 struct hooks_exchange {
     struct meter_exchange *meter;
     struct dlp_response *inbound;
+    struct dlp_echo_response *echo;
 };
+
+/* A route whose requests carry a token the sidecar injects: what comes back is filtered. */
+static bool injects_token(const struct hooks *h, const struct route *r)
+{
+    return h->tokens && r && r->auth.kind != AUTH_NONE;
+}
 
 static unsigned hooks_wants(void *ctx, const struct proxy_request_view *v, size_t *body_limit)
 {
@@ -34,6 +43,9 @@ static unsigned hooks_wants(void *ctx, const struct proxy_request_view *v, size_
     if (v->route && (v->route->dlp.outbound || v->route->dlp.inbound) && h->dlp &&
         v->req->upgrade_websocket)
         w |= PROXY_WANT_WS_MESSAGES;
+    if (injects_token(h, v->route))
+        w |= PROXY_WANT_RESPONSE | PROXY_WANT_RESPONSE_FILTER |
+             (v->req->upgrade_websocket ? PROXY_WANT_WS_MESSAGES : 0);
     if (w & (PROXY_WANT_REQUEST_BODY | PROXY_WANT_WS_MESSAGES))
         *body_limit = h->px->cfg->scan_limit; /* a WebSocket message too */
     return w;
@@ -68,7 +80,9 @@ static void hooks_outbound_dlp(struct hooks *h, const struct proxy_request_view 
     memset(&red, 0, sizeof(red));
     struct dlp_verdict verdict;
     memset(&verdict, 0, sizeof(verdict));
-    if (dlp_check_request(h->dlp, &v->route->dlp, &dr, &red, &verdict, NULL) < 0) {
+    struct dlp_result first;
+    dlp_result_init(&first);
+    if (dlp_check_request(h->dlp, &v->route->dlp, &dr, &red, &verdict, &first) < 0) {
         /* A request that could not be checked does not leave. */
         verdict.action = DLP_REFUSE;
         verdict.status = 500;
@@ -87,6 +101,9 @@ static void hooks_outbound_dlp(struct hooks *h, const struct proxy_request_view 
         snprintf(verdict.message + m, sizeof(verdict.message) - m,
                  "; only a body can be redacted, this is in the request head");
     }
+    if (verdict.action != DLP_REFUSE)
+        dlp_hook_pieces(h->recent, v->route, &first, &verdict);
+    dlp_result_free(&first);
     if (verdict.action == DLP_REFUSE) {
         out->status = verdict.status ? verdict.status : 403;
         out->reason = verdict.reason ? verdict.reason : DLP_REASON_BLOCKED;
@@ -179,21 +196,36 @@ static int hooks_request_body(void *ctx, const struct proxy_request_view *v, voi
 }
 
 static int hooks_response_head(void *ctx, void **xs, const struct route *route,
-                               const struct http_response *resp, struct proxy_verdict *out)
+                               struct http_response *resp, struct proxy_verdict *out)
 {
     struct hooks *h = ctx;
     struct hooks_exchange *x = *xs;
     struct dlp_response *inbound = NULL;
+    struct dlp_echo_response *echo = NULL;
+    /* the meter and the injection scan read the head as the upstream sent it */
+    if (x && x->meter)
+        meter_hook_response_head(x->meter, resp);
     if (dlp_response_start(h->dlp, route, resp, &inbound, out))
         return 1;
-    if (inbound && !x)
+    if (injects_token(h, route) && dlp_echo_start(h->tokens, route, resp, &echo, out)) {
+        dlp_response_free(inbound);
+        return 1;
+    }
+    if ((inbound || echo) && !x)
         x = *xs = xcalloc(1, sizeof(*x));
     if (x) {
         x->inbound = inbound;
-        if (x->meter)
-            meter_hook_response_head(x->meter, resp);
+        x->echo = echo;
     }
     return 0;
+}
+
+static int hooks_response_filter(void *ctx, void *xs, const char *p, size_t n, bool last,
+                                 struct buf *out)
+{
+    (void)ctx;
+    struct hooks_exchange *x = xs;
+    return dlp_echo_body(x ? x->echo : NULL, p, n, last, out);
 }
 
 static int hooks_response_data(void *ctx, void *xs, const char *p, size_t n)
@@ -218,15 +250,19 @@ static void hooks_exchange_end(void *ctx, void *xs, bool complete)
     if (x->meter)
         meter_hook_end(h->meter, h->px->cfg, x->meter, complete);
     dlp_response_free(x->inbound);
+    dlp_echo_response_free(x->echo);
     free(x);
 }
 
 static int hooks_ws_message(void *ctx, const struct route *route, void **ws, bool from_client,
-                            int opcode, const char *p, size_t n, struct proxy_verdict *out)
+                            int opcode, char *p, size_t n, struct proxy_verdict *out)
 {
     struct hooks *h = ctx;
     (void)opcode; /* text, binary and control payloads are all scanned as bytes */
-    return dlp_ws_message(h->dlp, route, (struct dlp_ws **)ws, from_client, p, n, out);
+    int rc = dlp_ws_message(h->dlp, route, (struct dlp_ws **)ws, from_client, p, n, out);
+    if (rc == 0 && !from_client && injects_token(h, route) && dlp_echo_ws(h->tokens, route, p, n))
+        return PROXY_WS_REWRITTEN;
+    return rc;
 }
 
 static void hooks_ws_end(void *ctx, void *ws)
@@ -248,6 +284,21 @@ static int build_dlp(struct hooks *h, const struct config *cfg, const struct con
     struct dlp_config dc;
     memset(&dc, 0, sizeof(dc));
     h->dlp = dlp_engine_new(&dc, &secrets, err);
+    h->recent = dlp_recent_new(0);
+    struct strv values = STRV_INIT;
+    for (size_t i = 0; tokens && i < tokens->len; i++)
+        if (tokens->items[i].value && tokens->items[i].value[0])
+            strv_push(&values, tokens->items[i].value);
+    if (h->dlp && values.len) {
+        h->tokens = dlp_engine_new(&dc, &values, err);
+        if (!h->tokens) {
+            dlp_engine_free(h->dlp);
+            h->dlp = NULL;
+        }
+    }
+    for (size_t i = 0; i < values.len; i++)
+        memset(values.items[i], 0, strlen(values.items[i]));
+    strv_free(&values);
     for (size_t i = 0; i < secrets.len; i++)
         memset(secrets.items[i], 0, strlen(secrets.items[i]));
     strv_free(&secrets);
@@ -271,6 +322,7 @@ int hooks_install(struct proxy *px, const struct config *cfg, const struct confi
     px->hooks.request_body = hooks_request_body;
     px->hooks.response_head = hooks_response_head;
     px->hooks.response_data = hooks_response_data;
+    px->hooks.response_filter = hooks_response_filter;
     px->hooks.exchange_end = hooks_exchange_end;
     px->hooks.ws_message = hooks_ws_message;
     px->hooks.ws_end = hooks_ws_end;
@@ -285,5 +337,7 @@ void hooks_free(struct hooks *h)
         return;
     meter_hook_close(h->meter);
     dlp_engine_free(h->dlp);
+    dlp_engine_free(h->tokens);
+    dlp_recent_free(h->recent);
     free(h);
 }

@@ -50,6 +50,7 @@ struct route;
 #define REASON_INTERNAL           "internal_error"
 #define REASON_WS_PROTOCOL        "websocket_protocol_error"
 #define REASON_UPGRADE_WITH_BODY  "upgrade_with_body"
+#define REASON_TRACE_WITH_AUTH    "trace_with_auth"
 
 /* What a hook says about a request: pass (reason NULL) or refuse with status and reason. */
 struct proxy_verdict {
@@ -67,9 +68,13 @@ struct proxy_request_view {
 };
 
 /* What the exchange hooks need to see of a request (proxy_hooks.wants). */
-#define PROXY_WANT_REQUEST_BODY 0x1u /* collect the whole body before forwarding */
-#define PROXY_WANT_RESPONSE     0x2u /* tap the response head and body as they pass */
-#define PROXY_WANT_WS_MESSAGES  0x4u /* after a WebSocket 101: check each message first */
+#define PROXY_WANT_REQUEST_BODY    0x1u /* collect the whole body before forwarding */
+#define PROXY_WANT_RESPONSE        0x2u /* tap the response head and body as they pass */
+#define PROXY_WANT_WS_MESSAGES     0x4u /* after a WebSocket 101: check each message first */
+#define PROXY_WANT_RESPONSE_FILTER 0x8u /* with RESPONSE: the body goes through the filter */
+
+/* ws_message's return when it rewrote the payload in place (same length): forward that. */
+#define PROXY_WS_REWRITTEN 2
 
 /* Reason for a request body larger than the limit the hooks asked for. */
 #define REASON_BODY_TOO_LARGE "body_too_large"
@@ -96,6 +101,18 @@ struct proxy_request_view {
  *     still content-encoded), never delaying it. response_data returning
  *     non-zero ends the response there: the piece it was given and the rest
  *     are not forwarded, and the client connection is closed.
+ *     With PROXY_WANT_RESPONSE_FILTER as well, response_head() may rewrite
+ *     the head before it is forwarded: point resp's reason phrase and header
+ *     values at memory of its own (valid until exchange_end) and drop fields.
+ *     The body is then not relayed as it arrives: response_filter() gets each
+ *     piece (after response_data) and appends what to forward instead to out,
+ *     and is called once more with last set when the body is complete, to
+ *     flush what it held back. The client gets the filtered body under the
+ *     head's Content-Length when the rewritten head still has one (the filter
+ *     must keep the length; one that does not ends the response), else
+ *     chunked (until close for an HTTP/1.0 client). A non-zero return ends
+ *     the response there, as response_data's does; a body cut short (the
+ *     upstream closed, a framing error) never gets its last call.
  *  5. exchange_end() is called exactly once for every exchange whose *xs is
  *     non-NULL: complete is true only when the whole response reached the
  *     client. It is also called when the request is refused or fails after
@@ -107,7 +124,10 @@ struct proxy_request_view {
  *     non-zero return with out->reason set closes the WebSocket: the client
  *     gets a close frame (1008, the reason and message), the upstream
  *     connection is closed. Frames the sidecar cannot read close it too
- *     (1002), and the extension offer (compression) is never forwarded.
+ *     (1002), and the extension offer (compression) is never forwarded. It
+ *     may rewrite a server's payload in place, keeping its length, and
+ *     return PROXY_WS_REWRITTEN: the frames forwarded then carry the new
+ *     bytes.
  */
 struct proxy_hooks {
     int (*outbound_dlp)(void *ctx, const struct proxy_request_view *v, struct proxy_verdict *out);
@@ -116,11 +136,13 @@ struct proxy_hooks {
     int (*request_body)(void *ctx, const struct proxy_request_view *v, void **xs, const char *body,
                         size_t len, struct buf *replacement, struct proxy_verdict *out);
     int (*response_head)(void *ctx, void **xs, const struct route *route,
-                         const struct http_response *resp, struct proxy_verdict *out);
+                         struct http_response *resp, struct proxy_verdict *out);
     int (*response_data)(void *ctx, void *xs, const char *p, size_t n);
+    int (*response_filter)(void *ctx, void *xs, const char *p, size_t n, bool last,
+                           struct buf *out);
     void (*exchange_end)(void *ctx, void *xs, bool complete);
     int (*ws_message)(void *ctx, const struct route *route, void **ws, bool from_client, int opcode,
-                      const char *p, size_t n, struct proxy_verdict *out);
+                      char *p, size_t n, struct proxy_verdict *out);
     void (*ws_end)(void *ctx, void *ws);
     void *ctx;
 };
@@ -178,6 +200,9 @@ enum conn_state {
     CONN_CLOSING,    /* flushing the last bytes to the client, then close */
     CONN_BODY,       /* collecting a request body for the exchange hooks */
 };
+
+/* How a filtered response body is framed for the client (struct conn.filter). */
+enum { CONN_FILTER_NONE = 0, CONN_FILTER_LENGTH, CONN_FILTER_CHUNKED, CONN_FILTER_CLOSE };
 
 /* A collected request body is bounded even when the hooks set no limit. */
 #define CONN_BODY_MAX (64u << 20)
@@ -283,6 +308,9 @@ struct conn {
     struct buf body;   /* the collected body, de-chunked */
     void *xs;          /* the hooks' state for this exchange; exchange_end clears it */
     bool resp_bad;     /* response truncated, malformed or ended by a hook */
+    uint8_t filter;    /* CONN_FILTER_*: the response body goes through response_filter */
+    uint64_t filtered; /* bytes the filter gave for the client */
+    struct buf fbuf;   /* the filter's output for one piece */
     bool xs_complete;  /* the whole response reached the client */
     struct ws_relay *ws;
 

@@ -159,6 +159,49 @@ enum ws_unit ws_dir_feed(struct ws_dir *d, const unsigned char *p, size_t n, siz
     return u;
 }
 
+/* Copies n payload bytes into a held frame at dst, masked with key when the frame is. */
+static void put_payload(unsigned char *dst, const char *src, size_t n, const unsigned char *key)
+{
+    for (size_t k = 0; k < n; k++)
+        dst[k] = (unsigned char)src[k] ^ (key ? key[k & 3] : 0);
+}
+
+void ws_dir_rewrite(struct ws_dir *d, enum ws_unit unit)
+{
+    unsigned char *h = (unsigned char *)d->hold.data;
+    size_t len = d->hold.len;
+    if (unit == WS_UNIT_CONTROL) { /* the frame just completed is the last one held */
+        if (d->ctl.len <= len)
+            put_payload(h + len - d->ctl.len, d->ctl.data, d->ctl.len, d->masked ? d->key : NULL);
+        return;
+    }
+    if (unit != WS_UNIT_MESSAGE)
+        return;
+    size_t at = 0, from = 0; /* in hold, in msg */
+    while (at + 2 <= len) {
+        size_t hs = head_size(h + at);
+        if (at + hs > len)
+            return;
+        uint64_t n = h[at + 1] & 0x7f;
+        if (n == 126) {
+            n = ((uint64_t)h[at + 2] << 8) | h[at + 3];
+        } else if (n == 127) {
+            n = 0;
+            for (int i = 0; i < 8; i++)
+                n = (n << 8) | h[at + 2 + i];
+        }
+        const unsigned char *key = (h[at + 1] & 0x80) ? h + at + hs - 4 : NULL;
+        at += hs;
+        if (n > len - at)
+            return;
+        if (!is_control(h[at - hs] & 0x0f) && from + n <= d->msg.len) {
+            put_payload(h + at, d->msg.data + from, (size_t)n, key);
+            from += (size_t)n;
+        }
+        at += (size_t)n;
+    }
+}
+
 bool ws_dir_release(struct ws_dir *d, enum ws_unit unit, struct buf *out)
 {
     if (unit == WS_UNIT_MESSAGE)

@@ -77,6 +77,13 @@ void ws_dir_free(struct ws_dir *d);
 enum ws_unit ws_dir_feed(struct ws_dir *d, const unsigned char *p, size_t n, size_t *used);
 
 /*
+ * The payload of the unit just fed (msg or ctl) was rewritten in place,
+ * keeping its length: the held raw frames are made to carry it (masked
+ * again for a client's frames), so what is released is what was checked.
+ */
+void ws_dir_rewrite(struct ws_dir *d, enum ws_unit unit);
+
+/*
  * The checked unit is done with: its payload buffer is emptied and, when no
  * message is still being collected, the held raw bytes are appended to out
  * (to be forwarded) and true is returned.

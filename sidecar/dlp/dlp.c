@@ -277,6 +277,26 @@ static enum dlp_decode_rc decoded_body(const struct dlp_engine *e, const struct 
     return rc;
 }
 
+/*
+ * A body (or a multipart part) that is gzip or zlib data though no coding
+ * says so: what it decodes to is scanned too, as "body:gzip". Over the
+ * decoded-size cap it is refused as too large, like a named coding.
+ */
+static void scan_sniffed(const struct dlp_engine *e, unsigned bits, const char *p, size_t n,
+                         struct dlp_result *res)
+{
+    if (e->cfg.basic_encodings)
+        return;
+    struct buf inner = BUF_INIT;
+    bool compressed;
+    enum dlp_decode_rc rc = dlp_sniff_decode(p, n, e->cfg.max_decoded, &inner, &compressed);
+    if (compressed && rc == DLP_DECODE_TOO_LARGE)
+        res->too_large = true;
+    else if (compressed && inner.len)
+        scan_repr(e, bits, "body:gzip", inner.data, inner.len, res);
+    buf_free(&inner);
+}
+
 static void scan_body(const struct dlp_engine *e, unsigned bits, const struct dlp_request *r,
                       struct dlp_result *res)
 {
@@ -302,10 +322,15 @@ static void scan_body(const struct dlp_engine *e, unsigned bits, const struct dl
     } else {
         scan_repr(e, bits, "body", p, n, res);
     }
-    if (kind == DLP_BODY_MULTIPART)
+    if (kind == DLP_BODY_MULTIPART) {
         label_parts(e, boundary, p, n, res, from);
-    else if (kind == DLP_BODY_FORM && has_any(p, n, "%+"))
+        struct dlp_part parts[MULTIPART_MAX_PARTS];
+        size_t np = dlp_multipart_parts(boundary, p, n, parts, MULTIPART_MAX_PARTS);
+        for (size_t k = 0; k < np; k++)
+            scan_sniffed(e, bits, p + parts[k].start, parts[k].end - parts[k].start, res);
+    } else if (kind == DLP_BODY_FORM && has_any(p, n, "%+"))
         scan_form(e, bits, p, n, res);
+    scan_sniffed(e, bits, p, n, res);
     buf_free(&store);
 }
 

@@ -16,10 +16,11 @@
  *
  * This is what the sidecar uses; the types are in dlp_types.h. Inside dlp/
  * the layers run one way: dlp_hook.c over the engine (dlp.c, with
- * dlp_redact.c and dlp_stream.c on top of it), the engine over the
- * detectors (dlp_rules.c, dlp_secrets.c, dlp_simd.c), the detectors over
- * dlp_base.c (character classes, hits, request accessors) and dlp_decode.c,
- * and everything over dlp_types.h. A detector never calls the engine.
+ * dlp_redact.c, dlp_stream.c, dlp_echo.c and dlp_recent.c on top of it),
+ * the engine over the detectors (dlp_rules.c, dlp_secrets.c, dlp_simd.c),
+ * the detectors over dlp_base.c (character classes, hits, request
+ * accessors) and dlp_decode.c, and everything over dlp_types.h. A detector
+ * never calls the engine.
  */
 #ifndef BOTTLE_SIDECAR_DLP_DLP_H
 #define BOTTLE_SIDECAR_DLP_DLP_H
@@ -131,6 +132,54 @@ struct dlp_stream *dlp_stream_new(const struct dlp_engine *e, enum dlp_direction
 int dlp_stream_feed(struct dlp_stream *s, const char *p, size_t n, struct dlp_result *res);
 size_t dlp_stream_overlap(const struct dlp_stream *s);
 void dlp_stream_free(struct dlp_stream *s);
+
+/* ---- tokens echoed back (dlp_echo.c) ------------------------------------- */
+
+/*
+ * What a token the sidecar injected becomes in a response: a mark of the
+ * same length, "[REDACTED:token" then '*' up to its last byte, "]" (shorter
+ * values: "[REDACTED" and '*', or only '*' under 10 bytes).
+ */
+#define DLP_ECHO_MARK "[REDACTED:token]"
+void dlp_echo_mark(char *dst, size_t n);
+/*
+ * Overwrites every token variant the engine (built from the real tokens)
+ * finds in p[0, n) with its mark; returns how many.
+ */
+size_t dlp_echo_redact(const struct dlp_engine *tokens, char *p, size_t n);
+
+/* The same over a stream fed in pieces (a response body). */
+struct dlp_echo;
+struct dlp_echo *dlp_echo_new(const struct dlp_engine *tokens);
+/*
+ * Appends to out what of the stream can go: everything fed so far, marked,
+ * but the last bytes a token variant could still begin in, held back until
+ * more is fed or last is set. Returns the variants marked by this call.
+ */
+size_t dlp_echo_feed(struct dlp_echo *x, const char *p, size_t n, bool last, struct buf *out);
+uint64_t dlp_echo_count(const struct dlp_echo *x);
+void dlp_echo_free(struct dlp_echo *x);
+
+/* ---- pieces across requests (dlp_recent.c) ------------------------------- */
+
+#define DLP_RECENT_PER_ROUTE  64               /* pieces kept per route */
+#define DLP_RECENT_ROUTES     64               /* routes with a window */
+#define DLP_RECENT_MAX_AGE_MS (15 * 60 * 1000) /* a piece is forgotten after this */
+
+struct dlp_recent;
+/* A window of recent pieces; max_age_ms 0: DLP_RECENT_MAX_AGE_MS. */
+struct dlp_recent *dlp_recent_new(uint64_t max_age_ms);
+void dlp_recent_free(struct dlp_recent *r);
+/*
+ * Adds the pieces a scan found in one request to route `key` (res->pieces)
+ * to the pieces of the route's recent requests. When one secret's pieces
+ * then cover DLP_PARTIAL_MIN_LEN characters or more, fills v (refuse, 403
+ * dlp_blocked, rule known_secret_pieces) and returns true, recording
+ * nothing: the request does not leave. Otherwise records them and returns
+ * false.
+ */
+bool dlp_recent_check(struct dlp_recent *r, const char *key, const struct dlp_result *res,
+                      uint64_t now_ms, struct dlp_verdict *v);
 
 /* ---- inside dlp/: for dlp_stream.c and dlp_redact.c ----------------------- */
 

@@ -51,6 +51,16 @@ void dlp_hits_free(struct dlp_hits *h)
     memset(h, 0, sizeof(*h));
 }
 
+void dlp_pieces_add(struct dlp_piece *list, size_t *n, const struct dlp_piece *p)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (list[i].secret == p->secret && list[i].offset == p->offset &&
+            list[i].length == p->length)
+            return;
+    if (*n < DLP_PIECES_MAX)
+        list[(*n)++] = *p;
+}
+
 static enum dlp_severity severity_of(const struct dlp_engine *e, enum dlp_kind k)
 {
     if (k == DLP_KIND_ENTROPY)
@@ -64,6 +74,8 @@ void dlp_emit(const struct dlp_engine *e, struct dlp_result *res, const char *lo
               const struct dlp_hits *h, size_t base)
 {
     res->ops += h->ops;
+    for (size_t i = 0; i < h->n_pieces; i++)
+        dlp_pieces_add(res->pieces, &res->n_pieces, &h->pieces[i]);
     for (size_t i = 0; i < h->n; i++) {
         const struct dlp_hit *x = &h->items[i];
         if (res->n >= e->cfg.max_matches) {

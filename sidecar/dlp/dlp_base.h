@@ -40,11 +40,14 @@ struct dlp_start;
 
 /* Open-addressing table keyed by an 8-byte window, fronted by a bit filter. */
 struct dlp_wentry {
-    uint64_t key; /* the 8 bytes */
-    uint32_t id;  /* variant index (raw table) or secret index (projection table) */
-    uint32_t off; /* window offset in the secret's projection */
-    uint32_t used;
+    uint64_t key;  /* the 8 bytes */
+    uint32_t id;   /* variant index (raw table) or secret index (projection table) */
+    uint32_t off;  /* window offset in the secret's projection */
+    uint32_t used; /* DLP_WENTRY_* bits */
 };
+
+#define DLP_WENTRY_USED   1u
+#define DLP_WENTRY_SHARED 2u /* the key is entered for more than one projection */
 
 struct dlp_wtable {
     struct dlp_wentry *slots;
@@ -59,10 +62,21 @@ struct dlp_variant {
     uint32_t secret;
 };
 
-struct dlp_secret {
-    char *proj; /* alphanumeric projection */
-    size_t proj_len;
+/*
+ * An alphanumeric projection the fragment passes look for (case folded):
+ * each secret's own, indexed under every window (fragments, partial leaks
+ * and pieces), and those of its hex, base32, base64 and reversed forms,
+ * indexed under their first windows only (found whole, with separators).
+ */
+struct dlp_proj {
+    char *text;
+    size_t len;
+    uint32_t secret;
+    bool whole_only;
 };
+
+/* Window length of the projection table (the raw table's is 8). */
+#define DLP_PROJ_WINDOW 7
 
 struct dlp_engine {
     struct dlp_config cfg;
@@ -75,15 +89,17 @@ struct dlp_engine {
     bool simd;                  /* the vector filters are used (BOTTLE_DLP_SIMD=0: never) */
     uint8_t teddy[8][16];       /* nibble tables of the pairs, 2 sets of 8 buckets */
     uint8_t pack[256][8];       /* shuffle packing the bytes an 8-bit mask selects */
-    struct dlp_secret *secrets;
-    size_t n_secrets, n_skipped;
+    struct dlp_proj *projs;     /* projs[i] for i < n_secrets: secret i's own */
+    size_t n_projs, n_secrets, n_skipped;
     struct dlp_variant *variants;
     size_t n_variants;
     size_t longest_variant;
     size_t longest_proj;
     size_t raw_step, proj_step; /* the text is hashed every step bytes (1-4) */
-    struct dlp_wtable raw;      /* first 8 bytes of every variant */
-    struct dlp_wtable proj;     /* 8-byte windows at offsets 0, 4, 8... of each projection */
+    uint8_t fold;           /* ORed into projected bytes: 0x20 folds case (0: basic_encodings) */
+    struct dlp_wtable raw;  /* first 8 bytes of every variant */
+    struct dlp_wtable proj; /* 7-byte windows of each projection (struct dlp_proj) */
+    struct dlp_wtable pre;  /* the first 1-7 bytes of every variant (dlp_variant_prefix) */
 };
 
 /* A match found in one representation, before it gets its location. */
@@ -98,11 +114,15 @@ struct dlp_hits {
     struct dlp_hit *items;
     size_t n, cap;
     uint64_t ops;
+    struct dlp_piece pieces[DLP_PIECES_MAX];
+    size_t n_pieces;
 };
 
 void dlp_hits_push(struct dlp_hits *h, const char *rule, enum dlp_kind kind, size_t off, size_t len,
                    int secret);
 void dlp_hits_free(struct dlp_hits *h);
+/* Records a piece unless the same one is already there (or the list is full). */
+void dlp_pieces_add(struct dlp_piece *list, size_t *n, const struct dlp_piece *p);
 
 /* Moves hits into res under `location`, offsets shifted by base. */
 void dlp_emit(const struct dlp_engine *e, struct dlp_result *res, const char *location,

@@ -155,6 +155,22 @@ enum dlp_decode_rc dlp_content_decode(const char *enc, const char *p, size_t n, 
     return DLP_DECODE_OK;
 }
 
+enum dlp_decode_rc dlp_sniff_decode(const char *p, size_t n, size_t cap, struct buf *out,
+                                    bool *compressed)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    *compressed = false;
+    if (n < 3)
+        return DLP_DECODE_OK;
+    bool gzip = u[0] == 0x1f && u[1] == 0x8b && u[2] == 8;
+    bool zlib = (u[0] & 0x0f) == 8 && (u[0] >> 4) <= 7 && ((unsigned)u[0] << 8 | u[1]) % 31 == 0 &&
+                !(u[1] & 0x20); /* deflate, a window up to 32 KiB, no preset dictionary */
+    if (!gzip && !zlib)
+        return DLP_DECODE_OK;
+    *compressed = true;
+    return inflate_bits(p, n, cap, 15 + 32, out);
+}
+
 static int deflate_bits(const char *p, size_t n, int bits, struct buf *out)
 {
     z_stream z;

@@ -19,6 +19,15 @@ enum dlp_decode_rc { DLP_DECODE_OK = 0, DLP_DECODE_TOO_LARGE, DLP_DECODE_BAD };
 /* Undoes a Content-Encoding list (gzip, x-gzip, deflate, br, identity). */
 enum dlp_decode_rc dlp_content_decode(const char *enc, const char *p, size_t n, size_t cap,
                                       struct buf *out);
+/*
+ * A body no coding was named for that starts with gzip's magic bytes (1f 8b
+ * 08) or a zlib header: *compressed is set and what decodes of it, up to
+ * cap, is put in out (a truncated or corrupt stream is decoded as far as it
+ * goes: DLP_DECODE_BAD with the bytes decoded so far). Not compressed:
+ * DLP_DECODE_OK, out untouched.
+ */
+enum dlp_decode_rc dlp_sniff_decode(const char *p, size_t n, size_t cap, struct buf *out,
+                                    bool *compressed);
 /* Re-applies it (for a redacted body). Returns 0 or negative. */
 int dlp_content_encode(const char *enc, const char *p, size_t n, struct buf *out);
 /* %XX (and '+' as space when form) decoding; invalid escapes are kept as they are. */

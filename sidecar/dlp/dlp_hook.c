@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "sidecar/decoder.h"
 
@@ -27,6 +28,17 @@ struct dlp_ws {
     struct dlp_stream *in;  /* the server's: inbound */
     unsigned warned;
 };
+
+void dlp_hook_pieces(struct dlp_recent *recent, const struct route *route,
+                     const struct dlp_result *res, struct dlp_verdict *v)
+{
+    if (!recent || !route || !res->n_pieces)
+        return;
+    char key[280];
+    snprintf(key, sizeof(key), "%s:%u", route->host, (unsigned)route->port);
+    if (dlp_recent_check(recent, key, res, (uint64_t)clock_mono_ms(), v))
+        log_warn("DLP pieces across requests", "host", route->host, "what", v->message, NULL);
+}
 
 static void warn_match(const struct route *route, const struct dlp_match *m, unsigned *warned)
 {
@@ -217,4 +229,166 @@ void dlp_ws_free(struct dlp_ws *ws)
     dlp_stream_free(ws->out);
     dlp_stream_free(ws->in);
     free(ws);
+}
+
+/* ---- tokens echoed back ------------------------------------------------------ */
+
+/* Brotli state a redacted response may use. */
+#define ECHO_BR_MEM_MAX (24 * 1024 * 1024)
+
+struct dlp_echo_response {
+    const struct route *route;
+    struct dlp_echo *echo;
+    struct decoder *dec; /* a content-encoded body: decoded, then marked */
+    struct buf *out;     /* where the decoder's sink writes during dlp_echo_body */
+    struct strv owned;   /* header values the head now points at */
+    size_t in_head;      /* variants marked in the head */
+};
+
+/* A copy of s with its token variants marked, kept in r; NULL when it has none. */
+static const char *marked_copy(const struct dlp_engine *tokens, struct dlp_echo_response *r,
+                               struct http_slice s)
+{
+    if (!s.len)
+        return NULL;
+    char *copy = xstrndup(s.ptr, s.len);
+    size_t n = dlp_echo_redact(tokens, copy, s.len);
+    if (!n) {
+        free(copy);
+        return NULL;
+    }
+    r->in_head += n;
+    strv_push_owned(&r->owned, copy);
+    return copy;
+}
+
+static void drop_header(struct http_response *resp, size_t i)
+{
+    memmove(&resp->headers[i], &resp->headers[i + 1],
+            (resp->n_headers - i - 1) * sizeof(resp->headers[0]));
+    resp->n_headers--;
+}
+
+static int echo_sink(void *arg, const unsigned char *p, size_t n)
+{
+    struct dlp_echo_response *r = arg;
+    dlp_echo_feed(r->echo, (const char *)p, n, false, r->out);
+    return 0;
+}
+
+int dlp_echo_start(const struct dlp_engine *tokens, const struct route *route,
+                   struct http_response *resp, struct dlp_echo_response **out,
+                   struct proxy_verdict *v)
+{
+    *out = NULL;
+    if (!tokens || !route)
+        return 0;
+    struct dlp_echo_response *r = xcalloc(1, sizeof(*r));
+    r->route = route;
+    const char *p = marked_copy(tokens, r, resp->reason_phrase);
+    if (p)
+        resp->reason_phrase.ptr = p;
+    for (size_t i = 0; i < resp->n_headers;) {
+        struct http_header *h = &resp->headers[i];
+        char *name = xstrndup(h->name.ptr, h->name.len);
+        size_t in_name = dlp_echo_redact(tokens, name, h->name.len);
+        free(name);
+        if (in_name) { /* a mark is no header name: the field goes */
+            r->in_head += in_name;
+            drop_header(resp, i);
+            continue;
+        }
+        if ((p = marked_copy(tokens, r, h->value)) != NULL)
+            h->value.ptr = p;
+        i++;
+    }
+    if (r->in_head)
+        log_warn("token echoed back", "host", route->host, "what",
+                 "a token the sidecar injected was in the response head; redacted", NULL);
+    if (resp->body == HTTP_BODY_NONE) { /* kept only while the head points into it */
+        if (r->in_head)
+            *out = r;
+        else
+            dlp_echo_response_free(r);
+        return 0;
+    }
+    const struct http_header *ce =
+        http_header_find(resp->headers, resp->n_headers, "Content-Encoding");
+    enum content_coding coding =
+        ce ? content_coding_for(ce->value.ptr, ce->value.len) : CODING_IDENTITY;
+    if (coding == CODING_UNSUPPORTED) {
+        dlp_echo_response_free(r);
+        refuse(v, 502, DLP_REASON_UNREDACTABLE,
+               "the response's content encoding cannot be decoded, so a token echoed in it "
+               "could not be redacted");
+        return 1;
+    }
+    if (coding != CODING_IDENTITY) {
+        r->dec = decoder_new(coding, ECHO_BR_MEM_MAX, true, echo_sink, r);
+        if (!r->dec) {
+            dlp_echo_response_free(r);
+            refuse(v, 502, DLP_REASON_UNREDACTABLE,
+                   "the response's content decoder could not start, so it could not be redacted");
+            return 1;
+        }
+        /* the client gets the decoded body: its coding and length no longer apply */
+        for (size_t i = 0; i < resp->n_headers;)
+            if (http_slice_eq_ci(resp->headers[i].name, "Content-Encoding") ||
+                http_slice_eq_ci(resp->headers[i].name, "Content-Length"))
+                drop_header(resp, i);
+            else
+                i++;
+    }
+    r->echo = dlp_echo_new(tokens);
+    *out = r;
+    return 0;
+}
+
+int dlp_echo_body(struct dlp_echo_response *r, const char *p, size_t n, bool last, struct buf *out)
+{
+    if (!r || !r->echo) {
+        buf_append(out, p, n);
+        return 0;
+    }
+    if (r->dec) {
+        r->out = out;
+        int rc = n ? decoder_feed(r->dec, p, n) : 0;
+        r->out = NULL;
+        if (rc < 0) {
+            log_warn("response cut", "host", r->route->host, "reason", DLP_REASON_UNREDACTABLE,
+                     "why", decoder_error(r->dec), NULL);
+            return 1;
+        }
+        if (last)
+            dlp_echo_feed(r->echo, NULL, 0, true, out);
+        return 0;
+    }
+    dlp_echo_feed(r->echo, p, n, last, out);
+    return 0;
+}
+
+void dlp_echo_response_free(struct dlp_echo_response *r)
+{
+    if (!r)
+        return;
+    uint64_t n = dlp_echo_count(r->echo);
+    if (n) {
+        char what[96];
+        snprintf(what, sizeof(what), "%llu tokens the sidecar injected redacted in the body",
+                 (unsigned long long)n);
+        log_warn("token echoed back", "host", r->route->host, "what", what, NULL);
+    }
+    decoder_free(r->dec);
+    dlp_echo_free(r->echo);
+    strv_free(&r->owned);
+    free(r);
+}
+
+size_t dlp_echo_ws(const struct dlp_engine *tokens, const struct route *route, char *p, size_t n)
+{
+    size_t k = dlp_echo_redact(tokens, p, n);
+    if (k)
+        log_warn("token echoed back", "host", route ? route->host : "", "what",
+                 "a token the sidecar injected was in a WebSocket message; redacted", NULL);
+    return k;
 }

@@ -9,6 +9,7 @@
 #ifndef BOTTLE_SIDECAR_DLP_DLP_SECRETS_H
 #define BOTTLE_SIDECAR_DLP_DLP_SECRETS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "common/buf.h"
@@ -22,6 +23,8 @@ void dlp_secrets_free(struct dlp_engine *e);
 /* Pass 1 over raw text. */
 void dlp_find_secret_values(const struct dlp_engine *e, const char *p, size_t len,
                             struct dlp_hits *h);
+/* Whether p[0, n) is the start of some pass-1 variant longer than n (a variant cut short). */
+bool dlp_variant_prefix(const struct dlp_engine *e, const char *p, size_t n);
 /* Passes 2 and 3 over the projection of p; skips secrets already in `found` (pass 1). */
 void dlp_find_secret_fragments(const struct dlp_engine *e, const char *p, size_t len,
                                struct dlp_hits *h);

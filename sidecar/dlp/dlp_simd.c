@@ -12,8 +12,9 @@
  *    bucket may start here", ANDed with "the byte before is not
  *    alphanumeric". Only set bits are looked up in the exact two-byte
  *    bitmap, and only its hits are returned to the matchers.
- *  - Projection: the alphanumeric bytes of 8 input bytes are packed with one
- *    shuffle chosen by their 8-bit mask (a 256-entry table in the engine).
+ *  - Projection: the alphanumeric bytes of 8 input bytes, case folded, are
+ *    packed with one shuffle chosen by their 8-bit mask (a 256-entry table
+ *    in the engine).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -149,8 +150,10 @@ __attribute__((target("avx2,popcnt"))) void dlp_simd_project(const struct dlp_en
     while (i + 32 <= len && m + 32 <= cap) {
         __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(p + i));
         uint32_t keep = (uint32_t)_mm256_movemask_epi8(alnum32(v));
+        __m256i folded =
+            _mm256_or_si256(v, _mm256_set1_epi8((char)e->fold)); /* as the scalar loop */
         for (unsigned half = 0; half < 2; half++, keep >>= 16) {
-            __m128i x = half ? _mm256_extracti128_si256(v, 1) : _mm256_castsi256_si128(v);
+            __m128i x = half ? _mm256_extracti128_si256(folded, 1) : _mm256_castsi256_si128(folded);
             unsigned lo = keep & 0xff, hi = (keep >> 8) & 0xff;
             uint64_t sl, sh;
             memcpy(&sl, e->pack[lo], 8);

@@ -25,7 +25,10 @@ void dlp_engine_use_simd(struct dlp_engine *e, bool on);
  */
 size_t dlp_simd_next_start(const struct dlp_engine *e, const unsigned char *u, size_t k,
                            size_t limit);
-/* Appends the alphanumeric bytes of p[*pi..] to q at *pm, 32 at a time, while both fit. */
+/*
+ * Appends the alphanumeric bytes of p[*pi..], ORed with e->fold (case
+ * folded), to q at *pm, 32 at a time, while both fit.
+ */
 void dlp_simd_project(const struct dlp_engine *e, const char *p, size_t *pi, size_t len, char *q,
                       size_t *pm, size_t cap);
 

@@ -2,22 +2,22 @@
  * dlp_stream — scanning a stream fed in pieces (WebSocket frames, bodies
  * that are not held back). Each piece is scanned behind the last `overlap`
  * bytes of what came before, so a match straddling pieces is whole in one
- * scan; matches lying entirely in the old bytes were reported by the
- * previous call and are skipped, and a (rule, offset) seen recently is not
- * reported twice. Fragment and partial matches of a secret are reported
- * once per stream.
+ * scan. A match is reported once, by its rule and its offset in the stream:
+ * the stream remembers every match it reported that starts in the kept
+ * bytes. It does not skip a match only because it lies in the kept bytes: a
+ * rule may decide by what follows its match (a PEM header followed by key
+ * material in the next piece is a key, followed by a quote alone it is a
+ * name), so the whole-text scan's matches are all found whatever the split.
+ * Fragment and partial matches of a secret are reported once per stream.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "sidecar/dlp/dlp.h"
 #include "sidecar/dlp/dlp_base.h"
 #include "sidecar/dlp/dlp_rules.h"
-
-#define STREAM_SEEN 32
 
 struct dlp_stream {
     const struct dlp_engine *e;
@@ -27,11 +27,11 @@ struct dlp_stream {
     struct buf tail;     /* the last bytes already scanned */
     uint64_t tail_start; /* stream offset of tail.data[0] */
     size_t overlap;
-    struct {
+    struct stream_seen {
         const char *rule;
         uint64_t start;
-    } seen[STREAM_SEEN];
-    size_t n_seen;
+    } * seen; /* reported matches that start at or after tail_start */
+    size_t n_seen, cap_seen;
     int *secrets; /* secrets with a fragment or partial match reported */
     size_t n_secrets;
 };
@@ -60,19 +60,33 @@ void dlp_stream_free(struct dlp_stream *s)
     if (!s)
         return;
     buf_free(&s->tail);
+    free(s->seen);
     free(s->secrets);
     free(s);
 }
 
+/* Whether (rule, start) was reported; records it when not. */
 static bool seen_before(struct dlp_stream *s, const char *rule, uint64_t start)
 {
-    for (size_t i = 0; i < s->n_seen && i < STREAM_SEEN; i++)
+    for (size_t i = 0; i < s->n_seen; i++)
         if (s->seen[i].start == start && strcmp(s->seen[i].rule, rule) == 0)
             return true;
-    s->seen[s->n_seen % STREAM_SEEN].rule = rule;
-    s->seen[s->n_seen % STREAM_SEEN].start = start;
-    s->n_seen++;
+    if (s->n_seen == s->cap_seen) {
+        s->cap_seen = s->cap_seen ? s->cap_seen * 2 : 16;
+        s->seen = xrealloc(s->seen, s->cap_seen * sizeof(*s->seen));
+    }
+    s->seen[s->n_seen++] = (struct stream_seen){rule, start};
     return false;
+}
+
+/* Forgets the matches that start before the kept bytes: no scan sees them again. */
+static void forget_before(struct dlp_stream *s, uint64_t start)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < s->n_seen; i++)
+        if (s->seen[i].start >= start)
+            s->seen[k++] = s->seen[i];
+    s->n_seen = k;
 }
 
 static bool secret_seen(struct dlp_stream *s, int secret)
@@ -85,16 +99,14 @@ static bool secret_seen(struct dlp_stream *s, int secret)
     return false;
 }
 
-/* Keeps the hits this piece completes; offsets become stream offsets. */
-static void keep_new(struct dlp_stream *s, struct dlp_hits *h, size_t old)
+/* Keeps the hits not reported before; offsets become stream offsets (scan began at `at`). */
+static void keep_new(struct dlp_stream *s, struct dlp_hits *h, uint64_t at)
 {
     size_t k = 0;
     for (size_t i = 0; i < h->n; i++) {
         struct dlp_hit x = h->items[i];
         bool projected = x.kind == DLP_KIND_FRAGMENT || x.kind == DLP_KIND_PARTIAL;
-        if (projected
-                ? secret_seen(s, x.secret)
-                : x.offset + x.length <= old || seen_before(s, x.rule, s->tail_start + x.offset))
+        if (projected ? secret_seen(s, x.secret) : seen_before(s, x.rule, at + x.offset))
             continue;
         if (projected)
             x.offset = 0; /* no stream offset: the match is in the projection */
@@ -143,11 +155,12 @@ int dlp_stream_feed(struct dlp_stream *s, const char *p, size_t n, struct dlp_re
         /* A small piece is scanned behind the kept bytes, in one buffer. */
         buf_append(&s->tail, p, n);
         find(s, s->tail.data, s->tail.len, &h);
-        keep_new(s, &h, old);
+        keep_new(s, &h, s->tail_start);
         shift(&h, s->tail_start);
         dlp_emit(s->e, res, s->location, &h, 0);
         dlp_hits_free(&h);
         trim_tail(s);
+        forget_before(s, s->tail_start);
         return 0;
     }
     /*
@@ -168,7 +181,7 @@ int dlp_stream_feed(struct dlp_stream *s, const char *p, size_t n, struct dlp_re
                 h.items[i].offset + h.items[i].length < s->tail.len)
                 h.items[k++] = h.items[i];
         h.n = k;
-        keep_new(s, &h, old);
+        keep_new(s, &h, s->tail_start);
         shift(&h, s->tail_start);
         dlp_emit(s->e, res, s->location, &h, 0);
         dlp_hits_free(&h);
@@ -176,12 +189,13 @@ int dlp_stream_feed(struct dlp_stream *s, const char *p, size_t n, struct dlp_re
     }
     s->tail_start = piece_start;
     find(s, p, n, &h);
-    keep_new(s, &h, 0);
+    keep_new(s, &h, piece_start);
     shift(&h, piece_start);
     dlp_emit(s->e, res, s->location, &h, 0);
     dlp_hits_free(&h);
     buf_reset(&s->tail); /* the piece is longer than the overlap: its end is the new tail */
     buf_append(&s->tail, p + n - s->overlap, s->overlap);
     s->tail_start = piece_start + n - s->overlap;
+    forget_before(s, s->tail_start);
     return 0;
 }

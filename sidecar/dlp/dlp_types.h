@@ -30,11 +30,14 @@ struct dlp_stream;
 #define DLP_REASON_TOO_LARGE     "dlp_too_large"
 #define DLP_REASON_UNDECODABLE   "dlp_undecodable"
 #define DLP_REASON_INJECTION     "dlp_injection"
+/* A response on a route with a token whose body cannot be decoded to take echoed tokens out. */
+#define DLP_REASON_UNREDACTABLE "dlp_response_unredactable"
 
 /* Rule names of the detectors that are not token patterns. */
 #define DLP_RULE_KNOWN_SECRET    "known_secret"
 #define DLP_RULE_SECRET_FRAGMENT "known_secret_fragment"
 #define DLP_RULE_SECRET_PARTIAL  "known_secret_partial"
+#define DLP_RULE_SECRET_PIECES   "known_secret_pieces"
 #define DLP_RULE_CRLF            "crlf_injection"
 #define DLP_RULE_ENTROPY         "high_entropy"
 #define DLP_RULE_INJECTION       "prompt_injection"
@@ -43,13 +46,26 @@ struct dlp_stream;
 #define DLP_SECRET_MIN_LEN 8
 /* Alphanumeric window of a secret that counts as a partial leak (pass 3). */
 #define DLP_PARTIAL_MIN_LEN 12
-#define DLP_ENTROPY_WINDOW  64
-#define DLP_ENTROPY_BITS    5.5
+/*
+ * Shorter windows, from DLP_PIECE_MIN_LEN characters, are pieces: not a
+ * leak alone, but recorded (struct dlp_piece) so the pieces of one secret
+ * sent in several requests add up (dlp_recent_*, docs/dlp.md).
+ */
+#define DLP_PIECE_MIN_LEN  10
+#define DLP_ENTROPY_WINDOW 64
+#define DLP_ENTROPY_BITS   5.5
 
 struct dlp_config {
     size_t max_decoded; /* cap on a body after content/transfer decoding; 0: 32 MiB */
     size_t max_matches; /* matches kept per result; 0: 64 */
     bool inbound_block; /* prompt injection in a response blocks instead of warning */
+    /*
+     * Only the value, base64, hex, percent and JSON forms, and no sniffed
+     * gzip: the engine as it was before the case, reversal, base32, double
+     * base64 and separator detectors (bench/dlp_bench.c measures their cost
+     * against it). Never set by the sidecar.
+     */
+    bool basic_encodings;
 };
 
 enum dlp_kind {
@@ -76,10 +92,23 @@ struct dlp_match {
     int secret; /* index of the known secret, -1 for other kinds */
 };
 
+/*
+ * Part of a known secret found in a text, shorter than a partial leak: its
+ * offset and length in the secret's alphanumeric projection. Never a value.
+ */
+struct dlp_piece {
+    int secret;
+    uint32_t offset, length;
+};
+
+#define DLP_PIECES_MAX 32 /* pieces kept per result */
+
 struct dlp_result {
     struct dlp_match *matches;
     size_t n;
     size_t cap;
+    struct dlp_piece pieces[DLP_PIECES_MAX];
+    size_t n_pieces;
     size_t dropped;   /* matches over the cap, counted but not kept */
     bool too_large;   /* decoded body over the cap: not scanned, refuse */
     bool undecodable; /* unknown or corrupt content encoding: not scanned, refuse */

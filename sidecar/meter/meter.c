@@ -38,7 +38,7 @@ struct meter {
     struct buf line, data;
     size_t data_lines;
     bool pending_cr; /* the last byte was CR: a following LF belongs to it */
-    /* JSON body */
+    /* JSON body; in sniff mode, the blank bytes before the first other one */
     struct buf body;
     /* what was read */
     bool have_usage;
@@ -305,12 +305,28 @@ static int body_bytes(void *arg, const unsigned char *p, size_t n)
     if (m->dead)
         return 1;
     if (m->mode == BODY_SNIFF) {
+        /*
+         * Blank bytes decide nothing: they are kept, and once a byte that
+         * decides arrives they go first to the chosen reader, so every split
+         * of the body reads the same bytes in the same order.
+         */
         size_t i = 0;
         while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'))
             i++;
-        if (i == n)
-            return 0;
+        if (i == n) {
+            if (m->body.len + n > METER_EVENT_MAX)
+                mark_unknown(m, "the body is larger than the meter's limit");
+            else
+                buf_append(&m->body, p, n);
+            return m->dead ? 1 : 0;
+        }
         m->mode = (p[i] == '{' || p[i] == '[') ? BODY_JSON : BODY_SSE;
+        if (m->mode == BODY_SSE && m->body.len) {
+            struct buf blank = m->body;
+            m->body = (struct buf)BUF_INIT;
+            sse_feed(m, blank.data, blank.len);
+            buf_free(&blank);
+        }
     }
     if (m->mode == BODY_SSE) {
         sse_feed(m, (const char *)p, n);

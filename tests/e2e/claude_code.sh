@@ -210,14 +210,15 @@ PY
 
 # 7-9: Claude Code runs a tool in the bottle that dumps its processes' environments
 # shellcheck disable=SC2016 # $f is for the shell in the bottle
-fake_config '{"delay_ms": 0, "tool_use": {"name": "Bash", "input": {"command": "for f in /proc/[0-9]*/environ; do tr \"\\\\000\" \"\\\\n\" < $f; done 2>/dev/null | sort -u; for f in /proc/[0-9]*/environ; do tr \"\\\\000\" \"\\\\n\" < $f; done 2>/dev/null | sed -n s/^CLAUDE_CODE_OAUTH_TOKEN=/REVERSED=/p | sort -u | rev; echo env-dump-done", "description": "Show the environment"}}}'
+fake_config '{"delay_ms": 0, "tool_use": {"name": "Bash", "input": {"command": "for f in /proc/[0-9]*/environ; do tr \"\\\\000\" \"\\\\n\" < $f; done 2>/dev/null | sort -u; for f in /proc/[0-9]*/environ; do tr \"\\\\000\" \"\\\\n\" < $f; done 2>/dev/null | sed -n s/^CLAUDE_CODE_OAUTH_TOKEN=/ROT=/p | sort -u | tr A-Za-z0-9 N-ZA-Mn-za-m5-90-4; echo env-dump-done", "description": "Show the environment"}}}'
 : >"$W/up.log"
 start tool -p "show the environment" --permission-mode bypassPermissions
 rc=$?
 dump=$(records 'next((b["content"] if isinstance(b["content"], str) else " ".join(c.get("text", "") for c in b["content"])) for m in json.loads(r["body"]).get("messages", []) if isinstance(m.get("content"), list) for b in m["content"] if b.get("type") == "tool_result") if r["path"].startswith("/v1/messages") and "tool_result" in r["body"] else None')
-# The plain dump reaches the upstream redacted by DLP (the placeholder is a known secret); the
-# reversed copy slips past it, so the test can read what the agent really held.
-PLACEHOLDER=$(printf '%s\n' "$dump" | grep '=DESREVER$' | rev | sed -n 's/^REVERSED=//p' | sort -u)
+# The plain dump reaches the upstream redacted by DLP (the placeholder is a known secret); a
+# rot13/rot5 copy slips past it (a reversed one no longer does), so the test can read what the
+# agent really held.
+PLACEHOLDER=$(printf '%s\n' "$dump" | grep '^EBG=' | tr A-Za-z0-9 N-ZA-Mn-za-m5-90-4 | sed -n 's/^ROT=//p' | sort -u)
 REDACTED=$(printf '%s\n' "$dump" | sed -n 's/^CLAUDE_CODE_OAUTH_TOKEN=//p' | sort -u)
 if [ $rc -eq 0 ] && printf '%s' "$dump" | grep -q env-dump-done && [ -n "$PLACEHOLDER" ] &&
     printf '%s' "$PLACEHOLDER" | grep -q '^bottle-placeholder-' &&

@@ -4,9 +4,10 @@
  * Besides "no crash, no sanitizer report" it checks what the sidecar relies
  * on: no verdict message, location or snippet carries 12 characters of a
  * known secret; a redacted request the engine lets through re-scans clean;
- * and a stream fed in pieces finds every match the whole text has, at the
- * same offset. The first input byte picks the content type, the encoding,
- * the policy and the piece size.
+ * a stream fed in pieces finds every match the whole text has, at the same
+ * offset; and the response-side redaction of echoed tokens, whole or as a
+ * stream, keeps the length and leaves no variant behind. The first input
+ * byte picks the content type, the encoding, the policy and the piece size.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -123,6 +124,36 @@ static void fuzz_stream(const uint8_t *data, size_t size, size_t step)
     dlp_result_free(&parts);
 }
 
+/*
+ * Tokens echoed back: the text redacted whole and as a stream fed in pieces
+ * keeps its length, and neither leaves a variant a second pass would find.
+ * The pieces ever released before the end hold no whole variant either.
+ */
+static void fuzz_echo(const uint8_t *data, size_t size, size_t step)
+{
+    char *whole = malloc(size + 1);
+    CHECK(whole);
+    memcpy(whole, data, size);
+    dlp_echo_redact(engine(), whole, size);
+    CHECK(dlp_echo_redact(engine(), whole, size) == 0);
+    struct dlp_echo *x = dlp_echo_new(engine());
+    struct buf out = BUF_INIT;
+    for (size_t off = 0; off < size; off += step) {
+        dlp_echo_feed(x, (const char *)data + off, size - off < step ? size - off : step, false,
+                      &out);
+        struct buf copy = BUF_INIT;
+        buf_append(&copy, out.data ? out.data : "", out.len);
+        CHECK(dlp_echo_redact(engine(), copy.data ? copy.data : (char *)"", copy.len) == 0);
+        buf_free(&copy);
+    }
+    dlp_echo_feed(x, NULL, 0, true, &out);
+    CHECK(out.len == size);
+    CHECK(dlp_echo_redact(engine(), out.data ? out.data : (char *)"", out.len) == 0);
+    buf_free(&out);
+    dlp_echo_free(x);
+    free(whole);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size == 0 || !engine())
@@ -132,6 +163,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size--;
     fuzz_request(data, size, mode);
     fuzz_stream(data, size, (size_t)(mode & 0x0f) * 7 + 1);
+    fuzz_echo(data, size, (size_t)(mode & 0x0f) * 7 + 1);
     struct dlp_result r;
     dlp_result_init(&r);
     dlp_scan_inbound(engine(), DLP_IN_NAIVE_INJECTION, "response", (const char *)data, size, &r);

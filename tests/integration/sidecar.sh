@@ -29,12 +29,14 @@ start_proxy "$W/cfg.json" || { fail "proxy start" "$(cat "$W/proxy.log")"; exit 
 # 1-3: HTTPS through CONNECT with interception; injection seen at the upstream
 out=$(pcurl -H "Authorization: Bearer agent-own" -H "Proxy-Authorization: Basic eA==" \
     "https://api.test:$UP/echo?q=1")
-if echo "$out" | grep -q "\"authorization\": \"Bearer $TOKEN\"" && ! echo "$out" | grep -q agent-own &&
+if grep '"/echo?q=1"' "$W/tls.log" | grep -q "\"Bearer $TOKEN\"" && ! echo "$out" | grep -q agent-own &&
+    echo "$out" | grep -q '"authorization": "Bearer \[REDACTED:token' && ! echo "$out" | grep -q "$TOKEN" &&
     ! echo "$out" | grep -q proxy-authorization; then
     ok "https via CONNECT: route token injected, agent's Authorization and Proxy-Authorization stripped"
 else fail "https injection" "$out"; fi
 out=$(pcurl -H "X-Api-Key: agent-key" "http://plain.test:$PLAIN/echo")
-if echo "$out" | grep -q "\"x-api-key\": \"$TOKEN-h\"" && ! echo "$out" | grep -q agent-key; then
+if grep '"/echo"' "$W/plain.log" | grep -q "\"$TOKEN-h\"" && ! echo "$out" | grep -q agent-key &&
+    echo "$out" | grep -q '"x-api-key": "\[REDACTED:token' && ! echo "$out" | grep -q "$TOKEN"; then
     ok "plain http absolute-URI: header credential replaced by the route's"
 else fail "plain injection" "$out"; fi
 out=$(python3 "$FIX/proxyclient.py" "$PX" urllib "https://api.test:$UP/echo" "$W/pca/ca.pem" 2>&1)

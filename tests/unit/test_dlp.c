@@ -669,6 +669,64 @@ static void test_stream_large_pieces(void **state)
     dlp_engine_free(e);
 }
 
+/*
+ * A rule may decide by what follows its match: a PEM BEGIN line followed
+ * by a quote alone only names the header (code that parses keys), followed
+ * by key material it is a key. Sent as two WebSocket messages, the BEGIN
+ * line in the first and the key material in the second, the key must be
+ * found as the whole text finds it, whatever the split (the fuzz target's
+ * consistency check found the stream missing it).
+ */
+static void test_stream_pem_across_messages(void **state)
+{
+    (void)state;
+    const char *secrets[] = {"unused-secret-value-1"};
+    struct dlp_engine *e = engine_with(secrets, 1, 0);
+    char *body = fake("MIIE", B64STD, 120, 77);
+    char *first = xasprintf("[\"-----BEGIN RSA PRIVATE KEY-----\"");
+    char *second = xasprintf(", \"%s\"]", body);
+    char *whole_text = xasprintf("%s%s", first, second);
+    struct dlp_result whole;
+    dlp_result_init(&whole);
+    dlp_scan_text(e, ALL_OUT, "ws", whole_text, strlen(whole_text), &whole);
+    const struct dlp_match *m = find_rule(&whole, "private_key");
+    assert_non_null(m);
+    assert_int_equal(m->offset, 2);
+    /* The first message alone names the header only. */
+    struct dlp_result r;
+    dlp_result_init(&r);
+    dlp_scan_text(e, ALL_OUT, "ws", first, strlen(first), &r);
+    assert_null(find_rule(&r, "private_key"));
+    dlp_result_free(&r);
+    /* As the two messages, and cut at every byte. */
+    size_t n = strlen(whole_text);
+    for (size_t cut = 0; cut <= n; cut++) {
+        size_t cut_at = cut == 0 ? strlen(first) : cut;
+        struct dlp_stream *st = dlp_stream_new(e, DLP_OUTBOUND, ALL_OUT, "ws:client");
+        dlp_result_init(&r);
+        assert_int_equal(dlp_stream_feed(st, whole_text, cut_at, &r), 0);
+        assert_int_equal(dlp_stream_feed(st, whole_text + cut_at, n - cut_at, &r), 0);
+        size_t found = 0;
+        for (size_t i = 0; i < r.n; i++)
+            found += strcmp(r.matches[i].rule, "private_key") == 0 && r.matches[i].offset == 2;
+        if (found != 1)
+            fail_msg("cut at %zu: private_key found %zu times", cut_at, found);
+        dlp_result_free(&r);
+        dlp_stream_free(st);
+    }
+    /* Many small pieces: every match is reported once. */
+    struct dlp_stream *st = dlp_stream_new(e, DLP_OUTBOUND, ALL_OUT, "ws:client");
+    dlp_result_init(&r);
+    for (size_t i = 0; i < n; i += 3)
+        dlp_stream_feed(st, whole_text + i, n - i < 3 ? n - i : 3, &r);
+    assert_int_equal(r.n, whole.n);
+    dlp_result_free(&r);
+    dlp_stream_free(st);
+    dlp_result_free(&whole);
+    free(body), free(first), free(second), free(whole_text);
+    dlp_engine_free(e);
+}
+
 /* ---- decoded bodies ----------------------------------------------------------------- */
 
 static void compress_with(const char *enc, const char *p, size_t n, struct buf *out)
@@ -1200,6 +1258,7 @@ int main(void)
         cmocka_unit_test(test_known_secret_cost),
         cmocka_unit_test(test_stream_straddling),
         cmocka_unit_test(test_stream_large_pieces),
+        cmocka_unit_test(test_stream_pem_across_messages),
         cmocka_unit_test(test_compressed_bodies),
         cmocka_unit_test(test_body_representations),
         cmocka_unit_test(test_request_locations),

@@ -609,6 +609,83 @@ static void test_content_type_and_encoding(void **state)
     assert_false(r.have_usage);
 }
 
+/*
+ * No Content-Type: the meter sniffs the body, and what it reads may not
+ * depend on where the body is split. Blank bytes before the first other one
+ * decide nothing, whether they come alone in a piece or inside a larger one.
+ * Every body here is fed whole, cut once at every byte, one byte at a time,
+ * and at 200 random sets of cuts; each result must equal the whole body's.
+ */
+static void same_result(const char *what, const char *how, const struct meter_result *a,
+                        const struct meter_result *b)
+{
+    if (a->status != b->status || a->have_usage != b->have_usage ||
+        memcmp(&a->usage, &b->usage, sizeof(a->usage)) != 0 || strcmp(a->model, b->model) != 0)
+        fail_msg("%s (%s): status %d/%d, usage %d/%d, in %lld/%lld out %lld/%lld", what, how,
+                 a->status, b->status, a->have_usage, b->have_usage,
+                 (long long)a->usage.input_tokens, (long long)b->usage.input_tokens,
+                 (long long)a->usage.output_tokens, (long long)b->usage.output_tokens);
+}
+
+static void test_sniff_split_invariance(void **state)
+{
+    (void)state;
+    char *bodies[8];
+    size_t nb = 0;
+    struct fixture_case c = cases[0]; /* Anthropic SSE */
+    c.content_type = "";
+    bodies[nb++] = xasprintf("%s", cases[0].body);
+    bodies[nb++] = xasprintf("\n\n%s", cases[0].body);
+    bodies[nb++] = xasprintf(" \r\n \t%s", cases[0].body);
+    /* "  data" names no field: no usage, however the blanks arrive */
+    bodies[nb++] =
+        xasprintf("  data: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":15}}\n\n");
+    bodies[nb++] = xasprintf("\r\n\r\n%s", cases[4].body);
+    bodies[nb++] = xasprintf(" \t %s", cases[4].body);
+    bodies[nb++] = xasprintf("\r");
+    bodies[nb++] = xasprintf("   \n   ");
+    uint64_t seed = 0x5eed;
+    for (size_t b = 0; b < nb; b++) {
+        const char *body = bodies[b];
+        size_t len = strlen(body);
+        struct fixture_case bc = c;
+        if (b == 4 || b == 5) { /* Anthropic JSON */
+            bc = cases[4];
+            bc.content_type = "";
+        }
+        struct meter_result whole, r;
+        run_meter(&bc, NULL, body, len, NULL, 0, &whole);
+        if (b == 1 || b == 2 || b == 4 || b == 5)
+            assert_int_equal(whole.status, METER_FOUND);
+        if (b == 3)
+            assert_false(whole.have_usage);
+        char how[64];
+        for (size_t cut = 0; cut <= len; cut++) {
+            run_meter(&bc, NULL, body, len, &cut, 1, &r);
+            snprintf(how, sizeof(how), "split at %zu", cut);
+            same_result(bc.name, how, &whole, &r);
+        }
+        size_t *cuts = malloc((len + 1) * sizeof(*cuts));
+        for (size_t i = 0; i < len; i++)
+            cuts[i] = i;
+        run_meter(&bc, NULL, body, len, cuts, len, &r);
+        same_result(bc.name, "one byte at a time", &whole, &r);
+        for (int round = 0; round < 200; round++) {
+            size_t n = 0;
+            for (size_t i = 0; i < len; i++) {
+                seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+                if ((seed >> 33) % 7 == 0)
+                    cuts[n++] = i;
+            }
+            run_meter(&bc, NULL, body, len, cuts, n, &r);
+            snprintf(how, sizeof(how), "random cuts, round %d", round);
+            same_result(bc.name, how, &whole, &r);
+        }
+        free(cuts);
+        free(bodies[b]);
+    }
+}
+
 /* ---- API from the path -------------------------------------------------------------------------
  */
 
@@ -723,6 +800,7 @@ int main(void)
         cmocka_unit_test(test_sse_framing),
         cmocka_unit_test(test_terminal_events),
         cmocka_unit_test(test_content_type_and_encoding),
+        cmocka_unit_test(test_sniff_split_invariance),
         cmocka_unit_test(test_api_for_path),
         cmocka_unit_test(test_estimate_request),
     };

@@ -71,6 +71,18 @@ static void *up_serve(void *arg)
         const char *p = strcasestr(head, "\r\nContent-Length:");
         if (p && p < end)
             cl = strtoul(p + 17, NULL, 10);
+        p = strcasestr(head, "\r\nTransfer-Encoding: chunked");
+        if (p && p < end) { /* the body (these tests' chunks) ends with the last chunk */
+            while (!memmem(head + hl, n - hl, "0\r\n\r\n", 5)) {
+                if (n == sizeof(head) - 1)
+                    goto out;
+                ssize_t r = recv(fd, head + n, sizeof(head) - 1 - n, 0);
+                if (r <= 0)
+                    goto out;
+                n += (size_t)r;
+            }
+            cl = n - hl;
+        }
         char req[sizeof(up_last)];
         size_t have = n < hl + cl ? n : hl + cl;
         if (hl + cl > sizeof(req))
@@ -98,6 +110,14 @@ static void *up_serve(void *arg)
             memset(rest, 'r', sizeof(rest));
             if (!send_all(fd, rest, sizeof(rest)))
                 goto out;
+        } else if (strncmp(req + strcspn(req, " ") + 1, "/close", 6) == 0) {
+            /* no framing: the body runs to the close */
+            static char body[150000];
+            memset(body, 'c', sizeof(body));
+            const char *h = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n";
+            send_all(fd, h, strlen(h));
+            send_all(fd, body, sizeof(body));
+            goto out;
         } else if (strncmp(req + strcspn(req, " ") + 1, "/big", 4) == 0) {
             static char body[200000];
             memset(body, 'b', sizeof(body));
@@ -152,6 +172,11 @@ struct hook_ctx {
     const char *refuse;  /* request_body refuses with this reason */
     const char *replace; /* request_body replaces the body with this */
     size_t stop_after;   /* response_data ends the response once it saw this many bytes */
+    int filter;          /* response_filter: 1 upper-cases (same length), 2 doubles each byte */
+    bool drop_length;    /* response_head drops Content-Length */
+    char held;           /* the filter holds back the last byte until the body ends */
+    bool holding;
+    atomic_int filter_last;
     atomic_int wants_calls, body_calls, head_calls, end_calls, end_complete;
     atomic_int bad; /* a hook saw arguments it should not have */
     char body[4096];
@@ -196,14 +221,49 @@ static int h_request_body(void *ctx, const struct proxy_request_view *v, void **
 }
 
 static int h_response_head(void *ctx, void **xs, const struct route *route,
-                           const struct http_response *resp, struct proxy_verdict *out)
+                           struct http_response *resp, struct proxy_verdict *out)
 {
     struct hook_ctx *h = ctx;
     (void)out;
     if (*xs != &xs_token || !route)
         atomic_fetch_add(&h->bad, 1);
     h->head_status = resp->status_code;
+    for (size_t i = 0; h->drop_length && i < resp->n_headers; i++)
+        if (http_slice_eq_ci(resp->headers[i].name, "Content-Length")) {
+            resp->headers[i] = resp->headers[--resp->n_headers];
+            break;
+        }
     atomic_fetch_add(&h->head_calls, 1);
+    return 0;
+}
+
+/* Upper-cases (filter 1) or doubles (filter 2) each byte, always holding the last one back. */
+static int h_response_filter(void *ctx, void *xs, const char *p, size_t n, bool last,
+                             struct buf *out)
+{
+    struct hook_ctx *h = ctx;
+    if (xs != &xs_token)
+        atomic_fetch_add(&h->bad, 1);
+    for (size_t i = 0; i < n; i++) {
+        if (h->holding) {
+            char c = h->filter == 1 && h->held >= 'a' && h->held <= 'z' ? h->held - 32 : h->held;
+            buf_append_char(out, c);
+            if (h->filter == 2)
+                buf_append_char(out, c);
+        }
+        h->held = p[i];
+        h->holding = true;
+    }
+    if (last) {
+        if (h->holding) {
+            char c = h->filter == 1 && h->held >= 'a' && h->held <= 'z' ? h->held - 32 : h->held;
+            buf_append_char(out, c);
+            if (h->filter == 2)
+                buf_append_char(out, c);
+        }
+        h->holding = false;
+        atomic_fetch_add(&h->filter_last, 1);
+    }
     return 0;
 }
 
@@ -301,6 +361,7 @@ static int setup(void **state)
                                     .request_body = h_request_body,
                                     .response_head = h_response_head,
                                     .response_data = h_response_data,
+                                    .response_filter = h_response_filter,
                                     .exchange_end = h_exchange_end,
                                     .ctx = &hc};
     atomic_store(&up_requests, 0);
@@ -599,6 +660,155 @@ static void test_no_hooks_wanted(void **state)
     assert_int_equal(atomic_load(&hc.end_calls), 0);
 }
 
+/* ---- the response filter --------------------------------------------------------- */
+
+#define FILTERED (PROXY_WANT_REQUEST_BODY | PROXY_WANT_RESPONSE | PROXY_WANT_RESPONSE_FILTER)
+
+/* The body of a whole answer (after its head), de-chunked when chunked; returns its length. */
+static size_t answer_body(const char *out, size_t n, char *body, size_t max)
+{
+    const char *b = strstr(out, "\r\n\r\n");
+    assert_non_null(b);
+    b += 4;
+    size_t len = n - (size_t)(b - out), got = 0;
+    if (!strcasestr(out, "Transfer-Encoding: chunked")) {
+        memcpy(body, b, len < max ? len : max);
+        return len;
+    }
+    for (const char *p = b; p < b + len;) {
+        size_t size = strtoul(p, NULL, 16);
+        const char *data = strstr(p, "\r\n");
+        assert_non_null(data);
+        if (size == 0)
+            return got;
+        data += 2;
+        assert_true(got + size <= max);
+        memcpy(body + got, data, size);
+        got += size;
+        p = data + size + 2;
+    }
+    fail_msg("chunked body without its last chunk");
+    return 0;
+}
+
+static void test_filter_same_length(void **state)
+{
+    (void)state;
+    hc.want = FILTERED;
+    hc.filter = 1;
+    char *req = request("GET", "/x", "", "");
+    char out[8192], body[8192];
+    size_t n = exchange(req, out, sizeof(out));
+    free(req);
+    /* the length is kept, the body is the filter's */
+    assert_non_null(strcasestr(out, "\r\nContent-Length: 18\r\n"));
+    assert_null(strcasestr(out, "Transfer-Encoding"));
+    assert_int_equal(answer_body(out, n, body, sizeof(body)), 18);
+    assert_memory_equal(body, "RECEIVED 000000000", 18);
+    assert_int_equal(atomic_load(&hc.filter_last), 1);
+    wait_for(&hc.end_calls, 1);
+    assert_int_equal(atomic_load(&hc.end_complete), 1);
+}
+
+static void test_filter_rechunks(void **state)
+{
+    (void)state;
+    hc.want = FILTERED;
+    hc.filter = 1;
+    char *req = request("GET", "/chunked", "", "");
+    char out[8192], body[8192];
+    size_t n = exchange(req, out, sizeof(out));
+    free(req);
+    assert_non_null(strcasestr(out, "\r\nTransfer-Encoding: chunked\r\n"));
+    assert_int_equal(answer_body(out, n, body, sizeof(body)), 11);
+    assert_memory_equal(body, "HELLO WORLD", 11);
+    assert_memory_equal(hc.tapped, "hello world", 11); /* the tap saw the upstream's bytes */
+    wait_for(&hc.end_calls, 1);
+    assert_int_equal(atomic_load(&hc.end_complete), 1);
+}
+
+static void test_filter_changes_length(void **state)
+{
+    (void)state;
+    hc.want = FILTERED;
+    hc.filter = 2;
+    hc.drop_length = true;
+    char *req = request("GET", "/x", "", "");
+    char out[8192], body[8192];
+    size_t n = exchange(req, out, sizeof(out));
+    free(req);
+    assert_null(strcasestr(out, "Content-Length"));
+    assert_non_null(strcasestr(out, "\r\nTransfer-Encoding: chunked\r\n"));
+    assert_int_equal(answer_body(out, n, body, sizeof(body)), 36);
+    assert_memory_equal(body, "rreecceeiivveedd  000000000000000000", 36);
+    wait_for(&hc.end_calls, 1);
+    assert_int_equal(atomic_load(&hc.end_complete), 1);
+    /* an HTTP/1.0 client gets the body until the connection closes */
+    char *old =
+        xasprintf("GET http://up.test:%u/x HTTP/1.0\r\nHost: up.test:%u\r\n\r\n", up_port, up_port);
+    n = exchange(old, out, sizeof(out));
+    free(old);
+    assert_null(strcasestr(out, "Transfer-Encoding"));
+    assert_null(strcasestr(out, "Content-Length"));
+    assert_non_null(strcasestr(out, "Connection: close"));
+    assert_int_equal(answer_body(out, n, body, sizeof(body)), 36);
+    wait_for(&hc.end_calls, 2);
+}
+
+static void test_filter_keeps_its_promise(void **state)
+{
+    (void)state;
+    /* A filter that changes the length of a body whose Content-Length stays: cut short. */
+    hc.want = FILTERED;
+    hc.filter = 2;
+    char *req = request("GET", "/x", "", "");
+    char out[8192], body[8192];
+    size_t n = exchange(req, out, sizeof(out));
+    free(req);
+    assert_non_null(strcasestr(out, "\r\nContent-Length: 18\r\n"));
+    assert_true(answer_body(out, n, body, sizeof(body)) <= 18);
+    wait_for(&hc.end_calls, 1);
+    assert_int_equal(atomic_load(&hc.end_complete), 0);
+}
+
+static void test_filter_large_body(void **state)
+{
+    (void)state;
+    hc.want = FILTERED;
+    hc.filter = 1;
+    char *req = request("GET", "/big", "", "");
+    static char out[300000], body[300000];
+    size_t n = exchange(req, out, sizeof(out));
+    free(req);
+    assert_int_equal(answer_body(out, n, body, sizeof(body)), 200000);
+    for (size_t i = 0; i < 200000; i++)
+        if (body[i] != 'B')
+            fail_msg("byte %zu is '%c'", i, body[i]);
+    assert_int_equal(hc.tapped_total, 200000);
+    wait_for(&hc.end_calls, 1);
+    assert_int_equal(atomic_load(&hc.end_complete), 1);
+}
+
+static void test_filter_until_close(void **state)
+{
+    (void)state;
+    hc.want = FILTERED;
+    hc.filter = 1;
+    char *req = request("GET", "/close", "", "");
+    static char out[300000], body[300000];
+    size_t n = exchange(req, out, sizeof(out));
+    free(req);
+    /* re-framed chunked, and the bytes the filter held back came out at the end */
+    assert_non_null(strcasestr(out, "\r\nTransfer-Encoding: chunked\r\n"));
+    assert_int_equal(answer_body(out, n, body, sizeof(body)), 150000);
+    for (size_t i = 0; i < 150000; i++)
+        if (body[i] != 'C')
+            fail_msg("byte %zu is '%c'", i, body[i]);
+    assert_int_equal(atomic_load(&hc.filter_last), 1);
+    wait_for(&hc.end_calls, 1);
+    assert_int_equal(atomic_load(&hc.end_complete), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -613,6 +823,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_client_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keep_alive_each_exchange_ends_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_hooks_wanted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_filter_same_length, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_filter_rechunks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_filter_changes_length, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_filter_keeps_its_promise, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_filter_large_body, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_filter_until_close, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -112,6 +112,74 @@ static void test_units_whole_at_every_split(void **state)
     buf_free(&in);
 }
 
+/* Upper-cases every unit's payload in place and has the held frames carry it. */
+static void feed_upper(struct ws_dir *d, const struct buf *in, size_t step, struct buf *out)
+{
+    for (size_t at = 0; at < in->len;) {
+        size_t n = in->len - at < step ? in->len - at : step, off = 0;
+        while (off < n) {
+            size_t used = 0;
+            enum ws_unit k =
+                ws_dir_feed(d, (const unsigned char *)in->data + at + off, n - off, &used);
+            off += used;
+            assert_true(k != WS_UNIT_ERROR);
+            if (k == WS_UNIT_NONE)
+                continue;
+            struct buf *p = k == WS_UNIT_MESSAGE ? &d->msg : &d->ctl;
+            for (size_t i = 0; i < p->len; i++)
+                if (p->data[i] >= 'a' && p->data[i] <= 'z')
+                    p->data[i] = (char)(p->data[i] - 32);
+            ws_dir_rewrite(d, k);
+            ws_dir_release(d, k, out);
+        }
+        at += n;
+    }
+}
+
+/*
+ * A payload rewritten in place (the same length) is what the released
+ * frames carry: masked again for a client's frames, across fragments, with
+ * a control frame between them, and through the 16-bit length form.
+ */
+static void test_rewrite_payloads(void **state)
+{
+    (void)state;
+    char long_text[300];
+    for (size_t i = 0; i < sizeof(long_text); i++)
+        long_text[i] = (char)('a' + i % 26);
+    for (int masked = 0; masked < 2; masked++) {
+        struct buf in = BUF_INIT;
+        put_frame(&in, true, WS_OP_TEXT, "hello", 5, masked, 0);
+        put_frame(&in, false, WS_OP_TEXT, "part one ", 9, masked, 0);
+        put_frame(&in, true, WS_OP_PING, "ping!", 5, masked, 0);
+        put_frame(&in, true, WS_OP_CONTINUATION, "part two", 8, masked, 0);
+        put_frame(&in, true, WS_OP_BINARY, long_text, sizeof(long_text), masked, 0);
+        for (size_t step = 1; step <= in.len; step += step < 20 ? 1 : 37) {
+            struct ws_dir d, again;
+            ws_dir_init(&d, masked, 1 << 20);
+            struct buf out = BUF_INIT;
+            feed_upper(&d, &in, step, &out);
+            assert_int_equal(out.len, in.len);
+            /* read back: the same units, upper-cased */
+            ws_dir_init(&again, masked, 1 << 20);
+            struct units u;
+            memset(&u, 0, sizeof(u));
+            assert_int_equal(feed_all(&again, &out, out.len, &u), WS_UNIT_NONE);
+            assert_int_equal(u.n, 4);
+            assert_string_equal(u.payloads[0], "HELLO");
+            assert_string_equal(u.payloads[1], "PING!");
+            assert_string_equal(u.payloads[2], "PART ONE PART TWO");
+            assert_int_equal(again.msg.len, 0);
+            assert_true(u.payloads[3][0] == 'A' && u.payloads[3][25] == 'Z');
+            buf_free(&u.released);
+            buf_free(&out);
+            ws_dir_free(&d);
+            ws_dir_free(&again);
+        }
+        buf_free(&in);
+    }
+}
+
 static void test_fragment_held_until_message_ends(void **state)
 {
     (void)state;
@@ -352,6 +420,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_units_whole_at_every_split),
+        cmocka_unit_test(test_rewrite_payloads),
         cmocka_unit_test(test_fragment_held_until_message_ends),
         cmocka_unit_test(test_long_lengths),
         cmocka_unit_test(test_unreadable_frames),
