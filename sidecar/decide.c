@@ -213,7 +213,8 @@ static int write_forward_head(struct conn *c, const struct route *route, const s
     struct buf value = BUF_INIT;
     char length[24];
     size_t idx = (size_t)(route - c->cfg->routes.items);
-    const char *token = c->cfg->route_tokens ? c->cfg->route_tokens[idx] : NULL;
+    /* A real credential leaves only over verified TLS (the policy refuses the rest first). */
+    const char *token = c->fwd.tls && c->cfg->route_tokens ? c->cfg->route_tokens[idx] : NULL;
     if (route->auth.kind == AUTH_SCHEME && token) {
         buf_printf(&value, "%s %s", route->auth.scheme, token);
         add[n_add++] = (struct http_header){{"Authorization", 13}, {value.data, value.len}};
