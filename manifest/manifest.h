@@ -123,7 +123,11 @@ struct settings {
     enum shutdown_policy shutdown;
     enum enforcement_tier enforcement;
     char *ledger_path;
+    unsigned sidecar_max_connections; /* sidecar.max_connections; 0: the sidecar's default */
 };
+
+/* The largest sidecar.max_connections a settings file may ask for. */
+#define SETTINGS_MAX_CONNECTIONS_MAX 65536
 
 /* Parse one file's text (tests call these directly). name is the file stem. */
 int agent_parse(const char *file, const char *name, const char *text, size_t len,

@@ -89,6 +89,7 @@ struct plan {
     char *canary_name;
     char *label;
     char *ledger_path;
+    unsigned sidecar_max_connections; /* settings sidecar.max_connections; 0: its default */
     struct strv warnings;
 };
 

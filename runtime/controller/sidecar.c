@@ -79,6 +79,10 @@ static int write_proxy_config(struct controller *c, struct bottle_err *err)
     cJSON_AddStringToObject(root, "agent", c->plan->agent_name);
     cJSON_AddStringToObject(root, "ledger", c->ledger_path);
     cJSON_AddNumberToObject(root, "events_fd", CONTROLLER_EVENTS_FD);
+    /* egress.log: off, requests or full (the sidecar's own names). */
+    cJSON_AddStringToObject(root, "log", egress_log_name(c->plan->egress_log));
+    if (c->plan->sidecar_max_connections) /* settings sidecar.max_connections */
+        cJSON_AddNumberToObject(root, "max_connections", c->plan->sidecar_max_connections);
     add_budgets(c, root);
     cJSON *secrets = cJSON_AddArrayToObject(root, "secrets");
     for (size_t i = 0; i < c->secret_env.len; i++) {
