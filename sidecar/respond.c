@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/clock.h"
@@ -181,6 +182,12 @@ void respond_connection_limit(struct proxy *px, int fd)
     /* One attempt each, never waiting: a fresh socket's buffer takes this whole. */
     if (n > 0 && write(fd, head, (size_t)n) == n)
         (void)!write(fd, b->data, b->len);
+    /* What the client already sent is read and dropped: closing on unread bytes would
+     * send a reset, which may reach the client before it has read the answer. */
+    shutdown(fd, SHUT_WR);
+    char sink[4096];
+    for (int i = 0; i < 4 && recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
+        ;
     close(fd);
     px->metrics.connections_refused++;
     logjson_count_refusal(px, REASON_TOO_MANY_CONNECTIONS);
