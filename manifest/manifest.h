@@ -172,7 +172,11 @@ struct settings {
     char *ledger_path;
     struct settings_pool *pools;
     size_t n_pools;
+    unsigned sidecar_max_connections; /* sidecar.max_connections; 0: the sidecar's default */
 };
+
+/* The largest sidecar.max_connections a settings file may ask for. */
+#define SETTINGS_MAX_CONNECTIONS_MAX 65536
 
 /* Parse one file's text (tests call these directly). name is the file stem. */
 int agent_parse(const char *file, const char *name, const char *text, size_t len,

@@ -394,6 +394,7 @@ int plan_build(const struct manifest_index *idx, const struct plan_options *o, s
     p->canary_name = o->canary_name ? xstrdup(o->canary_name) : canary_name_random();
     p->backend = xstrdup(o->backend ? o->backend : "native");
     p->ledger_path = st.ledger_path ? xstrdup(st.ledger_path) : NULL;
+    p->sidecar_max_connections = st.sidecar_max_connections;
     if (bottle.provider_declared && bottle.provider.dockerfile)
         p->dockerfile = relative_to_file(bottle.provider.dockerfile, bottle.file);
     p->image = o->image ? xstrdup(o->image) : NULL;

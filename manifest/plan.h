@@ -122,6 +122,7 @@ struct plan {
     char *project_trusted_at;
     struct plan_project_file *project_files;
     size_t n_project_files;
+    unsigned sidecar_max_connections; /* settings sidecar.max_connections; 0: its default */
     struct strv warnings;
     char *pool; /* budget_pool: the settings.yml pool the bottle counts against; NULL: none */
     struct plan_budget *pool_budgets; /* that pool's limits from this host's settings.yml */

@@ -3,9 +3,9 @@
  * the sidecar all call policy_evaluate(); nothing else decides whether a
  * request may leave a bottle.
  *
- * Order: host normalization -> route by host and port -> git smart-HTTP ->
- * `matches`. Every refusal carries a stable reason code and a sentence that
- * names the host.
+ * Order: host normalization -> route by host and port -> cleartext with a
+ * credential -> git smart-HTTP -> `matches`. Every refusal carries a stable
+ * reason code and a sentence that names the host.
  *
  * Choices worth knowing:
  * - Ports. A route without a port serves the request's default port (443
@@ -388,6 +388,18 @@ int policy_evaluate(const struct route_set *routes, const struct policy_request 
         return 0;
     }
     res->route = route;
+
+    /*
+     * A route with `auth` gets a real credential injected, and that leaves only
+     * over verified TLS: a plain-HTTP request to it is refused, whatever the port.
+     */
+    if (!req->tls && route->auth.kind != AUTH_NONE) {
+        refuse(res, 403, REASON_AUTH_REQUIRES_TLS,
+               "host '%s' gets a credential injected, which is sent only over verified TLS; "
+               "use https:// instead of http://",
+               res->host);
+        return 0;
+    }
 
     /* No target: a CONNECT, decided on the host alone; each request inside is checked later. */
     if (req->target) {

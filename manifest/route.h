@@ -175,6 +175,7 @@ struct policy_request {
 #define REASON_GIT_PUSH_BLOCKED      "git_push_blocked"
 #define REASON_GIT_FETCH_NOT_ALLOWED "git_fetch_not_allowed"
 #define REASON_NO_MATCHING_RULE      "no_matching_rule"
+#define REASON_AUTH_REQUIRES_TLS     "auth_requires_tls"
 
 struct policy_result {
     bool allowed;

@@ -1056,10 +1056,28 @@ static bool ledger_url_has_password(const char *url)
     return has_password;
 }
 
+/* sidecar: {max_connections: N}: how the bottle's egress sidecar is sized. */
+static int parse_sidecar_settings(const struct node *n, struct settings *s, struct bottle_err *err)
+{
+    static const char *const keys[] = {"max_connections", NULL};
+    int rc = node_want_map(n, "sidecar", err);
+    if (rc == 0)
+        rc = node_check_keys(n, "sidecar", keys, err);
+    const struct node *v = rc == 0 ? node_map_get(n, "max_connections") : NULL;
+    uint64_t max = 0;
+    if (v && (rc = node_get_u64(v, "sidecar.max_connections", &max, err)) == 0 &&
+        (max == 0 || max > SETTINGS_MAX_CONNECTIONS_MAX))
+        rc = node_error(err, &v->pos, "sidecar.max_connections: must be from 1 to %d, found %llu",
+                        SETTINGS_MAX_CONNECTIONS_MAX, (unsigned long long)max);
+    if (rc == 0)
+        s->sidecar_max_connections = (unsigned)max;
+    return rc;
+}
+
 static int settings_fields(const struct node *root, struct settings *s, struct bottle_err *err)
 {
-    static const char *const keys[] = {"budget", "shutdown", "enforcement",
-                                       "ledger", "pools",    NULL};
+    static const char *const keys[] = {"budget", "shutdown", "enforcement", "ledger",
+                                       "pools",  "sidecar",  NULL};
     int rc = node_check_keys(root, "settings", keys, err);
     if (rc < 0)
         return rc;
@@ -1080,6 +1098,7 @@ static int settings_fields(const struct node *root, struct settings *s, struct b
                           "ledger: the URL carries a password; give it in PGPASSWORD, a password "
                           "file (~/.pgpass, PGPASSFILE) or a service file instead");
     if ((v = node_map_get(root, "pools")) && (rc = parse_pools(v, s, err)) < 0)
+    if ((v = node_map_get(root, "sidecar")) && (rc = parse_sidecar_settings(v, s, err)) < 0)
         return rc;
     return 0;
 }

@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -484,12 +486,74 @@ static int parse_overrides(const cJSON *list, struct config *c, struct bottle_er
     return 0;
 }
 
+/* The digest the proxy credential is compared by: both sides hash, so no length leaks. */
+static void credential_digest(const char *p, size_t n, unsigned char out[32])
+{
+    unsigned int len = 32;
+    if (EVP_Digest(p, n, out, &len, EVP_sha256(), NULL) != 1)
+        memset(out, 0, 32); /* cannot happen with a built-in digest; fails every comparison */
+}
+
+/* {"token_ref": NAME, "user": USER}: the credential the proxy listener requires. */
+static int parse_proxy_auth(const cJSON *pa, const struct config_tokens *tokens, struct config *c,
+                            struct bottle_err *err)
+{
+    static const char *const keys[] = {"token_ref", "user", NULL};
+    if (!pa)
+        return 0;
+    if (!cJSON_IsObject(pa))
+        return cfg_fail(err, c->file, "'proxy_auth' must be an object (token_ref, user)");
+    char *ref = NULL;
+    int rc = check_keys(pa, "proxy_auth: ", keys, c->file, err);
+    if (rc == 0)
+        rc = get_string(pa, "token_ref", "proxy_auth.", true, &ref, c->file, err);
+    if (rc == 0)
+        rc = get_string(pa, "user", "proxy_auth.", false, &c->proxy_auth_user, c->file, err);
+    if (rc == 0 && !c->proxy_auth_user)
+        c->proxy_auth_user = xstrdup(CONFIG_PROXY_AUTH_USER);
+    if (rc == 0 && (strchr(c->proxy_auth_user, ':') ||
+                    !token_value_ok(c->proxy_auth_user, strlen(c->proxy_auth_user))))
+        rc = cfg_fail(err, c->file,
+                      "'proxy_auth.user' must be printable ASCII without ':' (it is the part "
+                      "before the colon of a Basic credential)");
+    const char *secret = rc == 0 ? config_tokens_get(tokens, ref) : NULL;
+    if (rc == 0 && !secret)
+        rc = cfg_fail(err, c->file,
+                      "proxy_auth.token_ref: no value for '%s' was passed on the token "
+                      "descriptor (--token-fd)",
+                      ref);
+    if (rc == 0 && strlen(secret) < 16)
+        rc = cfg_fail(err, c->file,
+                      "proxy_auth.token_ref: the value of '%s' is shorter than 16 characters; a "
+                      "proxy credential must not be guessable",
+                      ref);
+    if (rc == 0) {
+        struct buf both = BUF_INIT;
+        buf_printf(&both, "%s:%s", c->proxy_auth_user, secret);
+        credential_digest(both.data, both.len, c->proxy_auth_digest);
+        explicit_bzero(both.data, both.cap);
+        buf_free(&both);
+        c->proxy_auth = true;
+    }
+    free(ref);
+    return rc;
+}
+
+bool config_proxy_auth_matches(const struct config *c, const char *credential, size_t len)
+{
+    unsigned char got[32];
+    credential_digest(credential, len, got);
+    bool same = CRYPTO_memcmp(got, c->proxy_auth_digest, sizeof(got)) == 0;
+    return same && c->proxy_auth;
+}
+
 static int parse_root(const cJSON *root, const struct config_tokens *tokens, struct config *c,
                       struct bottle_err *err)
 {
-    static const char *const keys[] = {"listen",  "control", "bottle",    "agent",      "routes",
-                                       "tls",     "resolve", "log",       "ledger",     "timeouts",
-                                       "budgets", "secrets", "events_fd", "scan_limit", NULL};
+    static const char *const keys[] = {
+        "listen",    "control",    "bottle",          "agent",      "routes",  "tls",
+        "resolve",   "log",        "ledger",          "timeouts",   "budgets", "secrets",
+        "events_fd", "scan_limit", "max_connections", "proxy_auth", NULL};
     if (!cJSON_IsObject(root))
         return cfg_fail(err, c->file, "the top level must be an object");
     int rc = check_keys(root, "", keys, c->file, err);
@@ -529,6 +593,14 @@ static int parse_root(const cJSON *root, const struct config_tokens *tokens, str
         c->scan_limit = (size_t)rc;
         rc = 0;
     }
+    if (rc == 0)
+        rc = parse_whole(root, "max_connections", 1, CONFIG_MAX_CONNECTIONS_MAX, c->file, err);
+    if (rc > 0) {
+        c->max_connections = (unsigned)rc;
+        rc = 0;
+    }
+    if (rc == 0)
+        rc = parse_proxy_auth(cJSON_GetObjectItemCaseSensitive(root, "proxy_auth"), tokens, c, err);
     char *log = NULL;
     if (rc == 0)
         rc = get_string(root, "log", "", false, &log, c->file, err);
@@ -563,6 +635,7 @@ int config_parse(const char *file, const char *text, size_t len, const struct co
     c->log = CONFIG_LOG_REQUESTS;
     c->events_fd = -1;
     c->scan_limit = CONFIG_SCAN_LIMIT_DEFAULT;
+    c->max_connections = CONFIG_MAX_CONNECTIONS_DEFAULT;
     c->timeouts = (struct config_timeouts){30000, 120000, 10000, 10000, 600000, 30000};
     struct bottle_err jerr = {0};
     cJSON *root = json_parse(text, len, file, &jerr);
@@ -632,6 +705,8 @@ void config_unref(struct config *c)
     free(c->leaf_key);
     free(c->trust_store);
     free(c->extra_ca);
+    free(c->proxy_auth_user);
+    explicit_bzero(c->proxy_auth_digest, sizeof(c->proxy_auth_digest));
     free(c);
 }
 

@@ -100,6 +100,15 @@ struct config {
     size_t n_overrides;
     enum config_log log;
     struct config_timeouts timeouts;
+    unsigned max_connections; /* client connections open at once; more are refused */
+    /*
+     * Proxy credential (`proxy_auth`): when set, every request on the proxy
+     * listener must carry `Proxy-Authorization: Basic` of "user:secret", the
+     * secret passed on the token descriptor. Only its SHA-256 is kept here.
+     */
+    bool proxy_auth;
+    char *proxy_auth_user;
+    unsigned char proxy_auth_digest[32];
 };
 
 /* Parses and validates FILE; every error names the file and the key. */
@@ -122,5 +131,13 @@ const struct config_budget *config_find_budget(const struct config *c, const cha
 
 /* Default for scan_limit: 8 MiB. */
 #define CONFIG_SCAN_LIMIT_DEFAULT (8u << 20)
+/* Default for max_connections, and the largest value accepted. */
+#define CONFIG_MAX_CONNECTIONS_DEFAULT 512u
+#define CONFIG_MAX_CONNECTIONS_MAX     65536u
+/* The user name of the proxy credential when `proxy_auth` names none. */
+#define CONFIG_PROXY_AUTH_USER "bottle"
+
+/* Whether "user:secret" (len bytes) is the configured proxy credential; constant time. */
+bool config_proxy_auth_matches(const struct config *c, const char *credential, size_t len);
 
 #endif

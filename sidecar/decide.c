@@ -2,9 +2,11 @@
 #include "sidecar/decide.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/clock.h"
 #include "common/json.h"
@@ -95,6 +97,52 @@ static void request_begin(struct conn *c)
         redact_path(c->log.path, sizeof(c->log.path), req->path);
     if (c->cfg->log == CONFIG_LOG_FULL)
         logjson_capture(c, req);
+}
+
+/* ---- the proxy credential ------------------------------------------------- */
+
+/* Longest Proxy-Authorization value looked at (base64 of user:secret). */
+#define PROXY_CREDENTIAL_MAX 4096
+
+/*
+ * Proxy-Authorization: Basic <base64 of user:secret> against the config's
+ * proxy_auth. Compared through config_proxy_auth_matches (digests, constant
+ * time); no proxy_auth configured passes every request.
+ */
+static bool proxy_credential_ok(const struct conn *c)
+{
+    if (!c->cfg->proxy_auth)
+        return true;
+    const struct http_header *h =
+        http_header_find(c->req.headers, c->req.n_headers, "Proxy-Authorization");
+    if (!h || h->value.len < 6 || strncasecmp(h->value.ptr, "Basic ", 6) != 0)
+        return false;
+    const char *p = h->value.ptr + 6;
+    size_t n = h->value.len - 6;
+    while (n && *p == ' ') {
+        p++;
+        n--;
+    }
+    while (n && p[n - 1] == ' ')
+        n--;
+    if (n == 0 || n > PROXY_CREDENTIAL_MAX || n % 4)
+        return false;
+    unsigned char out[PROXY_CREDENTIAL_MAX / 4 * 3 + 1];
+    int len = EVP_DecodeBlock(out, (const unsigned char *)p, (int)n);
+    if (len < 0)
+        return false;
+    len -= (p[n - 1] == '=') + (p[n - 2] == '='); /* EVP_DecodeBlock counts the padding */
+    bool ok = len > 0 && config_proxy_auth_matches(c->cfg, (const char *)out, (size_t)len);
+    explicit_bzero(out, sizeof(out));
+    return ok;
+}
+
+static void refuse_credential(struct conn *c, size_t head_len)
+{
+    c->cin.start += head_len;
+    conn_refuse_proxy_auth(c, "this sidecar answers only its bottle: send the bottle's proxy "
+                              "credential (Proxy-Authorization: Basic, as in the proxy URL "
+                              "http://user:secret@host:port of the bottle's environment)");
 }
 
 /* ---- introspection --------------------------------------------------------- */
@@ -213,7 +261,8 @@ static int write_forward_head(struct conn *c, const struct route *route, const s
     struct buf value = BUF_INIT;
     char length[24];
     size_t idx = (size_t)(route - c->cfg->routes.items);
-    const char *token = c->cfg->route_tokens ? c->cfg->route_tokens[idx] : NULL;
+    /* A real credential leaves only over verified TLS (the policy refuses the rest first). */
+    const char *token = c->fwd.tls && c->cfg->route_tokens ? c->cfg->route_tokens[idx] : NULL;
     if (route->auth.kind == AUTH_SCHEME && token) {
         buf_printf(&value, "%s %s", route->auth.scheme, token);
         add[n_add++] = (struct http_header){{"Authorization", 13}, {value.data, value.len}};
@@ -354,6 +403,11 @@ void decide_request(struct conn *c, size_t head_len)
 {
     struct http_request *req = &c->req;
     request_begin(c);
+    /* Requests inside a tunnel were let in with its CONNECT. */
+    if (!c->tunnel && !proxy_credential_ok(c)) {
+        refuse_credential(c, head_len);
+        return;
+    }
     if (req->form == HTTP_FORM_AUTHORITY) {
         handle_connect(c, head_len);
         return;
@@ -489,6 +543,11 @@ static void metrics_text(struct conn *c, struct buf *b)
                (unsigned long long)m->connections_total);
     buf_printf(b, "# TYPE bottle_proxy_connections_open gauge\n");
     buf_printf(b, "bottle_proxy_connections_open %zu\n", c->px->n_conns);
+    buf_printf(b, "# TYPE bottle_proxy_connections_max gauge\n");
+    buf_printf(b, "bottle_proxy_connections_max %u\n", c->px->cfg->max_connections);
+    buf_printf(b, "# TYPE bottle_proxy_connections_refused_total counter\n");
+    buf_printf(b, "bottle_proxy_connections_refused_total %llu\n",
+               (unsigned long long)m->connections_refused);
     buf_printf(b, "# TYPE bottle_proxy_requests_total counter\n");
     buf_printf(b, "bottle_proxy_requests_total %llu\n", (unsigned long long)m->requests_total);
     buf_printf(b, "bottle_proxy_requests_allowed_total %llu\n",

@@ -19,6 +19,7 @@
 #include "sidecar/conn.h"
 #include "sidecar/logjson.h"
 #include "sidecar/pool.h"
+#include "sidecar/respond.h"
 #include "sidecar/upstream.h"
 
 #define LISTEN_BACKLOG 1024
@@ -104,6 +105,10 @@ static void accept_all(struct proxy *px, int lfd, bool control)
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return; /* EAGAIN, or out of descriptors: the backlog keeps the rest */
+        if (!control && px->n_conns >= px->cfg->max_connections) {
+            respond_connection_limit(px, fd); /* the control listener is never refused */
+            continue;
+        }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         struct conn *c = conn_new(px, fd, control);

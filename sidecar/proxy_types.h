@@ -151,6 +151,8 @@ struct proxy_hooks {
 
 struct proxy_metrics {
     uint64_t connections_total;
+    /* Connections over max_connections, answered and closed at accept. */
+    uint64_t connections_refused;
     uint64_t requests_total;
     uint64_t requests_allowed;
     uint64_t requests_refused;
@@ -208,6 +210,11 @@ enum { CONN_FILTER_NONE = 0, CONN_FILTER_LENGTH, CONN_FILTER_CHUNKED, CONN_FILTE
 #define CONN_BODY_MAX (64u << 20)
 /* The client did not send the request body the hooks wait for in time. */
 #define REASON_BODY_TIMEOUT "body_timeout"
+
+/* A connection beyond the config's max_connections (503, then closed). */
+#define REASON_TOO_MANY_CONNECTIONS "too_many_connections"
+/* The config's proxy_auth credential is missing or wrong (407). */
+#define REASON_PROXY_AUTH_REQUIRED "proxy_auth_required"
 
 struct iobuf {
     char *data;

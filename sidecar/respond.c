@@ -1,8 +1,11 @@
 /* respond — local answers and the end of an exchange (see respond.h). */
 #include "sidecar/respond.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "common/clock.h"
 #include "common/json.h"
@@ -44,6 +47,8 @@ static const char *status_text(int status)
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 407:
+        return "Proxy Authentication Required";
     case 408:
         return "Request Timeout";
     case 413:
@@ -54,6 +59,8 @@ static const char *status_text(int status)
         return "Expectation Failed";
     case 421:
         return "Misdirected Request";
+    case 429:
+        return "Too Many Requests";
     case 431:
         return "Request Header Fields Too Large";
     case 500:
@@ -69,20 +76,49 @@ static const char *status_text(int status)
     }
 }
 
-void conn_respond(struct conn *c, int status, const char *content_type, const char *body,
-                  size_t len)
+/* extra: header lines ("Name: value\r\n") the answer carries; "" for none. */
+static void respond_with(struct conn *c, int status, const char *content_type, const char *extra,
+                         const char *body, size_t len)
 {
     buf_printf(&c->cout,
                "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-               "Cache-Control: no-store\r\n%s\r\n",
-               status, status_text(status), content_type, len,
+               "Cache-Control: no-store\r\n%s%s\r\n",
+               status, status_text(status), content_type, len, extra,
                c->close_after ? "Connection: close\r\n" : "");
     if (!c->req_head_request)
         buf_append(&c->cout, body, len);
     c->log.status = status;
 }
 
-void conn_refuse(struct conn *c, int status, const char *reason, const char *message)
+void conn_respond(struct conn *c, int status, const char *content_type, const char *body,
+                  size_t len)
+{
+    respond_with(c, status, content_type, "", body, len);
+}
+
+/*
+ * The sidecar's own fields (reason, message) plus an "error" object in the
+ * shape Anthropic's and OpenAI's clients read, so an agent CLI shows the
+ * user why it was refused instead of a bare status.
+ */
+static void refusal_body(struct buf *b, const char *reason, const char *message)
+{
+    buf_reset(b);
+    buf_append_str(b, "{\"type\": \"error\", \"error\": {\"type\": \"");
+    json_escape_append(b, reason, strlen(reason), 0);
+    buf_append_str(b, "\", \"code\": \"");
+    json_escape_append(b, reason, strlen(reason), 0);
+    buf_append_str(b, "\", \"message\": \"bottle: ");
+    json_escape_append(b, message, strlen(message), 0);
+    buf_append_str(b, "\"}, \"reason\": \"");
+    json_escape_append(b, reason, strlen(reason), 0);
+    buf_append_str(b, "\", \"message\": \"");
+    json_escape_append(b, message, strlen(message), 0);
+    buf_append_str(b, "\"}\n");
+}
+
+static void refuse_with(struct conn *c, int status, const char *reason, const char *message,
+                        const char *extra)
 {
     struct proxy *px = c->px;
     /* A request whose body was not read, or a broken stream, cannot be followed by another. */
@@ -99,31 +135,69 @@ void conn_refuse(struct conn *c, int status, const char *reason, const char *mes
         return;
     }
     struct buf *b = &px->scratch;
-    buf_reset(b);
-    /*
-     * The sidecar's own fields (reason, message) plus an "error" object in the
-     * shape Anthropic's and OpenAI's clients read, so an agent CLI shows the
-     * user why it was refused instead of a bare status.
-     */
-    buf_append_str(b, "{\"type\": \"error\", \"error\": {\"type\": \"");
-    json_escape_append(b, reason, strlen(reason), 0);
-    buf_append_str(b, "\", \"code\": \"");
-    json_escape_append(b, reason, strlen(reason), 0);
-    buf_append_str(b, "\", \"message\": \"bottle: ");
-    json_escape_append(b, message, strlen(message), 0);
-    buf_append_str(b, "\"}, \"reason\": \"");
-    json_escape_append(b, reason, strlen(reason), 0);
-    buf_append_str(b, "\", \"message\": \"");
-    json_escape_append(b, message, strlen(message), 0);
-    buf_append_str(b, "\"}\n");
+    refusal_body(b, reason, message);
     c->req_head_request = false;
-    conn_respond(c, status, "application/json", b->data, b->len);
+    respond_with(c, status, "application/json", extra, b->data, b->len);
     c->log.decision = "refused";
     c->log.reason = reason;
     logjson_count_refusal(px, reason);
     if (c->up.fd >= 0 && (!c->up_ready || c->state != CONN_HEAD))
         pool_drop(c);
     conn_request_finish(c);
+}
+
+void conn_refuse(struct conn *c, int status, const char *reason, const char *message)
+{
+    refuse_with(c, status, reason, message, "");
+}
+
+void conn_refuse_proxy_auth(struct conn *c, const char *message)
+{
+    refuse_with(c, 407, REASON_PROXY_AUTH_REQUIRED, message,
+                "Proxy-Authenticate: Basic realm=\"bottle\"\r\n");
+}
+
+/* Refused connections logged: the 1st, 10th, 100th... so a flood cannot flood the log too. */
+static bool power_of_ten(uint64_t n)
+{
+    while (n >= 10 && n % 10 == 0)
+        n /= 10;
+    return n == 1;
+}
+
+void respond_connection_limit(struct proxy *px, int fd)
+{
+    char msg[200];
+    snprintf(msg, sizeof(msg),
+             "this bottle already has %u connections open to the sidecar, its limit "
+             "(settings: sidecar.max_connections); close idle connections and try again",
+             px->cfg->max_connections);
+    struct buf *b = &px->scratch;
+    refusal_body(b, REASON_TOO_MANY_CONNECTIONS, msg);
+    char head[256];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 503 %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                     "Cache-Control: no-store\r\nRetry-After: 1\r\nConnection: close\r\n\r\n",
+                     status_text(503), b->len);
+    /* One attempt each, never waiting: a fresh socket's buffer takes this whole. */
+    if (n > 0 && write(fd, head, (size_t)n) == n)
+        (void)!write(fd, b->data, b->len);
+    /* What the client already sent is read and dropped: closing on unread bytes would
+     * send a reset, which may reach the client before it has read the answer. */
+    shutdown(fd, SHUT_WR);
+    char sink[4096];
+    for (int i = 0; i < 4 && recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
+        ;
+    close(fd);
+    px->metrics.connections_refused++;
+    logjson_count_refusal(px, REASON_TOO_MANY_CONNECTIONS);
+    if (power_of_ten(px->metrics.connections_refused)) {
+        char limit[24], refused[24];
+        snprintf(limit, sizeof(limit), "%u", px->cfg->max_connections);
+        snprintf(refused, sizeof(refused), "%llu",
+                 (unsigned long long)px->metrics.connections_refused);
+        logjson_event(px, "connection_limit", "max_connections", limit, "refused_total", refused);
+    }
 }
 
 void conn_request_finish(struct conn *c)

@@ -21,6 +21,15 @@ void conn_respond(struct conn *c, int status, const char *content_type, const ch
                   size_t len);
 /* Queues a local JSON answer (refusal or error) and finishes the request. */
 void conn_refuse(struct conn *c, int status, const char *reason, const char *message);
+/* The same as a 407 with Proxy-Authenticate: the proxy credential is missing or wrong. */
+void conn_refuse_proxy_auth(struct conn *c, const char *message);
+/*
+ * A client connection accepted beyond the config's max_connections: a 503
+ * with REASON_TOO_MANY_CONNECTIONS written at once, then fd is closed. It is
+ * never read from and never becomes a struct conn, so a flood of idle
+ * connections holds no descriptor of the sidecar.
+ */
+void respond_connection_limit(struct proxy *px, int fd);
 /* Logs and counts the request, ends the exchange, and readies c for the next one or its close. */
 void conn_request_finish(struct conn *c);
 /*

@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/proc.h"
+#include "bpf/listener.h"
 #include "ledger/budget.h"
 
 char *controller_proxy_listen(const struct controller *c)
@@ -81,6 +83,8 @@ static int write_proxy_config(struct controller *c, struct bottle_err *err)
     cJSON_AddNumberToObject(root, "events_fd", CONTROLLER_EVENTS_FD);
     /* egress.log: off, requests or full (the sidecar's own names). */
     cJSON_AddStringToObject(root, "log", egress_log_name(c->plan->egress_log));
+    if (c->plan->sidecar_max_connections) /* settings sidecar.max_connections */
+        cJSON_AddNumberToObject(root, "max_connections", c->plan->sidecar_max_connections);
     add_budgets(c, root);
     cJSON *secrets = cJSON_AddArrayToObject(root, "secrets");
     for (size_t i = 0; i < c->secret_env.len; i++) {
@@ -186,11 +190,14 @@ static void proxy_log_tail(const struct controller *c, char *out, size_t len)
     buf_free(&b);
 }
 
+/*
+ * Waits for the sidecar's "ready" event (written once it listens). There is
+ * no connect probe from here: the listener filter (bpf/listener.h) drops
+ * every connection from the host, this controller's included.
+ */
 static int proxy_wait_ready(struct controller *c, struct bottle_err *err)
 {
     int timeout = c->opts->proxy_ready_timeout_ms > 0 ? c->opts->proxy_ready_timeout_ms : 5000;
-    struct sockaddr_in sa = {
-        .sin_family = AF_INET, .sin_port = htons(c->proxy_port), .sin_addr = c->nb.host_addr};
     for (int waited = 0; waited <= timeout; waited += 2) {
         if (proc_child_exited(c->proxy_pid)) {
             int st = 0;
@@ -202,35 +209,44 @@ static int proxy_wait_ready(struct controller *c, struct bottle_err *err)
                            WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st),
                            tail[0] ? ": " : "", tail);
         }
-        /* The sidecar says "ready" on its events pipe once listening; a connect probe too. */
         struct pollfd pfd = {.fd = c->events_fd, .events = POLLIN};
-        if (c->events_fd >= 0 && poll(&pfd, 1, 2) > 0) {
-            char chunk[256];
-            static const char ready[] = "\"event\":\"ready\"";
-            ssize_t n = read(c->events_fd, chunk, sizeof(chunk));
-            if (n > 0) {
-                buf_append(&c->events_buf, chunk, (size_t)n);
-                if (memmem(c->events_buf.data, c->events_buf.len, ready, sizeof(ready) - 1))
-                    return 0;
-                continue;
-            }
-            if (n == 0) { /* the sidecar is gone: the exit check above reports it */
-                close(c->events_fd);
-                c->events_fd = -1;
-            }
+        if (c->events_fd < 0) {
+            controller_sleep_ms(2); /* the sidecar closed its end: the exit check reports it */
+            continue;
         }
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-            return err_set(err, errno, "socket: %s", strerror(errno));
-        int ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-        close(fd);
-        if (ok == 0)
-            return 0;
-        if (c->events_fd < 0)
-            controller_sleep_ms(2);
+        if (poll(&pfd, 1, 2) <= 0)
+            continue;
+        char chunk[256];
+        static const char ready[] = "\"event\":\"ready\"";
+        ssize_t n = read(c->events_fd, chunk, sizeof(chunk));
+        if (n > 0) {
+            buf_append(&c->events_buf, chunk, (size_t)n);
+            if (memmem(c->events_buf.data, c->events_buf.len, ready, sizeof(ready) - 1))
+                return 0;
+        } else if (n == 0) {
+            close(c->events_fd);
+            c->events_fd = -1;
+        }
     }
     return err_set(err, ETIMEDOUT, "the sidecar did not listen on port %u within %d ms",
                    (unsigned)c->proxy_port, timeout);
+}
+
+/*
+ * Only the bottle reaches its sidecar: the listener on the host end of the
+ * veth drops what does not come in through the veth (bpf/listener.h).
+ */
+static int guard_listener(struct controller *c, struct bottle_err *err)
+{
+    struct bpf_listener_config lc;
+    memset(&lc, 0, sizeof(lc));
+    lc.addr = c->nb.host_addr;
+    lc.port = c->proxy_port;
+    lc.ifindex = (int)if_nametoindex(c->nb.host_if);
+    if (lc.ifindex <= 0)
+        return err_set(err, errno, "cannot find the bottle's veth %s: %s", c->nb.host_if,
+                       strerror(errno));
+    return bpf_listener_install(c->st.slug, c->cg.proxy_fd, &lc, err);
 }
 
 static int write_tokens(const struct plan *plan, int fd, struct bottle_err *err)
@@ -269,7 +285,9 @@ int controller_sidecar_start(struct controller *c, struct bottle_err *err)
 {
     c->proxy_port = CONTROLLER_PROXY_PORT;
     make_secret_env(c);
-    int rc = write_proxy_config(c, err);
+    int rc = guard_listener(c, err);
+    if (rc == 0)
+        rc = write_proxy_config(c, err);
     if (rc < 0)
         return rc;
     char *bin = find_proxy_binary();

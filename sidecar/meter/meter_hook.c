@@ -11,6 +11,7 @@
 
 #include "common/log.h"
 #include "ledger/ledger.h"
+#include "sidecar/meter/batch.h"
 #include "sidecar/meter/meter.h"
 
 /* A ledger server that cannot be reached: metered requests wait for it (503). */
@@ -28,12 +29,14 @@ struct meter_hook {
     struct strv reported; /* providers whose exhaustion the runtime was told of */
     struct pending_settle *pending;
     size_t n_pending;
+    struct strv batches;  /* batches whose results this sidecar recorded (batch.h) */
 };
 
 struct meter_exchange {
     int64_t reservation;
     enum meter_api api;
     struct meter *meter;
+    struct meter_batch_results *batch; /* fetching a batch's results: no reservation */
     int status;
     char provider[64];
     char request_id[128];
@@ -103,6 +106,7 @@ void meter_hook_close(struct meter_hook *mh)
     free(mh->pending);
     ledger_close(mh->lg);
     strv_free(&mh->reported);
+    strv_free(&mh->batches);
     free(mh);
 }
 
@@ -216,6 +220,27 @@ static bool free_request(const struct http_request *req)
            memcmp(p + n - (sizeof(suffix) - 1), suffix, sizeof(suffix) - 1) == 0;
 }
 
+/* A batch endpoint (batch.h): refused under a budget, or forwarded with no reservation. */
+static int batch_admit(const struct config *cfg, const struct proxy_request_view *v,
+                       enum meter_batch_kind kind, const char *provider, const char *body,
+                       size_t len, struct meter_exchange **xs, struct proxy_verdict *out)
+{
+    struct ledger_budget b;
+    bool has = effective_budget(cfg, provider, &b);
+    if (!meter_batch_admit(kind, config_find_budget(cfg, provider), has ? scope_words(b.scope) : "",
+                           v->req, body, len, out))
+        return 0;
+    if (kind == METER_BATCH_RESULTS) {
+        char *id = meter_batch_results_id(v->req->path.ptr, v->req->path.len);
+        struct meter_exchange *x = xcalloc(1, sizeof(*x));
+        x->batch = meter_batch_results_new(id);
+        snprintf(x->provider, sizeof(x->provider), "%s", provider);
+        free(id);
+        *xs = x;
+    }
+    return 0;
+}
+
 int meter_hook_admit(struct meter_hook *mh, const struct config *cfg,
                      const struct proxy_request_view *v, const char *body, size_t len,
                      struct meter_exchange **xs, struct proxy_verdict *out)
@@ -225,13 +250,19 @@ int meter_hook_admit(struct meter_hook *mh, const struct config *cfg,
     if (!provider)
         return 0;
     enum meter_api api = meter_api_for_path(v->req->path.ptr, v->req->path.len);
-    if (api == METER_API_NONE && free_request(v->req))
+    enum meter_batch_kind batch =
+        api == METER_API_NONE ? meter_batch_kind_of(v->req, body, len) : METER_BATCH_NONE;
+    if (batch == METER_BATCH_MANAGE)
+        return 0; /* listing, retrieving, cancelling, deleting batches: nothing is generated */
+    if (api == METER_API_NONE && batch == METER_BATCH_NONE && free_request(v->req))
         return 0; /* reads, token counting, model lists: nothing is spent */
     if (!mh || !mh->lg) {
         refuse(out, 503, REASON_METERING_UNAVAILABLE,
                "this route is metered and the sidecar has no ledger to account with");
         return 0;
     }
+    if (batch != METER_BATCH_NONE)
+        return batch_admit(cfg, v, batch, provider, body, len, xs, out);
     struct meter_estimate est;
     struct bottle_err err = {0};
     int64_t tokens;
@@ -282,6 +313,10 @@ void meter_hook_response_head(struct meter_exchange *x, const struct http_respon
     if (!x)
         return;
     x->status = resp->status_code;
+    if (x->batch) {
+        meter_batch_results_head(x->batch, resp);
+        return;
+    }
     const struct http_header *ct = http_header_find(resp->headers, resp->n_headers, "Content-Type");
     const struct http_header *ce =
         http_header_find(resp->headers, resp->n_headers, "Content-Encoding");
@@ -302,6 +337,8 @@ void meter_hook_response_data(struct meter_exchange *x, const char *p, size_t n)
 {
     if (x && x->meter)
         meter_feed(x->meter, p, n);
+    else if (x && x->batch)
+        meter_batch_results_feed(x->batch, p, n);
 }
 
 void meter_hook_end(struct meter_hook *mh, const struct config *cfg, struct meter_exchange *x,
@@ -309,6 +346,13 @@ void meter_hook_end(struct meter_hook *mh, const struct config *cfg, struct mete
 {
     if (!x)
         return;
+    if (x->batch) {
+        struct ledger_subject who = {cfg->bottle, cfg->agent, x->provider};
+        meter_batch_results_end(x->batch, mh ? mh->lg : NULL, &who, complete,
+                                mh ? &mh->batches : NULL);
+        x->batch = NULL;
+        x->reservation = 0; /* nothing was reserved: below, only the budget check */
+    }
     struct meter_result res;
     memset(&res, 0, sizeof(res));
     res.status = METER_INCOMPLETE;
@@ -327,7 +371,7 @@ void meter_hook_end(struct meter_hook *mh, const struct config *cfg, struct mete
             memcpy(&rec.usage, &res.usage, sizeof(rec.usage));
     }
     struct bottle_err err = {0};
-    int rc = mh && mh->lg ? ledger_settle(mh->lg, x->reservation, &rec, &err) : 0;
+    int rc = mh && mh->lg && x->reservation ? ledger_settle(mh->lg, x->reservation, &rec, &err) : 0;
     if (ledger_unreachable(rc)) /* kept, and sent again once the ledger answers */
         keep_pending(mh, x->reservation, &rec);
     else if (rc < 0 && rc != -EALREADY) /* already settled: a retry whose answer was lost */

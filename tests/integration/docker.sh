@@ -17,7 +17,7 @@
 # is stopped on exit.
 . "$BOTTLE_SRC/tests/lib.sh"
 
-N=55
+N=58
 plan $N
 
 skip_all() {
@@ -83,6 +83,17 @@ printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:
 printf 'root:x:0:\nnogroup:x:65534:\n' >"$R/etc/group"
 chmod 1777 "$R/tmp"
 cc -static -O1 -o "$R/probe" "$BOTTLE_SRC/tests/fixtures/docker/probe.c"
+cc -static -O1 -o "$R/tlsget" "$BOTTLE_SRC/tests/fixtures/docker/tlsget.c" -lssl -lcrypto \
+    -lpthread 2>"$W/tlsget.err" || cat "$W/tlsget.err" >&2
+# The upstreams' TLS: a test CA and one leaf for the names the bottles route.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$W/uca-key.pem" \
+    -subj "/CN=docker test upstream CA" -days 2 -out "$W/uca.pem" 2>/dev/null
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$W/up-key.pem" \
+    -subj /CN=api.test -out "$W/up.csr" 2>/dev/null
+printf 'subjectAltName=DNS:api.test,DNS:plain.test,DNS:plain2.test\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' \
+    >"$W/up.ext"
+openssl x509 -req -in "$W/up.csr" -CA "$W/uca.pem" -CAkey "$W/uca-key.pem" -CAcreateserial \
+    -days 2 -extfile "$W/up.ext" -out "$W/up.pem" 2>/dev/null
 TAG=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
 BASE=bottle-test-base:$TAG
 if tar -C "$R" -c . | docker import -c 'CMD ["/bin/sh"]' - "$BASE" >/dev/null 2>"$W/err"; then
@@ -450,12 +461,18 @@ BH=$W/bhome
 WS3=$W/ws3
 mkdir -p "$BH/agents" "$BH/bottles" "$WS3"
 chmod 0777 "$WS3"
+printf 'sidecar:\n  max_connections: 16\n' >"$BH/settings.yml"
 : >"$W/up3.log"
-python3 "$BOTTLE_SRC/tests/fixtures/upstream.py" --port-file "$W/up3.port" --log "$W/up3.log" &
+python3 "$BOTTLE_SRC/tests/fixtures/upstream.py" --port-file "$W/up3.port" --log "$W/up3.log" \
+    --cert "$W/up.pem" --key "$W/up-key.pem" &
 UP3PID=$!
+: >"$W/up3p.log"
+python3 "$BOTTLE_SRC/tests/fixtures/upstream.py" --port-file "$W/up3p.port" --log "$W/up3p.log" &
+UP3PPID=$!
 i=0
-while [ ! -s "$W/up3.port" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+while { [ ! -s "$W/up3.port" ] || [ ! -s "$W/up3p.port" ]; } && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
 UP3=$(cut -d' ' -f1 "$W/up3.port")
+UP3P=$(cut -d' ' -f1 "$W/up3p.port")
 {
     echo "---"
     echo "agent_provider:"
@@ -464,9 +481,13 @@ UP3=$(cut -d' ' -f1 "$W/up3.port")
     echo "  dockerfile: $W/ctx/Dockerfile"
     echo "egress:"
     echo "  routes:"
-    echo "    - host: plain.test:$UP3"
+    echo "    - host: api.test:$UP3"
     echo "      auth:"
     echo "        scheme: Bearer"
+    echo "        token_ref: DK_TOKEN"
+    echo "    - host: plain.test:$UP3P"
+    echo "      auth:"
+    echo "        header: X-Api-Key"
     echo "        token_ref: DK_TOKEN"
     echo "---"
     echo "A Docker bottle."
@@ -474,20 +495,45 @@ UP3=$(cut -d' ' -f1 "$W/up3.port")
 printf -- '---\nbottle: dk\n---\nRun.\n' >"$BH/agents/dk.md"
 {
     echo "cd $WS3"
-    echo "wget -q -O allowed.out http://plain.test:$UP3/echo; echo allowed=\$? >result"
+    echo "px=\$(echo \$http_proxy | sed 's|http://||; s|/\$||')"
+    echo "a1=\${px%:*}"
+    echo "echo \$px >proxy.addr"
+    echo "touch ready"
+    echo "i=0; while [ ! -e go ] && [ \$i -lt 600 ]; do sleep 0.1; i=\$((i + 1)); done"
+    echo "echo allowed=\$(/tlsget \$px api.test $UP3 /echo /bottle/ca-bundle.pem) >result"
     echo "wget -q -O refused.out http://other.test/x; echo refused=\$? >>result"
-    echo "a1=\$(echo \$http_proxy | sed 's|http://||; s|:.*||')"
+    echo "wget -q -O plain.out http://plain.test:$UP3P/echo; echo plain=\$? >>result"
     echo "echo direct=\$(/probe get \$a1:22) >>result"
+    echo "echo flood=\$(/probe flood \$px 40) >>result"
+    echo "echo after=\$(/tlsget \$px api.test $UP3 /echo /bottle/ca-bundle.pem) >>result"
     echo "echo marker=\$(cat /marker) >>result"
     echo "exit 3"
 } >"$WS3/agent.sh"
 DK_TOKEN=dk-tok-$TAG BOTTLE_HOME=$BH "$BOTTLE" start dk --backend docker --label "dks-$TAG" \
-    --cwd "$WS3" --resolve "plain.test:$UP3:127.0.0.1" >"$W/s3.out" 2>"$W/s3.err"
+    --cwd "$WS3" --resolve "api.test:$UP3:127.0.0.1" --resolve "plain.test:$UP3P:127.0.0.1" \
+    --upstream-ca "$W/uca.pem" >"$W/s3.out" 2>"$W/s3.err" &
+S3=$!
+i=0
+while [ ! -e "$WS3/ready" ] && [ $i -lt 900 ]; do sleep 0.1; i=$((i + 1)); done
+# Another local user on the host tries the Docker bottle's sidecar while it runs.
+PX3=$(cat "$WS3/proxy.addr" 2>/dev/null)
+U2=btl-dk-$TAG
+rc_user=none
+if [ -n "$PX3" ] && useradd --system --no-create-home --shell /usr/sbin/nologin "$U2" 2>/dev/null; then
+    uid2=$(id -u "$U2")
+    setpriv --reuid "$uid2" --regid "$uid2" --clear-groups curl -sk --connect-timeout 3 \
+        --max-time 5 -o /dev/null -x "http://$PX3" "https://api.test:$UP3/echo" 2>/dev/null
+    rc_user=$?
+    userdel "$U2" 2>/dev/null
+fi
+up3_before=$(wc -l <"$W/up3.log")
+touch "$WS3/go"
+wait $S3
 rc=$?
-kill "$UP3PID" 2>/dev/null
-if [ $rc -eq 3 ] && grep -q '^allowed=0$' "$WS3/result" && grep -q "^marker=built-$TAG$" "$WS3/result" &&
+kill "$UP3PID" "$UP3PPID" 2>/dev/null
+if [ $rc -eq 3 ] && grep -q '^allowed=ok 200$' "$WS3/result" && grep -q "^marker=built-$TAG$" "$WS3/result" &&
     grep -q "Bearer dk-tok-$TAG" "$W/up3.log"; then
-    ok "bottle start --backend docker: image built, the route reached through the sidecar with the token injected, exit code 3 passed through"
+    ok "bottle start --backend docker: image built, the HTTPS route reached through the sidecar with the token injected, exit code 3 passed through"
 else
     fail "bottle start --backend docker" "rc=$rc" "$(cat "$WS3/result" "$W/s3.err" 2>/dev/null)"
 fi
@@ -497,12 +543,28 @@ if grep -q '^refused=[1-9]' "$WS3/result" && grep -q '^direct=.*EPERM' "$WS3/res
 else
     fail "docker bottle refusals" "$(cat "$WS3/result" "$WS3/agent.sh" "$W/s3.err" 2>/dev/null)"
 fi
+if grep -q '^plain=[1-9]' "$WS3/result" && [ "$(wc -l <"$W/up3p.log")" = 0 ]; then
+    ok "docker bottle: plain HTTP to a route with auth is refused, the upstream never sees it or the token"
+else
+    fail "docker cleartext" "$(cat "$WS3/result" "$W/up3p.log" 2>/dev/null)"
+fi
+if [ "$rc_user" != none ] && [ "$rc_user" != 0 ] && [ "$up3_before" = 0 ]; then
+    ok "docker bottle: another local user cannot use its sidecar at $PX3 (curl exit $rc_user)"
+else
+    fail "docker second user" "proxy=$PX3 rc=$rc_user upstream lines before the agent: $up3_before"
+fi
+if grep -q '^flood=ok refused=24 idle=16$' "$WS3/result" && grep -q '^after=ok 200$' "$WS3/result"; then
+    ok "docker bottle: 40 idle connections with sidecar.max_connections 16: 24 refused, served again after"
+else
+    fail "docker flood" "$(cat "$WS3/result" 2>/dev/null)"
+fi
 LEFT=$(leftovers "dks-$TAG")
 if [ -z "$LEFT" ] && [ -z "$(docker ps -aq --filter "label=dev.bottle.slug=dks-$TAG")" ]; then
     ok "docker bottle: teardown leaves no container, cgroup, pins or netns"
 else
     fail "docker bottle teardown" "$LEFT"
 fi
+rm -f "$BH/settings.yml"
 
 # ---- bottle commit, bottle start --resume ------------------------------------------------
 # A running Docker bottle is committed; its agent wrote a file to its home first. A native
@@ -513,7 +575,8 @@ WS5=$W/ws5
 mkdir -p "$WS4" "$WS5"
 chmod 0777 "$WS4" "$WS5"
 : >"$W/up4.log"
-python3 "$BOTTLE_SRC/tests/fixtures/upstream.py" --port-file "$W/up4.port" --log "$W/up4.log" &
+python3 "$BOTTLE_SRC/tests/fixtures/upstream.py" --port-file "$W/up4.port" --log "$W/up4.log" \
+    --cert "$W/up.pem" --key "$W/up-key.pem" &
 UP4PID=$!
 i=0
 while [ ! -s "$W/up4.port" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
@@ -545,11 +608,10 @@ if [ -e "$HOME/note.txt" ]; then
     {
         echo "note=$(cat "$HOME/note.txt")"
         echo "slug=$BOTTLE_SLUG"
-        wget -q -O /dev/null "http://plain2.test:$(cat port)/echo"
-        echo "allowed=$?"
-        wget -q -O /dev/null "http://plain.test:$(cat port)/echo"
-        echo "old_route=$?"
-        a1=$(echo "$http_proxy" | sed 's|http://||; s|:.*||')
+        px=$(echo "$http_proxy" | sed 's|http://||; s|/$||')
+        echo "allowed=$(/tlsget "$px" plain2.test "$(cat port)" /echo /bottle/ca-bundle.pem)"
+        echo "old_route=$(/tlsget "$px" plain.test "$(cat port)" /echo /bottle/ca-bundle.pem)"
+        a1=${px%:*}
         echo "direct=$(/probe get "$a1:22")"
     } >resumed.result
     exit 4
@@ -574,7 +636,8 @@ printf 'touch %s/ready\ni=0\nwhile [ ! -e %s/go ] && [ $i -lt 1200 ]; do sleep 0
     "$WS5" "$WS5" >"$WS5/nat.sh"
 SNAP=bottle-committed-dkc-$TAG:latest
 DK_TOKEN=dk-tok-$TAG BOTTLE_HOME=$BH "$BOTTLE" start dkc --backend docker --label "dkc-$TAG" \
-    --cwd "$WS4" --resolve "plain.test:$UP4:127.0.0.1" >"$W/s4.out" 2>"$W/s4.err" &
+    --cwd "$WS4" --resolve "plain.test:$UP4:127.0.0.1" --upstream-ca "$W/uca.pem" \
+    >"$W/s4.out" 2>"$W/s4.err" &
 S4=$!
 BOTTLE_HOME=$BH "$BOTTLE" start nat --label "dkn-$TAG" --cwd "$WS5" >"$W/s5.out" 2>"$W/s5.err" &
 S5=$!
@@ -646,7 +709,7 @@ fi
 : >"$W/up4.log"
 DK_TOKEN=dk-tok-$TAG BOTTLE_HOME=$BH "$BOTTLE" start --resume "dkc-$TAG" \
     --resolve "plain2.test:$UP4:127.0.0.1" --resolve "plain.test:$UP4:127.0.0.1" \
-    >"$W/s6.out" 2>"$W/s6.err"
+    --upstream-ca "$W/uca.pem" >"$W/s6.out" 2>"$W/s6.err"
 rc=$?
 R6=$WS4/resumed.result
 if [ $rc -eq 4 ] && [ "$(val note "$R6")" = "note-$TAG" ] && [ "$(val slug "$R6")" = "dkc-$TAG" ]; then
@@ -654,8 +717,8 @@ if [ $rc -eq 4 ] && [ "$(val note "$R6")" = "note-$TAG" ] && [ "$(val slug "$R6"
 else
     fail "resume" "rc=$rc" "$(cat "$R6" 2>/dev/null)" "$(tail -n 5 "$W/s6.err")"
 fi
-if [ "$(val allowed "$R6")" = 0 ] && grep -q "Bearer dk-tok-$TAG" "$W/up4.log" &&
-    [ "$(val old_route "$R6")" != 0 ] && [ -n "$(val old_route "$R6")" ] &&
+if [ "$(val allowed "$R6")" = "ok 200" ] && grep -q "Bearer dk-tok-$TAG" "$W/up4.log" &&
+    [ "$(val old_route "$R6")" = "err tunnel 403" ] &&
     [ "$(val direct "$R6")" = "err EPERM" ] && ! grep -q '"plain.test' "$W/up4.log"; then
     ok "resumed bottle, same enforcement: the current route works with the token injected, the snapshot's old route is refused, a direct connect gets EPERM"
 else

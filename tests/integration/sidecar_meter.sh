@@ -5,11 +5,12 @@
 # responses), a budget that runs out refuses with a 429 in the provider's error
 # shape and tells the runtime, parallel requests never overshoot, an
 # interrupted stream is charged, and secrets in a request are blocked or
-# redacted before the upstream sees them.
+# redacted before the upstream sees them. Batch APIs: refused under a budget
+# (Anthropic and OpenAI, the upload too), their results recorded when fetched.
 . "$BOTTLE_SRC/tests/lib.sh"
 . "$BOTTLE_SRC/tests/fixtures/sidecar_env.sh"
 
-N=16
+N=20
 plan $N
 for tool in curl openssl python3; do
     if ! command -v $tool >/dev/null; then
@@ -35,9 +36,10 @@ start_metered() { # BUDGET DLP_POLICY
     ROUTES='[{"host": "api.test:'$UP'", "metered": "claude",
       "auth": {"scheme": "Bearer", "token_ref": "API_TOKEN"},
       "dlp": {"outbound_on_match": "'$2'"}}]'
+    BUDGETS='"budgets": [{"provider": "claude", "tokens": '$1', "scope": "run", "source": "test"}]'
+    [ "$1" = none ] && BUDGETS='"budgets": []'
     write_config "$W/cfg.json" "$ROUTES" ', "agent": "meter-agent", "ledger": "'$DB'",
-      "secrets": ["'$CANARY'"], "events_fd": 5,
-      "budgets": [{"provider": "claude", "tokens": '$1', "scope": "run", "source": "test"}]'
+      "secrets": ["'$CANARY'"], "events_fd": 5, '"$BUDGETS"
     : >"$W/events"
     rm -f "$W/px.port"
     printf 'API_TOKEN=%s\n' "$TOKEN" >"$W/tokens"
@@ -184,3 +186,65 @@ if grep '"request_body"' "$W/proxy.log" | grep -q hello-log-body &&
     ! grep -q "$CANARY" "$W/proxy.log" && ! grep -q "$TOKEN" "$W/proxy.log"; then
     ok "full logging: request bodies logged through the redactor; no secret or token in the log"
 else fail "full body log" "$(tail -4 "$W/proxy.log")"; fi
+
+# 17-20: batch APIs. 200 requests x max_tokens 64000 under a 100000-token budget.
+[ -n "$PROXY_PID" ] && kill "$PROXY_PID" 2>/dev/null && wait "$PROXY_PID" 2>/dev/null
+DB="$W/ledger/batch.db" # a ledger of their own: nothing spent yet
+python3 - "$W/batch.json" <<'PY'
+import json, sys
+reqs = [{"custom_id": "r%d" % i, "params": {"model": "m", "max_tokens": 64000,
+         "messages": [{"role": "user", "content": "hi"}]}} for i in range(200)]
+json.dump({"requests": reqs}, open(sys.argv[1], "w"))
+PY
+printf '{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "m", "max_tokens": 64000, "messages": []}}\n{"custom_id": "b", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "m", "max_tokens": 64000, "messages": []}}\n' >"$W/batch.jsonl"
+start_metered 100000 block || { fail "proxy restart"; exit 1; }
+before=$(grep -c batches "$W/llm.log")
+open0=$(sql "SELECT count(*) FROM reservation")
+code=$(pcurl -o "$W/b1.out" -w '%{http_code}' -H "Content-Type: application/json" --data @"$W/batch.json" \
+    "https://api.test:$UP/v1/messages/batches")
+code2=$(pcurl -o "$W/b2.out" -w '%{http_code}' -H "Content-Type: application/json" \
+    --data '{"input_file_id": "file-x", "endpoint": "/v1/chat/completions", "completion_window": "24h"}' \
+    "https://api.test:$UP/v1/batches")
+code3=$(pcurl -o "$W/b3.out" -w '%{http_code}' -F purpose=batch -F "file=@$W/batch.jsonl" "https://api.test:$UP/v1/files")
+after=$(grep -c 'batches\|/v1/files' "$W/llm.log")
+if [ "$code" = 403 ] && grep -q '"reason": "batch_under_budget"' "$W/b1.out" && grep -q '200 requests may spend' "$W/b1.out" &&
+    [ "$code2" = 403 ] && grep -q batch_under_budget "$W/b2.out" && [ "$code3" = 403 ] && grep -q '2 requests' "$W/b3.out" &&
+    [ "$before" = "$after" ] && [ "$(sql "SELECT count(*) FROM reservation")" = "$open0" ]; then
+    ok "under a budget: an Anthropic batch (200 x 64000), an OpenAI batch and its upload are refused (403 batch_under_budget), none reaches the upstream"
+else fail "batch under budget" "$code $code2 $code3 upstream $before->$after" "$(cat "$W/b1.out" "$W/b2.out" "$W/b3.out")"; fi
+code=$(pcurl -o /dev/null -w '%{http_code}' "https://api.test:$UP/v1/messages/batches/msgbatch_nosuch")
+code2=$(pcurl -o /dev/null -w '%{http_code}' -X POST "https://api.test:$UP/v1/messages/batches/msgbatch_nosuch/cancel")
+free_after=$(sql "SELECT count(*) FROM reservation")
+pcurl -o /dev/null -X POST -H "Content-Type: application/json" --data '{}' "https://api.test:$UP/v1/messages/batches/msgbatch_x/results"
+reserved=$(sql "SELECT count(*) FROM reservation WHERE tokens >= 8192")
+if [ "$code" = 404 ] && [ "$code2" = 404 ] && [ "$free_after" = "$open0" ] && [ "$reserved" = 1 ]; then
+    ok "under a budget: retrieving and cancelling a batch reserve nothing; any other POST under a batch is reserved as an unknown call"
+else fail "batch management" "$code $code2 reservations $open0->$free_after reserved=$reserved"; fi
+
+# Without a budget a batch passes, free; its results are recorded when fetched, once.
+kill "$PROXY_PID" 2>/dev/null && wait "$PROXY_PID" 2>/dev/null
+DB="$W/ledger/batch2.db"
+start_metered none block || { fail "proxy restart"; exit 1; }
+pcurl -o "$W/b4.out" -H "Content-Type: application/json" \
+    --data '{"requests": [{"custom_id": "a", "params": {"model": "m", "max_tokens": 10, "messages": []}}, {"custom_id": "b", "params": {"model": "m", "max_tokens": 10, "messages": []}}, {"custom_id": "c", "params": {"model": "m", "max_tokens": 10, "messages": []}}]}' \
+    "https://api.test:$UP/v1/messages/batches"
+BID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$W/b4.out" 2>/dev/null)
+rows0=$(sql "SELECT count(*) FROM usage")
+pcurl -o "$W/b5.out" --compressed -H "X-Fake-LLM: gzip=force" "https://api.test:$UP/v1/messages/batches/$BID/results"
+pcurl -o /dev/null "https://api.test:$UP/v1/messages/batches/$BID/results"
+u=$(sql "SELECT input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens, request_id FROM usage")
+if [ -n "$BID" ] && [ "$rows0" = 0 ] && [ "$(grep -c succeeded "$W/b5.out")" = 3 ] && [ "$u" = "33|21|9|15|batch:$BID" ]; then
+    ok "no budget: an Anthropic batch passes free; its 3 results (gzip) are recorded when fetched, once"
+else fail "anthropic batch results" "id=$BID rows0=$rows0" "$u" "$(cat "$W/b4.out")"; fi
+kill "$PROXY_PID" 2>/dev/null && wait "$PROXY_PID" 2>/dev/null
+DB="$W/ledger/batch3.db"
+start_metered none block || { fail "proxy restart"; exit 1; }
+FID=$(pcurl -F purpose=batch -F "file=@$W/batch.jsonl" "https://api.test:$UP/v1/files" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' 2>/dev/null)
+OID=$(pcurl -H "Content-Type: application/json" -H "X-Fake-LLM: input_tokens=13&output_tokens=17&cache_read_input_tokens=4" \
+    --data '{"input_file_id": "'"$FID"'", "endpoint": "/v1/chat/completions", "completion_window": "24h"}' \
+    "https://api.test:$UP/v1/batches" | python3 -c 'import json,sys; print(json.load(sys.stdin)["output_file_id"])' 2>/dev/null)
+pcurl -o "$W/b6.out" "https://api.test:$UP/v1/files/$OID/content"
+u=$(sql "SELECT input_tokens, output_tokens, cache_read_tokens, request_id FROM usage")
+if [ -n "$OID" ] && [ "$u" = "26|34|8|batch:$OID" ]; then
+    ok "no budget: an OpenAI batch (upload, create) passes; its output file's usage is recorded when fetched"
+else fail "openai batch results" "file=$FID out=$OID" "$u" "$(cat "$W/b6.out")"; fi

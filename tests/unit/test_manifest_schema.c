@@ -501,7 +501,9 @@ static void test_settings_example(void **state)
                        "  claude: 1000000\n"
                        "shutdown: kill\n"
                        "enforcement: kernel\n"
-                       "ledger: /var/lib/bottle/ledger.db\n";
+                       "ledger: /var/lib/bottle/ledger.db\n"
+                       "sidecar:\n"
+                       "  max_connections: 64\n";
     struct settings s;
     struct bottle_err err = {0};
     assert_int_equal(settings_parse("settings.yml", text, strlen(text), &s, &err), 0);
@@ -512,6 +514,7 @@ static void test_settings_example(void **state)
     assert_int_equal(s.shutdown, SHUTDOWN_KILL);
     assert_int_equal(s.enforcement, TIER_KERNEL);
     assert_string_equal(s.ledger_path, "/var/lib/bottle/ledger.db");
+    assert_int_equal(s.sidecar_max_connections, 64);
     settings_free(&s);
     settings_free(&s);
     settings_free(NULL);
@@ -519,13 +522,14 @@ static void test_settings_example(void **state)
     assert_int_equal(settings_parse("settings.yml", "", 0, &s, &err), 0);
     assert_int_equal(s.n_budgets, 0);
     assert_null(s.ledger_path);
+    assert_int_equal(s.sidecar_max_connections, 0); /* the sidecar's default */
     settings_free(&s);
 }
 
 static const struct reject_case settings_rejects[] = {
     {"unknown key", "budget: {}\nsupervise: true\n",
      "2:1: unknown key 'supervise' in settings; accepted: budget, enforcement, ledger, pools, "
-     "shutdown"},
+     "shutdown, sidecar"},
     {"ledger URL with a password", "ledger: postgresql://bottle:hunter2@db/ledger\n",
      "1:9: ledger: the URL carries a password; give it in PGPASSWORD, a password file "
      "(~/.pgpass, PGPASSFILE) or a service file instead"},
@@ -541,6 +545,14 @@ static const struct reject_case settings_rejects[] = {
      "starting with a letter"},
     {"pool budget zero", "pools:\n  team:\n    claude: 0\n",
      "3:13: budget.claude: must be a positive number of tokens, found 0"},
+    {"connections zero", "sidecar:\n  max_connections: 0\n",
+     "2:20: sidecar.max_connections: must be from 1 to 65536, found 0"},
+    {"connections too many", "sidecar:\n  max_connections: 70000\n",
+     "2:20: sidecar.max_connections: must be from 1 to 65536, found 70000"},
+    {"connections text", "sidecar:\n  max_connections: many\n",
+     "2:20: sidecar.max_connections: expected a whole number, found a string"},
+    {"sidecar unknown", "sidecar:\n  connections: 5\n",
+     "2:3: unknown key 'connections' in sidecar; accepted: max_connections"},
     {"ledger empty", "ledger: ''\n", "1:9: ledger: must not be empty"},
     {"budget bad", "budget:\n  claude: lots\n",
      "2:11: budget.claude: expected a whole number, found a string"},

@@ -10,8 +10,10 @@
 
 static struct config_tokens tokens(void)
 {
-    static struct config_token items[] = {{"API_TOKEN", "secret-value"}};
-    return (struct config_tokens){items, 1};
+    static struct config_token items[] = {{"API_TOKEN", "secret-value"},
+                                          {"PROXY_SECRET", "0123456789abcdef-proxy"},
+                                          {"SHORT_SECRET", "guessable"}};
+    return (struct config_tokens){items, 3};
 }
 
 static void test_config_errors(void **state)
@@ -70,6 +72,25 @@ static void test_config_errors(void **state)
          "'events_fd' must be a whole number from 3"},
         {"{\"listen\": \"127.0.0.1:1\", " TLS ", \"scan_limit\": 1.5}",
          "'scan_limit' must be a whole number"},
+        {"{\"listen\": \"127.0.0.1:1\", " TLS ", \"max_connections\": 0}",
+         "'max_connections' must be a whole number from 1 to 65536"},
+        {"{\"listen\": \"127.0.0.1:1\", " TLS ", \"max_connections\": 70000}",
+         "'max_connections' must be a whole number from 1 to 65536"},
+        {"{\"listen\": \"127.0.0.1:1\", " TLS ", \"proxy_auth\": \"PROXY_SECRET\"}",
+         "'proxy_auth' must be an object"},
+        {"{\"listen\": \"127.0.0.1:1\", " TLS ", \"proxy_auth\": {}}",
+         "'proxy_auth.token_ref' is required"},
+        {"{\"listen\": \"127.0.0.1:1\", " TLS ", \"proxy_auth\": {\"token_ref\": \"NOPE\"}}",
+         "proxy_auth.token_ref: no value for 'NOPE'"},
+        {"{\"listen\": \"127.0.0.1:1\", " TLS
+         ", \"proxy_auth\": {\"token_ref\": \"SHORT_SECRET\"}}",
+         "shorter than 16 characters"},
+        {"{\"listen\": \"127.0.0.1:1\", " TLS
+         ", \"proxy_auth\": {\"token_ref\": \"PROXY_SECRET\", \"user\": \"a:b\"}}",
+         "'proxy_auth.user' must be printable ASCII without ':'"},
+        {"{\"listen\": \"127.0.0.1:1\", " TLS
+         ", \"proxy_auth\": {\"token_ref\": \"PROXY_SECRET\", \"realm\": \"x\"}}",
+         "proxy_auth: 'realm' is not a known key"},
     };
     struct config_tokens t = tokens();
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -159,6 +180,54 @@ static void test_config_metering_keys(void **state)
     assert_int_equal(c->n_budgets, 0);
     assert_int_equal(c->events_fd, -1);
     assert_int_equal(c->scan_limit, CONFIG_SCAN_LIMIT_DEFAULT);
+    assert_int_equal(c->max_connections, CONFIG_MAX_CONNECTIONS_DEFAULT);
+    assert_false(c->proxy_auth);
+    assert_false(config_proxy_auth_matches(c, "", 0)); /* nothing configured matches nothing */
+    config_unref(c);
+
+    static const char capped[] = "{\"listen\": \"127.0.0.1:1\", " TLS ", \"max_connections\": 3}";
+    assert_int_equal(config_parse("cfg.json", capped, strlen(capped), &t, &c, &err), 0);
+    assert_int_equal(c->max_connections, 3);
+    config_unref(c);
+}
+
+/* The proxy credential: only user:secret matches; the secret never stays in the config. */
+static void test_config_proxy_auth(void **state)
+{
+    (void)state;
+    static const char json[] =
+        "{\"listen\": \"127.0.0.1:1\", " TLS ", \"proxy_auth\": {\"token_ref\": \"PROXY_SECRET\"}}";
+    struct config_tokens t = tokens();
+    struct bottle_err err = {0};
+    struct config *c = NULL;
+    if (config_parse("cfg.json", json, strlen(json), &t, &c, &err) < 0)
+        fail_msg("%s", err.msg);
+    assert_true(c->proxy_auth);
+    assert_string_equal(c->proxy_auth_user, CONFIG_PROXY_AUTH_USER);
+    static const char good[] = "bottle:0123456789abcdef-proxy";
+    assert_true(config_proxy_auth_matches(c, good, strlen(good)));
+    static const char *const bad[] = {
+        "bottle:0123456789abcdef-proxz", /* one character off */
+        "bottle:0123456789abcdef-prox",  /* a prefix */
+        "bottle:0123456789abcdef-proxy-and-more",
+        "other:0123456789abcdef-proxy", /* the secret under another user */
+        "0123456789abcdef-proxy",
+        "",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (config_proxy_auth_matches(c, bad[i], strlen(bad[i])))
+            fail_msg("'%s' matched", bad[i]);
+    /* The config holds a digest, not the secret. */
+    assert_null(memmem(c, sizeof(*c), "0123456789abcdef", 16));
+    config_unref(c);
+
+    static const char named[] =
+        "{\"listen\": \"127.0.0.1:1\", " TLS ", \"proxy_auth\": {\"token_ref\": \"PROXY_SECRET\", "
+        "\"user\": \"agent\"}}";
+    assert_int_equal(config_parse("cfg.json", named, strlen(named), &t, &c, &err), 0);
+    static const char as_agent[] = "agent:0123456789abcdef-proxy";
+    assert_true(config_proxy_auth_matches(c, as_agent, strlen(as_agent)));
+    assert_false(config_proxy_auth_matches(c, good, strlen(good)));
     config_unref(c);
 }
 
@@ -196,13 +265,30 @@ static void test_reason_codes(void **state)
 {
     (void)state;
     static const char *const codes[] = {
-        REASON_HOST_NOT_ALLOWED,   REASON_GIT_PUSH_BLOCKED, REASON_GIT_FETCH_NOT_ALLOWED,
-        REASON_NO_MATCHING_RULE,   REASON_INVALID_HOST,     REASON_SNI_MISMATCH,
-        REASON_UPSTREAM_BLOCKED,   REASON_UPSTREAM_RESOLVE, REASON_UPSTREAM_CONNECT,
-        REASON_UPSTREAM_TLS,       REASON_UPSTREAM_TIMEOUT, REASON_UPSTREAM_PROTOCOL,
-        REASON_UPSTREAM_CLOSED,    REASON_HEADER_TIMEOUT,   REASON_NOT_A_PROXY_REQ,
-        REASON_DATA_BEFORE_TUNNEL, REASON_NOT_FOUND,        REASON_METHOD_NOT_ALLOWED,
-        REASON_RESOLVER_BUSY,      REASON_INTERNAL,         HTTP_ERR_HOST_MISMATCH,
+        REASON_HOST_NOT_ALLOWED,
+        REASON_GIT_PUSH_BLOCKED,
+        REASON_GIT_FETCH_NOT_ALLOWED,
+        REASON_NO_MATCHING_RULE,
+        REASON_INVALID_HOST,
+        REASON_SNI_MISMATCH,
+        REASON_UPSTREAM_BLOCKED,
+        REASON_UPSTREAM_RESOLVE,
+        REASON_UPSTREAM_CONNECT,
+        REASON_UPSTREAM_TLS,
+        REASON_UPSTREAM_TIMEOUT,
+        REASON_UPSTREAM_PROTOCOL,
+        REASON_UPSTREAM_CLOSED,
+        REASON_HEADER_TIMEOUT,
+        REASON_NOT_A_PROXY_REQ,
+        REASON_DATA_BEFORE_TUNNEL,
+        REASON_NOT_FOUND,
+        REASON_METHOD_NOT_ALLOWED,
+        REASON_RESOLVER_BUSY,
+        REASON_INTERNAL,
+        HTTP_ERR_HOST_MISMATCH,
+        REASON_AUTH_REQUIRES_TLS,
+        REASON_TOO_MANY_CONNECTIONS,
+        REASON_PROXY_AUTH_REQUIRED,
     };
     const char *src = getenv("BOTTLE_SRC");
     char path[1024];
@@ -232,7 +318,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_errors),        cmocka_unit_test(test_config_valid),
         cmocka_unit_test(test_config_metering_keys), cmocka_unit_test(test_tokens_from_fd),
-        cmocka_unit_test(test_reason_codes),
+        cmocka_unit_test(test_reason_codes),         cmocka_unit_test(test_config_proxy_auth),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
