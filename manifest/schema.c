@@ -1098,6 +1098,7 @@ static int settings_fields(const struct node *root, struct settings *s, struct b
                           "ledger: the URL carries a password; give it in PGPASSWORD, a password "
                           "file (~/.pgpass, PGPASSFILE) or a service file instead");
     if ((v = node_map_get(root, "pools")) && (rc = parse_pools(v, s, err)) < 0)
+        return rc;
     if ((v = node_map_get(root, "sidecar")) && (rc = parse_sidecar_settings(v, s, err)) < 0)
         return rc;
     return 0;

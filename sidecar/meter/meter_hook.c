@@ -29,7 +29,7 @@ struct meter_hook {
     struct strv reported; /* providers whose exhaustion the runtime was told of */
     struct pending_settle *pending;
     size_t n_pending;
-    struct strv batches;  /* batches whose results this sidecar recorded (batch.h) */
+    struct strv batches; /* batches whose results this sidecar recorded (batch.h) */
 };
 
 struct meter_exchange {
