@@ -235,16 +235,19 @@ fi
 CPU_MAX=$(cat "$(limit_file cpu cpu.max cpu.cfs_quota_us)" 2>&1)
 THROTTLED=$(awk '$1 == "nr_throttled" {print $2}' "$(limit_file cpu cpu.stat cpu.stat)" 2>/dev/null)
 
-# Another process of the agent's uid on the host: it reads its own kind, not the init.
-setpriv --reuid=65534 --regid=65534 --clear-groups sleep 30 &
+# Another process of the agent's uid on the host: it reads its own kind, not the init. The
+# agent's uid is the bottle's own (the id pool), as it reported from inside.
+AUID=$(val uid)
+[ -n "$AUID" ] || AUID=65534
+setpriv --reuid="$AUID" --regid="$AUID" --clear-groups sleep 30 &
 NOBODY_PID=$!
 sleep 0.2
-if setpriv --reuid=65534 --regid=65534 --clear-groups cat "/proc/$NOBODY_PID/environ" >/dev/null 2>&1; then
+if setpriv --reuid="$AUID" --regid="$AUID" --clear-groups cat "/proc/$NOBODY_PID/environ" >/dev/null 2>&1; then
     OTHER=readable
 else
     OTHER=unreadable
 fi
-if [ -n "$INIT" ] && setpriv --reuid=65534 --regid=65534 --clear-groups cat "/proc/$INIT/environ" >"$W/init.environ" 2>/dev/null; then
+if [ -n "$INIT" ] && setpriv --reuid="$AUID" --regid="$AUID" --clear-groups cat "/proc/$INIT/environ" >"$W/init.environ" 2>/dev/null; then
     INIT_ENV=readable
 else
     INIT_ENV=unreadable
@@ -261,8 +264,8 @@ RC=$?
 START_PID=""
 
 # ---- from inside -------------------------------------------------------------------------
-if [ $RC -eq 0 ] && [ -n "$SLUG" ] && [ -n "$INIT" ] && res "uid=65534"; then
-    ok "the bottle ran as uid 65534 and exited 0 (slug $SLUG, init pid $INIT)"
+if [ $RC -eq 0 ] && [ -n "$SLUG" ] && [ -n "$INIT" ] && [ "$(val uid)" -ge 6553600 ] 2>/dev/null; then
+    ok "the bottle ran as its own pool uid $(val uid) and exited 0 (slug $SLUG, init pid $INIT)"
 else
     fail "the run" "rc=$RC slug=$SLUG init=$INIT" "$(cat "$W/err")" "$(tr '\n' ' ' <"$WS/result" 2>/dev/null)"
 fi
@@ -302,7 +305,7 @@ if [ -z "$SETID_LEFT" ]; then
 else
     fail "setid files left" "$SETID_LEFT"
 fi
-if res "suid_euid=65534" && res "ws_nosuid=1"; then
+if [ -n "$(val uid)" ] && res "suid_euid=$(val uid)" && res "ws_nosuid=1"; then
     ok "a setuid-root file planted before start runs as the agent: the workspace is nosuid"
 else
     fail "planted setuid" "euid=$(val suid_euid) nosuid=$(val ws_nosuid)"
@@ -337,7 +340,7 @@ for m in $(awk '$9 == "cgroup" || $9 == "cgroup2" {print $5}' /proc/self/mountin
     [ -n "$SLUG" ] && [ -e "$m/bottle/$SLUG" ] && LEFT="$LEFT $m/bottle/$SLUG"
 done
 pgrep -f "bottle-proxy --config $BOTTLE_HOME" >/dev/null && LEFT="$LEFT sidecar"
-[ -e "/run/netns/bottle-$SLUG" ] && LEFT="$LEFT netns"
+{ [ -e "/run/bottle/netns/bottle-$SLUG" ] || [ -e "/run/netns/bottle-$SLUG" ]; } && LEFT="$LEFT netns"
 if [ -z "$LEFT" ]; then ok "teardown leaves no cgroup in any hierarchy, no sidecar, no netns"; else fail "teardown" "$LEFT"; fi
 
 # ---- a host without the controller -------------------------------------------------------

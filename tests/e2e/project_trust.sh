@@ -29,7 +29,7 @@ CG2=$(awk '$9 == "cgroup2" {print $5; exit}' /proc/self/mountinfo)
 # Only this suite's bottles (slugs pt-*): other suites may run side by side.
 leftovers() {
     find "$CG2/bottle" -mindepth 1 -maxdepth 1 -type d -name 'pt-*' 2>/dev/null
-    ls /run/netns 2>/dev/null | grep '^bottle-pt-'
+    ls /run/bottle/netns /run/netns 2>/dev/null | grep '^bottle-pt-'
     pgrep -f "bottle-proxy --config $BOTTLE_HOME" 2>/dev/null
 }
 

@@ -186,7 +186,7 @@ start_bg sc "$TAG-a"
 SC=$BG
 if wait_for "$WS/ready"; then ok "bottle $TAG-a runs"; else fail "start" "$(cat "$W/$TAG-a.err")"; fi
 PROXY=$(sed 's|^http://||; s|/$||' "$WS/proxy.addr" 2>/dev/null)
-LINK=$(ip -n "bottle-$TAG-a" -o link show 2>/dev/null | sed -n 's/^[0-9]*: \(bb-[0-9a-f]*\)@.*/\1/p' | sed 's/^bb-/bh-/' | head -1)
+LINK=$(nsenter --net="/run/bottle/netns/bottle-$TAG-a" ip -o link show 2>/dev/null | sed -n 's/^[0-9]*: \(bb-[0-9a-f]*\)@.*/\1/p' | sed 's/^bb-/bh-/' | head -1)
 USER2=btl-$TAG
 if useradd --system --no-create-home --shell /usr/sbin/nologin "$USER2" 2>"$W/useradd.err"; then
     U2=$(id -u "$USER2")

@@ -29,7 +29,7 @@ WS="$W/ws"
 MARK="$W/pwned"
 mkdir -p "$BOTTLE_HOME/agents" "$BOTTLE_HOME/bottles" "$WS"
 unset SUDO_UID SUDO_GID
-AGENT_UID=65534
+
 hgit() { git -c safe.directory='*' -C "$WS" "$@"; }
 
 cat >"$BOTTLE_HOME/bottles/wg.md" <<EOF
@@ -84,7 +84,7 @@ attempt("docs_new", append("docs/new", "x\n"))
 attempt("mv_git", lambda: os.rename(".git", ".git-away"))
 attempt("mv_lib", lambda: os.rename("lib", "lib-away"))
 attempt("mv_info", lambda: os.rename(".git/info", ".git/info-away"))
-git = ["git", "-c", "user.name=agent", "-c", "user.email=agent@bottle.invalid"]
+git = ["git", "-c", "safe.directory=*", "-c", "user.name=agent", "-c", "user.email=agent@bottle.invalid"]
 def run(name, args):
     p = subprocess.run(git + args, capture_output=True)
     res.write("%s=%s\n" % (name, "ok" if p.returncode == 0 else "failed"))
@@ -100,7 +100,8 @@ open("evil/config", "w").write("[core]\n\trepositoryformatversion = 0\n\tfsmonit
 attempt("commondir", lambda: open(".git/commondir", "w").write("../evil\n"))
 PY
 EOF
-chown -R "$AGENT_UID:$AGENT_UID" "$WS"
+# The agent runs as its bottle's own pool uid, not known before start: the workspace is open to it.
+chmod -R a+rwX "$WS"
 
 (cd "$WS" && exec "$BOTTLE" start wg) >"$W/out" 2>"$W/err"
 rc=$?
