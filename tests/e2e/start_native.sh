@@ -209,7 +209,7 @@ if grep -q "^  native backend, kernel enforcement tier" "$W/err2" && grep -q "^ 
 else
     fail "start banner" "$(cat "$W/err2")"
 fi
-rm -f "$WS/sleep_first"
+rm -f "$WS/sleep_first" "$WS/result" # the earlier bottles' agents (other pool uids) wrote them
 echo 0 >"$WS/exit_code"
 start --quiet >"$W/outq" 2>"$W/errq"
 rc=$?
