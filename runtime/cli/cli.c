@@ -42,6 +42,23 @@ bool cli_parse_format(const char *cmd, const char *value, bool *json)
     return false;
 }
 
+int cli_format_option(const char *cmd, int argc, char **argv, int *i, bool *json)
+{
+    const char *a = argv[*i];
+    if (strcmp(a, "--json") == 0) {
+        *json = true;
+        return 1;
+    }
+    if (strcmp(a, "--format") != 0 && strncmp(a, "--format=", 9) != 0)
+        return 0;
+    const char *v = a[8] == '=' ? a + 9 : *i + 1 < argc ? argv[++*i] : NULL;
+    if (!v) {
+        cli_usage_error(cmd, "--format needs text or json");
+        return -1;
+    }
+    return cli_parse_format(cmd, v, json) ? 1 : -1;
+}
+
 bool cli_wants_help(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {

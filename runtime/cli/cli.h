@@ -20,6 +20,12 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 bool cli_parse_format(const char *cmd, const char *value, bool *json);
 /* Prints "bottle: no bottle '<slug>'" with a hint and returns EXIT_USAGE (every command). */
 int cli_no_bottle(const char *slug);
+/*
+ * For commands that walk argv themselves: --json, --format V or --format=V at
+ * argv[*i] (advancing *i past a separate value). 1 taken, 0 not a format
+ * option, -1 a bad or missing value (already printed; exit EXIT_USAGE).
+ */
+int cli_format_option(const char *cmd, int argc, char **argv, int *i, bool *json);
 /* True when argv holds -h or --help before any "--". */
 bool cli_wants_help(int argc, char **argv);
 /*

@@ -97,16 +97,14 @@ int cmd_budget(int argc, char **argv)
 {
     bool json = false;
     const char *slug = NULL;
+    int f;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             fputs(budget_help, stdout);
             return 0;
-        } else if (strcmp(argv[i], "--json") == 0) {
-            json = true;
-        } else if (strcmp(argv[i], "--format") == 0 || strncmp(argv[i], "--format=", 9) == 0) {
-            const char *v = argv[i][8] == '=' ? argv[i] + 9 : i + 1 < argc ? argv[++i] : NULL;
-            if (!v || !cli_parse_format("budget", v, &json))
-                return v ? EXIT_USAGE : cli_usage_error("budget", "--format needs text or json");
+        } else if ((f = cli_format_option("budget", argc, argv, &i, &json)) != 0) {
+            if (f < 0)
+                return EXIT_USAGE;
         } else if (argv[i][0] != '-' && !slug) {
             slug = argv[i];
         } else {

@@ -351,6 +351,7 @@ int cmd_usage(int argc, char **argv)
 {
     bool json = false, watch = false;
     const char *slug = NULL, *by = NULL, *since = NULL;
+    int f;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             fputs(usage_help, stdout);
@@ -359,13 +360,8 @@ int cmd_usage(int argc, char **argv)
             by = argv[++i];
         } else if (strcmp(argv[i], "--since") == 0 && i + 1 < argc) {
             since = argv[++i];
-        } else if (strcmp(argv[i], "--json") == 0) {
-            json = true;
-        } else if (strcmp(argv[i], "--format") == 0 || strncmp(argv[i], "--format=", 9) == 0) {
-            const char *v = argv[i][8] == '=' ? argv[i] + 9 : i + 1 < argc ? argv[++i] : NULL;
-            if (!v)
-                return usage_error("usage", "--format needs text or json%s", "");
-            if (!cli_parse_format("usage", v, &json))
+        } else if ((f = cli_format_option("usage", argc, argv, &i, &json)) != 0) {
+            if (f < 0)
                 return EXIT_USAGE;
         } else if (strcmp(argv[i], "--watch") == 0) {
             watch = true;
@@ -662,19 +658,15 @@ int cmd_events(int argc, char **argv)
 {
     bool follow = false, json = false;
     const char *slug = NULL;
+    int f;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             fputs(events_help, stdout);
             return 0;
         } else if (strcmp(argv[i], "-f") == 0 || strcmp(argv[i], "--follow") == 0) {
             follow = true;
-        } else if (strcmp(argv[i], "--json") == 0) {
-            json = true;
-        } else if (strcmp(argv[i], "--format") == 0 || strncmp(argv[i], "--format=", 9) == 0) {
-            const char *v = argv[i][8] == '=' ? argv[i] + 9 : i + 1 < argc ? argv[++i] : NULL;
-            if (!v)
-                return usage_error("events", "--format needs text or json%s", "");
-            if (!cli_parse_format("events", v, &json))
+        } else if ((f = cli_format_option("events", argc, argv, &i, &json)) != 0) {
+            if (f < 0)
                 return EXIT_USAGE;
         } else if (argv[i][0] == '-') {
             return usage_error("events", "unknown option '%s'", argv[i]);

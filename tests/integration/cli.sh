@@ -210,7 +210,11 @@ for c in "list available" "info claude" "doctor" "start curl --dry-run"; do
     "$BOTTLE" $c --json 2>/dev/null | python3 -c 'import json,sys; json.load(sys.stdin)' || j=1
 done
 "$BOTTLE" budget --format json 2>/dev/null | python3 -c 'import json,sys; json.load(sys.stdin)' || j=1
-if [ $j -eq 0 ]; then ok "--json and --format json everywhere"; else fail "--json aliases"; fi
+for c in usage events budget; do # a bad or missing value is a usage error
+    "$BOTTLE" $c --format xml >/dev/null 2>&1; [ $? -eq 2 ] || j=1
+    "$BOTTLE" $c --format >/dev/null 2>&1; [ $? -eq 2 ] || j=1
+done
+if [ $j -eq 0 ]; then ok "--json and --format json everywhere; a bad --format exits 2"; else fail "--json aliases"; fi
 
 # 31: bottle doctor's last line is the tier
 last=$("$BOTTLE" doctor 2>/dev/null | tail -n 1)
